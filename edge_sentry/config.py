@@ -1,0 +1,359 @@
+"""Configuration: the schema, its embedded defaults, TOML loading and validation.
+
+Every command works with no file at all: the defaults below are a runnable demo sentry (synthetic camera,
+mock pins, outbox in the user's state directory, no broker). A file, or a config pushed by an operator,
+is validated whole against the schema before anything uses it; each problem is reported with its key path
+(`gate.pulse_ms: must be at least 50`) so that a typo is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edge-sentry"
+
+
+def _rule(check: Callable[[Any], bool], message: str) -> dict[str, Any]:
+    return {"check": check, "message": message}
+
+
+def _between(low: float, high: float) -> dict[str, Any]:
+    return _rule(lambda v: low <= v <= high, f"must be between {low:g} and {high:g}")
+
+
+def _one_of(*choices: str) -> dict[str, Any]:
+    return _rule(lambda v: v in choices, "must be one of " + ", ".join(repr(c) for c in choices))
+
+
+def _non_empty() -> dict[str, Any]:
+    return _rule(lambda v: bool(v.strip()), "must not be empty")
+
+
+def _pin() -> dict[str, Any]:
+    return _between(0, 27)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Who this sentry is: the identity every event and MQTT topic carries."""
+
+    id: str = field(default_factory=lambda: "sentry-" + socket.gethostname(), metadata=_non_empty())
+    site: str = field(default="demo-site", metadata=_non_empty())
+    venue: str = field(default="demo-venue", metadata=_non_empty())
+    entrance: str = field(default="main", metadata=_non_empty())
+    venue_name: str = "Demo Venue"
+    entrance_name: str = "Main entrance"
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """Where the trust list lives and what happens when it grows old."""
+
+    file: str | None = None
+    max_age_h: float = field(default=24.0, metadata=_between(0.1, 24 * 365))
+    stale_policy: str = field(default="verify", metadata=_one_of("verify", "deny"))
+    root_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Es1Config:
+    """Freshness rules of the sentry's own dynamic codes."""
+
+    max_age_s: int = field(default=60, metadata=_between(1, 86400))
+    skew_s: int = field(default=30, metadata=_between(0, 3600))
+    accept_status: list[int] = field(
+        default_factory=lambda: [0],
+        metadata=_rule(lambda v: bool(v) and all(s in (0, 1, 2) for s in v), "must list statuses 0-2"),
+    )
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Timings and policy of the gate; the relay bound `max_open_s` is never exceeded."""
+
+    pulse_ms: int = field(default=1000, metadata=_between(50, 10000))
+    max_open_s: float = field(default=10.0, metadata=_between(0.1, 120))
+    relay_rest_ms: int = field(default=500, metadata=_between(0, 60000))
+    grant_window_s: float = field(default=8.0, metadata=_between(0.5, 120))
+    held_open_s: float = field(default=20.0, metadata=_between(1, 3600))
+    passback_s: int = field(default=30, metadata=_between(0, 86400))
+    assist_window_s: float = field(default=20.0, metadata=_between(1, 600))
+    fail_mode: str = field(default="secure", metadata=_one_of("secure", "safe"))
+    light_ms: int = field(default=1500, metadata=_between(50, 10000))
+    beep_accept_ms: int = field(default=100, metadata=_between(0, 5000))
+    beep_deny_ms: int = field(default=600, metadata=_between(0, 5000))
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Which frame source feeds the decoder, and the geometry of what it analyses."""
+
+    source: str = field(default="synthetic", metadata=_one_of("picamera2", "replay", "synthetic"))
+    fps: float = field(default=15.0, metadata=_between(0.1, 120))
+    width: int = field(default=1280, metadata=_between(160, 4656))
+    height: int = field(default=720, metadata=_between(120, 3496))
+    lores_width: int = field(default=640, metadata=_between(160, 2328))
+    lores_height: int = field(default=360, metadata=_between(120, 1748))
+    path: str | None = None
+    loop: bool = True
+    scene: str = "demo"
+    timeout_s: float = field(default=2.0, metadata=_between(0.05, 60))
+    fault_after_s: float = field(default=5.0, metadata=_between(0.1, 600))
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """How zxing-cpp is driven; the defaults are the ones the decode benchmark chose."""
+
+    scale: int = field(default=2, metadata=_between(1, 4))
+    retry_full: bool = True
+    binarizer: str = field(
+        default="LocalAverage",
+        metadata=_one_of("LocalAverage", "GlobalHistogram", "FixedThreshold", "BoolCast"),
+    )
+    try_invert: bool = False
+    try_rotate: bool = True
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    """Pin factory and BCM pin numbers of the gate's parts."""
+
+    pin_factory: str = field(default="auto", metadata=_one_of("auto", "mock", "lgpio", "rpigpio"))
+    relay: int = field(default=17, metadata=_pin())
+    green: int = field(default=27, metadata=_pin())
+    red: int = field(default=22, metadata=_pin())
+    buzzer: int = field(default=23, metadata=_pin())
+    door: int = field(default=24, metadata=_pin())
+    staff: int = field(default=25, metadata=_pin())
+    exit: int = field(default=5, metadata=_pin())
+    relay_active_high: bool = True
+    bounce_ms: int = field(default=20, metadata=_between(0, 1000))
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """The durable queue of events waiting for the broker."""
+
+    path: str = field(default_factory=lambda: str(_state_dir() / "outbox"))
+    max_events: int = field(default=200_000, metadata=_between(100, 10_000_000))
+    queue_size: int = field(default=10_000, metadata=_between(10, 1_000_000))
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The fleet broker; absent from the config means the sentry runs without one."""
+
+    host: str = field(default="localhost", metadata=_non_empty())
+    port: int = field(default=1883, metadata=_between(1, 65535))
+    username: str | None = None
+    password: str | None = None
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    keepalive_s: int = field(default=30, metadata=_between(5, 3600))
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """How the daemon writes its event log on standard output."""
+
+    format: str = field(default="human", metadata=_one_of("human", "json"))
+    level: str = field(default="info", metadata=_one_of("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """How long events live and who may read the subject."""
+
+    retention_days: float = field(default=14.0, metadata=_between(0.01, 3650))
+    authority_key: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    interval_s: float = field(default=60.0, metadata=_between(1, 86400))
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """What time-based checks do before the clock is known to be synchronised (a Pi has no RTC)."""
+
+    unsynced_clock: str = field(default="verify", metadata=_one_of("verify", "deny"))
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    es1: Es1Config = field(default_factory=Es1Config)
+    gate: GateConfig = field(default_factory=GateConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    mqtt: MqttConfig | None = None
+    log: LogConfig = field(default_factory=LogConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
+
+
+_SECTIONS: dict[str, type] = {
+    "device": DeviceConfig,
+    "trust": TrustConfig,
+    "es1": Es1Config,
+    "gate": GateConfig,
+    "camera": CameraConfig,
+    "decoder": DecoderConfig,
+    "gpio": GpioConfig,
+    "outbox": OutboxConfig,
+    "mqtt": MqttConfig,
+    "log": LogConfig,
+    "privacy": PrivacyConfig,
+    "health": HealthConfig,
+    "clock": ClockConfig,
+}
+
+
+def _type_name(tp: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if typing.get_origin(tp) is list:
+        return "a list of " + _type_name(typing.get_args(tp)[0]).removeprefix("a ").removeprefix("an ")
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Check `value` against a field type; TOML integers are accepted where a number is asked."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return True, None
+        return _coerce(value, args[0])
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            return False, None
+        out = []
+        for v in value:
+            ok, c = _coerce(v, item)
+            if not ok:
+                return False, None
+            out.append(c)
+        return True, out
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if tp is str:
+        return isinstance(value, str), value
+    return False, None
+
+
+def _build_section(name: str, cls: type, data: Any, problems: list[tuple[str, str]]) -> Any:
+    if not isinstance(data, Mapping):
+        problems.append((name, "must be a table of keys"))
+        return cls()
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        path = f"{name}.{key}"
+        if key not in known:
+            problems.append((path, "unknown key"))
+            continue
+        ok, value = _coerce(raw, hints[key])
+        if not ok:
+            problems.append((path, f"must be {_type_name(hints[key])}, not {type(raw).__name__}"))
+            continue
+        rule = known[key].metadata.get("check")
+        if rule is not None and value is not None and not rule(value):
+            problems.append((path, known[key].metadata["message"]))
+            continue
+        values[key] = value
+    return cls(**values)
+
+
+def from_mapping(data: Mapping[str, Any], base: Config | None = None) -> Config:
+    """Build a Config from nested mappings, over `base` (defaults when None); raise ConfigError.
+
+    Keys absent from `data` keep their value from `base`, so an operator may push a partial config.
+    """
+    base = base or Config()
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, Mapping):
+        raise ConfigError([("", "must be a table of sections")])
+    sections: dict[str, Any] = {}
+    for name, section in data.items():
+        cls = _SECTIONS.get(name)
+        if cls is None:
+            problems.append((name, "unknown section"))
+            continue
+        current = getattr(base, name)
+        merged = dict(dataclasses.asdict(current)) if current is not None else {}
+        if isinstance(section, Mapping):
+            merged.update(section)
+            sections[name] = _build_section(name, cls, merged, problems)
+        else:
+            _build_section(name, cls, section, problems)
+    if problems:
+        raise ConfigError(problems)
+    config = dataclasses.replace(base, **sections)
+    _check_whole(config, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _check_whole(config: Config, problems: list[tuple[str, str]]) -> None:
+    """Rules that tie keys together; each problem is named by the key an operator should change."""
+    gate = config.gate
+    if gate.pulse_ms / 1000 > gate.max_open_s:
+        problems.append(("gate.pulse_ms", "must not exceed gate.max_open_s"))
+    if config.camera.source == "replay" and not config.camera.path:
+        problems.append(("camera.path", "is required when camera.source is 'replay'"))
+    pins = {k: getattr(config.gpio, k) for k in ("relay", "green", "red", "buzzer", "door", "staff", "exit")}
+    seen: dict[int, str] = {}
+    for key, pin in pins.items():
+        if pin in seen:
+            problems.append((f"gpio.{key}", f"pin {pin} is already used by gpio.{seen[pin]}"))
+        seen[pin] = key
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Read a TOML config file (None: the embedded defaults); raise ConfigError on any problem."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([("", f"config file {os.fspath(path)!r} not found")]) from None
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {os.fspath(path)!r}: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([("", f"{os.fspath(path)!r} is not valid TOML: {exc}")]) from None
+    return from_mapping(data)
+
+
+def to_mapping(config: Config) -> dict[str, Any]:
+    """The config as plain nested dicts (sections that are absent are left out)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
