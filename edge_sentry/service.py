@@ -1,0 +1,54 @@
+"""systemd's notify protocol: readiness, status and the watchdog, with no library beyond the socket module.
+
+systemd restarts the sentry (and, with a hardware watchdog, the Pi) when the keep-alive stops, so the
+keep-alive is sent only by the hot loop, and only while it makes progress. Outside systemd (no
+NOTIFY_SOCKET) every call is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+
+class Notifier:
+    def __init__(self, address: str | None = None):
+        address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
+        if address and address.startswith("@"):
+            address = "\0" + address[1:]  # abstract socket namespace
+        self._address = address or None
+        usec = os.environ.get("WATCHDOG_USEC", "")
+        # Ping at half the configured interval, as sd_watchdog_enabled(3) recommends.
+        self.watchdog_interval_s = int(usec) / 2_000_000 if usec.isdigit() else None
+        self._last_ping = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    def send(self, message: str) -> None:
+        if self._address is None:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.connect(self._address)
+                sock.sendall(message.encode())
+        except OSError:
+            # A notify failure must not stop the gate; systemd will notice the silence itself.
+            pass
+
+    def ready(self, status: str = "") -> None:
+        self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
+
+    def stopping(self) -> None:
+        self.send("STOPPING=1")
+
+    def progress(self) -> None:
+        """Called by the hot loop after each frame it handled; rate-limited to the watchdog period."""
+        if self.watchdog_interval_s is None:
+            return
+        now = time.monotonic()
+        if now - self._last_ping >= self.watchdog_interval_s:
+            self._last_ping = now
+            self.send("WATCHDOG=1")

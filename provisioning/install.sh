@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the sentry on a Raspberry Pi OS (bookworm) device as a systemd service.
+# Run as root from a checkout: provisioning/install.sh [CONFIG.toml]
+# Idempotent: re-running upgrades the code and keeps /etc/edge-sentry/sentry.toml.
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+config="${1:-}"
+prefix=/opt/edge-sentry
+
+[ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 2; }
+
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-picamera2 python3-lgpio
+
+id edge-sentry >/dev/null 2>&1 || useradd --system --home-dir /var/lib/edge-sentry --shell /usr/sbin/nologin edge-sentry
+for group in gpio video; do getent group "$group" >/dev/null && usermod -a -G "$group" edge-sentry; done
+
+mkdir -p "$prefix" /etc/edge-sentry
+cp -r "$src/edge_sentry" "$src/setup.cfg" "$src/pyproject.toml" "$src/README.md" "$prefix/"
+# picamera2 and lgpio come from apt: the venv must see the system's site packages.
+[ -x "$prefix/.venv/bin/python" ] || python3 -m venv --system-site-packages "$prefix/.venv"
+"$prefix/.venv/bin/pip" install --quiet --disable-pip-version-check "$prefix"
+
+if [ -n "$config" ]; then
+  install -m 0640 -g edge-sentry "$config" /etc/edge-sentry/sentry.toml
+elif [ ! -f /etc/edge-sentry/sentry.toml ]; then
+  install -m 0640 -g edge-sentry "$src/provisioning/sentry.example.toml" /etc/edge-sentry/sentry.toml
+  echo "install.sh: edit /etc/edge-sentry/sentry.toml (device id, site, trust file), then restart the service"
+fi
+"$prefix/.venv/bin/edge-sentry" --config /etc/edge-sentry/sentry.toml verify --now 2000-01-01T00:00:00Z x >/dev/null 2>&1 || true
+
+install -m 0644 "$src/systemd/edge-sentry.service" /etc/systemd/system/edge-sentry.service
+systemctl daemon-reload
+systemctl enable --now edge-sentry.service
+systemctl --no-pager status edge-sentry.service | head -n 5

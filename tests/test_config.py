@@ -1,0 +1,115 @@
+"""The config schema: defaults run, files override, every problem is named by its key path."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_sentry import config as cfg
+from edge_sentry.errors import ConfigError
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "sentry.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(exc: pytest.ExceptionInfo[ConfigError]) -> dict[str, str]:
+    return dict(exc.value.problems)
+
+
+def test_no_file_gives_the_runnable_demo_defaults():
+    config = cfg.load(None)
+    assert config.camera.source == "synthetic"
+    assert config.gpio.pin_factory == "auto"
+    assert config.mqtt is None
+    assert config.es1.max_age_s == 60 and config.es1.skew_s == 30
+    assert config.gate.passback_s == 30
+
+
+def test_file_overrides_only_the_keys_it_names(tmp_path):
+    config = cfg.load(write(tmp_path, '[gate]\npulse_ms = 250\n[device]\nsite = "arena"\n'))
+    assert config.gate.pulse_ms == 250
+    assert config.gate.passback_s == 30
+    assert config.device.site == "arena"
+    assert config.device.entrance == "main"
+
+
+def test_mqtt_section_present_means_a_broker(tmp_path):
+    config = cfg.load(write(tmp_path, '[mqtt]\nhost = "broker.local"\n'))
+    assert config.mqtt is not None
+    assert config.mqtt.host == "broker.local" and config.mqtt.port == 1883
+
+
+def test_integer_accepted_where_a_number_is_asked(tmp_path):
+    config = cfg.load(write(tmp_path, "[gate]\nmax_open_s = 5\n"))
+    assert config.gate.max_open_s == 5.0 and isinstance(config.gate.max_open_s, float)
+
+
+def test_every_problem_is_reported_by_key_path(tmp_path):
+    text = (
+        '[gate]\npulse_ms = "long"\nfail_mode = "open"\nfoo = 1\n'
+        "[es1]\nmax_age_s = -5\n"
+        "[nonsense]\nx = 1\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, text))
+    found = problems(exc)
+    assert found["gate.pulse_ms"] == "must be an integer, not str"
+    assert "must be one of" in found["gate.fail_mode"]
+    assert found["gate.foo"] == "unknown key"
+    assert "between" in found["es1.max_age_s"]
+    assert found["nonsense"] == "unknown section"
+
+
+def test_bool_is_not_an_integer(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, "[gate]\npulse_ms = true\n"))
+    assert "gate.pulse_ms" in problems(exc)
+
+
+def test_list_items_are_checked(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, "[es1]\naccept_status = [0, 7]\n"))
+    assert "es1.accept_status" in problems(exc)
+
+
+def test_rules_across_keys(tmp_path):
+    text = '[gate]\npulse_ms = 5000\nmax_open_s = 2\n[gpio]\nred = 17\n[camera]\nsource = "replay"\n'
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, text))
+    found = problems(exc)
+    assert found["gate.pulse_ms"] == "must not exceed gate.max_open_s"
+    assert found["gpio.red"] == "pin 17 is already used by gpio.relay"
+    assert "camera.path" in found
+
+
+def test_broken_toml_and_missing_file_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        cfg.load(write(tmp_path, "[gate\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        cfg.load(tmp_path / "absent.toml")
+
+
+def test_section_that_is_not_a_table(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, "gate = 3\n"))
+    assert problems(exc) == {"gate": "must be a table of keys"}
+
+
+def test_partial_mapping_applies_over_a_base():
+    base = cfg.from_mapping({"gate": {"pulse_ms": 300}})
+    merged = cfg.from_mapping({"es1": {"max_age_s": 90}}, base=base)
+    assert merged.gate.pulse_ms == 300 and merged.es1.max_age_s == 90
+
+
+def test_failed_mapping_leaves_base_untouched():
+    base = cfg.from_mapping({"gate": {"pulse_ms": 300}})
+    with pytest.raises(ConfigError):
+        cfg.from_mapping({"gate": {"pulse_ms": 1}}, base=base)
+    assert base.gate.pulse_ms == 300
+
+
+def test_round_trip_through_mapping():
+    config = cfg.from_mapping({"mqtt": {"host": "h"}, "gate": {"pulse_ms": 400}})
+    assert cfg.from_mapping(cfg.to_mapping(config)) == config
