@@ -27,7 +27,6 @@ elif [ ! -f /etc/edge-sentry/sentry.toml ]; then
   install -m 0640 -g edge-sentry "$src/provisioning/sentry.example.toml" /etc/edge-sentry/sentry.toml
   echo "install.sh: edit /etc/edge-sentry/sentry.toml (device id, site, trust file), then restart the service"
 fi
-"$prefix/.venv/bin/edge-sentry" --config /etc/edge-sentry/sentry.toml verify --now 2000-01-01T00:00:00Z x >/dev/null 2>&1 || true
 
 install -m 0644 "$src/systemd/edge-sentry.service" /etc/systemd/system/edge-sentry.service
 systemctl daemon-reload
