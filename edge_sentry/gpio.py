@@ -15,9 +15,11 @@ Wiring assumed (BCM numbers from `GpioConfig`):
 - relay: the strike's relay driver; `gpio.relay_active_high` says which level energises it;
 - green, red: indicator lights, high = lit; buzzer: an active buzzer, high = sounding;
 - door: a contact that is CLOSED (joins the pin to ground) while the door is shut. The pin is
-  pulled up, so a shut door reads LOW, which gpiozero calls "pressed" (active). A cut wire or an
-  unplugged contact reads HIGH, "door open", so a wiring fault raises an alarm instead of hiding
-  a forced door;
+  pulled up, so a shut door reads LOW, which gpiozero calls active ("pressed" for a button). A cut
+  wire or an unplugged contact reads HIGH, "door open", so a wiring fault raises an alarm instead
+  of hiding a forced door. It is a DigitalInputDevice rather than a Button: a Button runs a
+  hold-detection thread that, on a contact active nearly all the time, only adds work and makes
+  closing wait up to its hold time;
 - staff (manual entry) and exit (request-to-exit): push-to-make buttons to ground, pulled up,
   pressed = LOW.
 """
@@ -31,7 +33,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from gpiozero import LED, Button, Buzzer, Device, OutputDevice
+from gpiozero import LED, Button, Buzzer, Device, DigitalInputDevice, OutputDevice
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
@@ -102,7 +104,7 @@ class GateDevices:
     green: LED
     red: LED
     buzzer: Buzzer
-    door: Button
+    door: DigitalInputDevice
     staff: Button
     exit: Button
 
@@ -127,7 +129,7 @@ def build_devices(cfg: GpioConfig, factory: Factory) -> GateDevices:
     """
     bounce = cfg.bounce_ms / 1000 if cfg.bounce_ms > 0 else None
 
-    def contact(pin: int) -> Button:
+    def button(pin: int) -> Button:
         return Button(pin, pull_up=True, bounce_time=bounce, pin_factory=factory)
 
     makers: dict[str, Callable[[], Any]] = {
@@ -141,9 +143,11 @@ def build_devices(cfg: GpioConfig, factory: Factory) -> GateDevices:
         "green": lambda: LED(cfg.green, initial_value=False, pin_factory=factory),
         "red": lambda: LED(cfg.red, initial_value=False, pin_factory=factory),
         "buzzer": lambda: Buzzer(cfg.buzzer, initial_value=False, pin_factory=factory),
-        "door": lambda: contact(cfg.door),
-        "staff": lambda: contact(cfg.staff),
-        "exit": lambda: contact(cfg.exit),
+        "door": lambda: DigitalInputDevice(
+            cfg.door, pull_up=True, bounce_time=bounce, pin_factory=factory
+        ),
+        "staff": lambda: button(cfg.staff),
+        "exit": lambda: button(cfg.exit),
     }
     built: dict[str, Any] = {}
     for key, make in makers.items():
