@@ -1,0 +1,242 @@
+"""The verifier: a code's text in, a Decision out (DESIGN section 3). Never raises, never blocks.
+
+It runs on the hot path for every text the decoder finds, most of them from strangers, so every
+failure inside becomes a `deny` with a reason instead of an exception, and the only state it keeps
+is the bounded in-memory passback window. It never logs code texts or subjects.
+
+Precedence of reasons for an ES1 code (the first rule that fails names the denial):
+
+1. `malformed`     the text is over 4 KB, or the envelope does not parse
+2. `unknown-key`   no trusted es1 key has the code's kid
+3. `bad-signature` the signature does not hold; nothing in the payload is read before this point
+4. `malformed`     the signed claims do not follow the format (the issuer's fault; still no entry)
+5. `revoked`       the key or the subject is revoked: whatever else is true, this holder is refused
+6. `not-yet-valid` iat - skew > now
+7. `expired`       now >= exp + skew
+8. `stale`         now - iat > max_age_s + skew (not for paper codes, whose lifetime is their exp)
+9. `status`        the status claim is not in `es1.accept_status`
+10. `wrong-venue`  the code names a venue that is not this sentry's
+11. `passback`     the same subject was let in at this entrance within `gate.passback_s`
+12. `assist`       a valid paper code: staff must confirm (the gate may grant it as `assisted`)
+13. `ok`           accept, and the subject enters the passback window
+
+Authenticity comes first because nothing else can be believed without it; revocation before time so
+that a revoked holder is reported as such even with an old code; passback late because it is the
+only rule that depends on this sentry's own history; assist last so staff are only ever called for a
+code that would otherwise have been accepted.
+
+Other schemes: `HC1:` (the EU DCC) is recognised but `unsupported` for now; any other prefix is
+`unsupported` with scheme None. A `VC1:` venue code never opens the gate: its verdict is always
+`deny`, with reason `ok` when it is genuine (signed by the fleet trust-root key) and names this
+sentry's site, venue and entrance, `wrong-venue` when genuine but for another place, and
+`unknown-key`, `bad-signature` or `malformed` otherwise; a genuine one carries its map in
+`venue_code`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .codes import es1, vc1
+from .codes.trust import TrustList
+from .config import DeviceConfig, Es1Config, GateConfig
+from .errors import CodeError
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_BYTES = 4096
+
+REASONS = (
+    "ok",
+    "malformed",
+    "unsupported",
+    "unknown-key",
+    "bad-signature",
+    "expired",
+    "not-yet-valid",
+    "stale",
+    "revoked",
+    "status",
+    "passback",
+    "wrong-venue",
+    "assist",
+)
+
+_SCHEMES_BY_PREFIX = {es1.PREFIX: "es1", vc1.PREFIX: "vc1", "HC1:": "dcc"}
+
+
+@dataclass(frozen=True, repr=False)
+class Decision:
+    """What the verifier concluded about one text, with the claims the gate and the event need.
+
+    `sub` is the holder's pseudonym: it goes only into the sealed `subject` of a scan event, so the
+    repr hides it and nothing here ever logs it.
+    """
+
+    verdict: str
+    reason: str
+    scheme: str | None = None
+    kid: bytes | None = None
+    iat: int | None = None
+    exp: int | None = None
+    issuer: str | None = None
+    sub: bytes | None = None
+    paper: bool = False
+    venue_code: dict[str, Any] | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == "accept"
+
+    def __repr__(self) -> str:
+        sub = "<hidden>" if self.sub is not None else "None"
+        return (
+            f"Decision(verdict={self.verdict!r}, reason={self.reason!r}, scheme={self.scheme!r}, "
+            f"kid={self.kid!r}, iat={self.iat!r}, exp={self.exp!r}, issuer={self.issuer!r}, "
+            f"sub={sub}, paper={self.paper!r}, venue_code={self.venue_code!r})"
+        )
+
+    __str__ = __repr__
+
+
+class PassbackWindow:
+    """Subjects let in recently at this entrance, forgotten after `window_s`; memory only.
+
+    Entries are kept in arrival order so expiry only looks at the oldest; `max_entries` caps memory
+    even if the clock stalls (the oldest are forgotten first, which only ever errs towards letting a
+    long-gone holder back in). A clock that steps backwards keeps entries until it catches up.
+    """
+
+    def __init__(self, window_s: float, max_entries: int = 10_000) -> None:
+        self.window_s = float(window_s)
+        self.max_entries = max_entries
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def _expire(self, now: float) -> None:
+        while self._seen:
+            oldest = next(iter(self._seen.values()))
+            if now - oldest < self.window_s:
+                break
+            self._seen.popitem(last=False)
+
+    def seen(self, sub: bytes, now: float) -> bool:
+        """True when `sub` was recorded less than `window_s` ago."""
+        self._expire(now)
+        when = self._seen.get(sub)
+        return when is not None and abs(now - when) < self.window_s
+
+    def record(self, sub: bytes, now: float) -> None:
+        """Remember that `sub` was let in at `now`."""
+        if self.window_s <= 0:
+            return
+        self._seen.pop(sub, None)
+        self._seen[sub] = now
+        self._expire(now)
+        while len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+
+
+class Verifier:
+    """Decides on texts for one entrance, with the config's freshness rules and a trust list."""
+
+    def __init__(
+        self,
+        es1: Es1Config,
+        gate: GateConfig,
+        device: DeviceConfig,
+        trust: TrustList,
+        root_key: Ed25519PublicKey | None = None,
+    ) -> None:
+        self.es1 = es1
+        self.gate = gate
+        self.device = device
+        self.trust = trust
+        self.root_key = root_key
+        self.passback = PassbackWindow(gate.passback_s)
+
+    def verify(self, text: str, now: float) -> Decision:
+        """Decide on one decoded text at time `now` (seconds since 1970). Never raises."""
+        scheme = None
+        try:
+            scheme = _SCHEMES_BY_PREFIX.get(text[:4]) if isinstance(text, str) else None
+            if not isinstance(text, str) or _too_long(text):
+                return Decision("deny", "malformed", scheme)
+            if scheme == "es1":
+                return self._verify_es1(text, now)
+            if scheme == "vc1":
+                return self._verify_vc1(text)
+            return Decision("deny", "unsupported", scheme)
+        except Exception as exc:  # any surprise on hostile input is a denial, not a crash
+            log.warning("verifier: %s input could not be read (%s)", scheme, type(exc).__name__)
+            return Decision("deny", "malformed", scheme)
+
+    def record_assisted(self, decision: Decision, now: float) -> None:
+        """Put an assisted grant's subject in the passback window (staff let a paper code in)."""
+        if decision.sub is not None:
+            self.passback.record(decision.sub, now)
+
+    def _verify_es1(self, text: str, now: float) -> Decision:
+        try:
+            code = es1.parse(text)
+        except CodeError:
+            return Decision("deny", "malformed", "es1")
+        key = self.trust.es1_key(code.kid)
+        if key is None:
+            return Decision("deny", "unknown-key", "es1", code.kid)
+        if not code.verify(key.public_key):
+            return Decision("deny", "bad-signature", "es1", code.kid)
+        try:
+            claims = code.unverified_claims()  # verified just above
+        except CodeError:
+            return Decision("deny", "malformed", "es1", code.kid)
+
+        granted = Decision(
+            "accept", "ok", "es1", code.kid, claims.iat, claims.exp, claims.iss, claims.sub,
+            claims.paper,
+        )  # fmt: skip
+
+        def deny(reason: str) -> Decision:
+            return dataclasses.replace(granted, verdict="deny", reason=reason)
+
+        skew = self.es1.skew_s
+        if self.trust.is_kid_revoked(code.kid) or self.trust.is_sub_revoked(claims.sub):
+            return deny("revoked")
+        if claims.iat - skew > now:
+            return deny("not-yet-valid")
+        if now >= claims.exp + skew:
+            return deny("expired")
+        if not claims.paper and now - claims.iat > self.es1.max_age_s + skew:
+            return deny("stale")
+        if claims.status not in self.es1.accept_status:
+            return deny("status")
+        if claims.venue is not None and claims.venue != self.device.venue:
+            return deny("wrong-venue")
+        if self.passback.seen(claims.sub, now):
+            return deny("passback")
+        if claims.paper:
+            return deny("assist")
+        self.passback.record(claims.sub, now)
+        return granted
+
+    def _verify_vc1(self, text: str) -> Decision:
+        reason, venue_code = vc1.verify(text, self.root_key)
+        if venue_code is None:
+            return Decision("deny", reason, "vc1")
+        here = self.device
+        if not venue_code.matches(site=here.site, venue=here.venue, entrance=here.entrance):
+            reason = "wrong-venue"
+        return Decision("deny", reason, "vc1", venue_code=venue_code.as_dict())
+
+
+def _too_long(text: str) -> bool:
+    # Character count first: it bounds the byte count from below without encoding a huge string.
+    return len(text) > MAX_TEXT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES
