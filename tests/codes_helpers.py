@@ -6,6 +6,7 @@ another test could have revoked or recorded.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_sentry.codes import keys
 from edge_sentry.codes.trust import TrustList
-from edge_sentry.config import DeviceConfig, Es1Config, GateConfig
+from edge_sentry.config import Config, DeviceConfig, Es1Config, GateConfig
 from edge_sentry.verifier import Verifier
 
 NOW = 1_795_000_000  # a fixed "now" (late 2026), seconds since 1970
@@ -69,3 +70,17 @@ def make_verifier(
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_cli(argv: list[str], config: Config | None = None) -> int:
+    """Parse `argv` with the codes and verify commands' own parsers and run the handler in-process,
+    as the main entry point does; the config is given instead of loaded."""
+    from edge_sentry.commands import codes, verify
+
+    parser = argparse.ArgumentParser(prog="edge-sentry")
+    parser.add_argument("--config")
+    sub = parser.add_subparsers(dest="command", required=True)
+    codes.register(sub)
+    verify.register(sub)
+    args = parser.parse_args(argv)
+    return args.func(args, config or Config())
