@@ -100,11 +100,14 @@ class Relay:
         """Keep the relay on until `seconds` from now (overlapping pulses extend each other).
 
         Returns the clock value at which the relay is on: right after switching it, now if it was
-        already on, or the end of an enforced rest (the relay comes on then); None if closed.
+        already on, or the end of an enforced rest (the relay comes on then, for the whole pulse);
+        None if closed.
         """
         with self._cond:
             now = self._clock()
-            self._pulse_until = max(self._pulse_until, now + seconds)
+            # a pulse asked for during a rest is served whole once the rest is over
+            start = now if self._on_since is not None else max(now, self._rest_until)
+            self._pulse_until = max(self._pulse_until, start + seconds)
             t_on = self._settle(now)
             self._cond.notify()
             return t_on
@@ -148,15 +151,15 @@ class Relay:
         """Bring the pin in line with what is wanted at `now`; return when it is (will be) on."""
         wanted = self._guarded and (self._held or now < self._pulse_until)
         if self._on_since is not None:
-            if now - self._on_since >= self._max_on:
+            if not wanted:
+                self._switch_off(now)
+            elif now - self._on_since >= self._max_on:
                 self._switch_off(now)
                 self._rest_until = now + self._rest
                 self.cuts += 1
                 log.warning("relay on for %.2f s: cut, resting %.2f s", self._max_on, self._rest)
-            elif wanted:
-                return now
             else:
-                self._switch_off(now)
+                return now
         if not wanted:
             return None
         if now < self._rest_until:

@@ -25,6 +25,7 @@ from edge_sentry.gpio import GateDevices, build_devices
 
 # Generous: a loaded CI machine can stall a thread for tens of milliseconds.
 TOLERANCE_S = 0.08
+OUTPUTS = ("relay", "green", "red", "buzzer")
 
 
 def fast_config(**overrides: Any) -> GateConfig:
@@ -87,7 +88,7 @@ class Rig:
     devices: GateDevices
     events: Events
     gate: Gate
-    relay_since: float = 0.0
+    since: float = 0.0
 
     def pin(self, key: str) -> MockPin:
         return self.factory.pin(getattr(self.gpio, key))
@@ -106,21 +107,24 @@ class Rig:
     def relay_on(self) -> bool:
         return bool(self.devices.relay.value)
 
-    def relay_stretches(self) -> list[float]:
-        """How long each "on" stretch of the relay lasted (a running one counts up to now)."""
-        return [end - start for start, end in self.relay_intervals()]
+    def stretches(self, key: str = "relay") -> list[float]:
+        """How long each active stretch of an output lasted (a running one counts up to now)."""
+        return [end - start for start, end in self.intervals(key)]
 
-    def relay_gaps(self) -> list[float]:
-        """How long the relay stayed off between two "on" stretches."""
-        spans = self.relay_intervals()
-        return [nxt[0] - prev[1] for prev, nxt in pairwise(spans)]
+    def gaps(self, key: str = "relay") -> list[float]:
+        """How long an output stayed inactive between two active stretches."""
+        return [nxt[0] - prev[1] for prev, nxt in pairwise(self.intervals(key))]
 
-    def relay_intervals(self) -> list[tuple[float, float]]:
-        return level_intervals(self.pin("relay"), self.relay_since, self.gpio.relay_active_high)
+    def intervals(self, key: str = "relay") -> list[tuple[float, float]]:
+        """(start, end) monotonic times of each active stretch of an output since the reset."""
+        level = self.gpio.relay_active_high if key == "relay" else True
+        return level_intervals(self.pin(key), self.since, level)
 
-    def reset_relay_history(self) -> None:
-        self.pin("relay").clear_states()
-        self.relay_since = time.monotonic()
+    def reset_history(self) -> None:
+        """Forget the outputs' pin histories, so a test sees only what it caused."""
+        for key in OUTPUTS:
+            self.pin(key).clear_states()
+        self.since = time.monotonic()
 
 
 def level_intervals(pin: MockPin, since: float, level: bool = True) -> list[tuple[float, float]]:
@@ -161,7 +165,7 @@ def gate_rig(
     events = Events()
     gate = Gate(cfg or fast_config(), devices, events)
     rig = Rig(factory, gpio, devices, events, gate)
-    rig.reset_relay_history()
+    rig.reset_history()
     try:
         yield rig
     finally:
