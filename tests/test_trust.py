@@ -213,6 +213,7 @@ def test_duplicate_es1_kid_is_refused() -> None:
         (b'{"version": 1, "version": 2}', "duplicate key"),
         (b"\xff\xfe", "not UTF-8"),
         (b"[]", "trust list: must be an object"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ],
 )
 def test_unreadable_json_is_refused(data: bytes, message: str) -> None:

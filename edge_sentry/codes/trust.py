@@ -96,6 +96,8 @@ class TrustList:
             raise TrustListError("not UTF-8 text") from None
         except ValueError as exc:
             raise TrustListError(f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise TrustListError("not valid JSON (nested too deeply)") from None
         return _parse(doc)
 
     @classmethod
