@@ -395,3 +395,16 @@ def test_trust_list_swap_takes_effect() -> None:
     assert verifier.verify(code(), NOW).reason == "unknown-key"
     verifier.trust = trust_list(KEY)
     assert verifier.verify(code(), NOW).reason == "ok"
+
+
+def test_an_internal_failure_is_a_malformed_denial_not_an_exception(verifier, caplog) -> None:
+    class Broken:
+        def es1_key(self, kid: bytes) -> None:
+            raise RuntimeError("message that could quote a code")
+
+    verifier.trust = Broken()  # type: ignore[assignment]
+    text = code()
+    decision = verifier.verify(text, NOW)
+    assert (decision.verdict, decision.reason, decision.scheme) == ("deny", "malformed", "es1")
+    assert "RuntimeError" in caplog.text  # the type is logged, never the message or the text
+    assert "could quote" not in caplog.text and text not in caplog.text
