@@ -117,6 +117,7 @@ class Outbox:
         self._dropped_full = 0
         self._dropped_size = 0
         self._dropped_retention = 0
+        self._compactions = 0
 
         # Writer thread only.
         self._buffer: list[_Item] = []  # drained from the queue, not yet durable
@@ -316,13 +317,17 @@ class Outbox:
                 "seq": self._next_seq - 1,
                 "disk_error": self._disk_error,
                 "file_bytes": store.file_size if store is not None else 0,
+                "compactions": self._compactions,
             }
 
     # --- writer thread ------------------------------------------------------------------------
 
     def _run_writer(self) -> None:
         while True:
-            self._wake.wait(self._wait_s())
+            wait = self._wait_s()
+            if self._stop.is_set():
+                wait = min(wait, max(0.0, self._stop_deadline - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
             try:
                 self._cycle()
@@ -402,6 +407,7 @@ class Outbox:
             log.info("outbox: %d events passed the retention period and were dropped", purged)
 
     def _write(self) -> None:
+        """Write what the writer holds: as much as the disk takes, in order, each part fsynced."""
         store = self._store
         assert store is not None
         with self._lock:
@@ -414,32 +420,63 @@ class Outbox:
             return
         if self._disk_error is not None and time.monotonic() < self._retry_at:
             return
-        batch = self._buffer
-        try:
-            store.write([(seq, event_id, frame) for seq, event_id, frame, _e in batch],
-                        self._tombs)
-        except OSError as exc:
-            self._disk_failed(exc)
+        limit = len(self._buffer)
+        compacted = False
+        while self._buffer or self._tombs:
+            batch = self._buffer[:limit]
+            try:
+                store.write([(seq, event_id, frame) for seq, event_id, frame, _e in batch],
+                            self._tombs)
+            except OSError as exc:
+                if _no_space(exc) and not compacted:
+                    compacted = True  # acked events may be holding the space we need
+                    if self._compact_for_space():
+                        continue
+                if _no_space(exc) and limit > 1:
+                    limit //= 2  # write what fits now rather than nothing
+                    continue
+                self._disk_failed(exc)
+                return
+            del self._buffer[: len(batch)]
+            self._tombs = []
+            limit = len(self._buffer)
+            if self._disk_error is not None:
+                log.warning("outbox: writing again after %s", self._disk_error)
+                self._disk_error = None
+                self._backoff_s = 0.0
+            self._mark_done(batch)
+            self._call_on_durable(batch)
+
+    def _call_on_durable(self, batch: list[_Item]) -> None:
+        if self._on_durable is None:
             return
-        self._buffer = []
+        for _seq, _id, _frame, event in batch:
+            try:
+                self._on_durable(event)
+            except Exception:
+                log.exception("outbox on_durable callback failed")
+
+    def _compact_for_space(self) -> bool:
+        """On a full disk, drop the dead records (acked, expired) to make room; True if it did."""
+        store = self._store
+        assert store is not None
+        if store.dead_bytes <= 0:
+            return False
+        try:
+            store.compact()
+        except OSError:
+            return False
+        self._compactions += 1
+        # The new file left out every event already gone from the index: their tombstones are moot.
         self._tombs = []
-        if self._disk_error is not None:
-            log.warning("outbox: writing again after %s", self._disk_error)
-            self._disk_error = None
-            self._backoff_s = 0.0
-        self._mark_done(batch)
-        if self._on_durable is not None:
-            for _seq, _id, _frame, event in batch:
-                try:
-                    self._on_durable(event)
-                except Exception:
-                    log.exception("outbox on_durable callback failed")
+        self._mark_done([])
+        return True
 
     def _mark_done(self, batch: list[_Item]) -> None:
         with self._lock:
             if batch:
                 self._done_seq = max(self._done_seq, batch[-1][0])
-            elif not self._queue:
+            elif not self._queue and not self._buffer:
                 # Nothing was written because everything queued was dropped by the size bound.
                 self._done_seq = max(self._done_seq, self._next_seq - 1)
             if not self._tombs:
@@ -465,6 +502,7 @@ class Outbox:
             return
         try:
             store.compact()
+            self._compactions += 1
         except OSError as exc:
             # Needs room for a copy; the old file stays whole, so try again much later.
             self._compact_retry_at = time.monotonic() + 60.0
@@ -543,6 +581,10 @@ class Outbox:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+
+
+def _no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _lock_folder(path: Path) -> int:

@@ -270,6 +270,7 @@ class AppendLog:
         self._file: LogFile | None = None
         self._end = len(MAGIC)
         self._dir_unsynced = False
+        self._create_pending = False
 
     @property
     def size(self) -> int:
@@ -288,19 +289,22 @@ class AppendLog:
         except OSError as exc:
             raise StorageError(f"cannot read {self.path}: {exc.strerror}") from None
         if result is None:
-            # Missing, or its creation was cut short: start it again, atomically.
-            if not self._read_only:
-                self._replace_with([])
+            # Missing, or its creation was cut short: start it again, atomically. On a full or
+            # failing disk that waits for the first append, so that opening never needs space.
+            self._create_pending = not self._read_only
+            if self._create_pending:
+                with contextlib.suppress(OSError):
+                    self._ensure_file()
             return Scan()
         self._end = result.end
         if result.torn or result.skipped:
             log.warning("%s: dropped %d torn bytes at the tail and skipped %d damaged bytes",
                         self.path, result.torn, result.skipped)
         if not self._read_only:
-            self._file = self._opener(self.path)
-            if result.torn:
-                self._file.truncate(result.end)
-                self._file.sync()
+            try:
+                self._reopen()  # cuts a torn tail off: appends must follow good data
+            except OSError as exc:
+                log.warning("%s: cannot open for appending yet (%s)", self.path, exc.strerror)
         return result
 
     def append(self, data: bytes) -> None:
@@ -309,12 +313,7 @@ class AppendLog:
             raise StorageError(f"{self.path} is open read-only")
         if not data:
             return
-        if self._dir_unsynced:
-            # A rename is durable only once its folder is: no append may count as durable before.
-            fsync_dir(self.path.parent)
-            self._dir_unsynced = False
-        if self._file is None:
-            self._reopen()
+        self._ensure_file()
         assert self._file is not None
         try:
             self._file.write(data)
@@ -330,6 +329,27 @@ class AppendLog:
             raise StorageError(f"{self.path} is open read-only")
         self._replace_with(frames)
 
+    def reset(self) -> None:
+        """Drop every record in place, for a log with nothing live left.
+
+        Unlike rewrite() this needs no free space, so it is how a full disk gets room back once
+        the broker has acknowledged everything. A crash leaves either the old file or the empty
+        one, both valid.
+        """
+        if self._read_only:
+            raise StorageError(f"{self.path} is open read-only")
+        self._ensure_file()
+        assert self._file is not None
+        self._end = len(MAGIC)  # if this fails, the next _reopen() truncates again
+        try:
+            self._file.truncate(len(MAGIC))
+            self._file.sync()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+            raise
+
     def close(self) -> None:
         if self._file is not None:
             try:
@@ -338,6 +358,18 @@ class AppendLog:
                 self._file = None
 
     # -- internals
+
+    def _ensure_file(self) -> None:
+        """Finish whatever a failure left undone before the next write may count as durable."""
+        if self._create_pending:
+            self._replace_with([])
+            self._create_pending = False
+        if self._dir_unsynced:
+            # A rename is durable only once its folder is: no append may count as durable before.
+            fsync_dir(self.path.parent)
+            self._dir_unsynced = False
+        if self._file is None:
+            self._reopen()
 
     def _tmp_path(self) -> Path:
         return self.path.with_name(self.path.name + ".tmp")
@@ -387,6 +419,7 @@ class AppendLog:
             actual = new.size()
             if actual != self._end:
                 new.truncate(self._end)
+                new.sync()
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
                 new.close()
@@ -599,14 +632,23 @@ class EventStore:
 
     def needs_compaction(self, min_bytes: int) -> bool:
         """True once dead records outweigh live ones (compaction then costs O(1) per record)."""
-        dead = self._log.size - len(MAGIC) - self._live_bytes
-        return dead > max(min_bytes, self._live_bytes)
+        return self.dead_bytes > max(min_bytes, self._live_bytes)
 
     def compact(self) -> None:
-        """Rewrite the log with the live events only; tombstones not yet written become moot."""
+        """Rewrite the log with the live events only; tombstones not yet written become moot.
+
+        With nothing live the file is truncated in place, which needs no free space.
+        """
         with self._lock:
             frames = [frame for frame, _id in self._live.values()]
-        self._log.rewrite(frames)
+        if frames:
+            self._log.rewrite(frames)
+        else:
+            self._log.reset()
+
+    @property
+    def dead_bytes(self) -> int:
+        return self._log.size - len(MAGIC) - self._live_bytes
 
     # -- internals (caller holds the lock, or is replaying)
 
