@@ -508,7 +508,9 @@ class Gate:
         self._deadlines.pop("assist", None)
 
     def _expire(self, name: str, now: float) -> None:
-        if name == "grant-window":
+        if name.endswith("-off"):
+            self._indicator(name.removesuffix("-off"), on=False)
+        elif name == "grant-window":
             self._counters["grants_unused"] += self._credits
             self._credits = 0
             self._window_until = None
@@ -535,18 +537,29 @@ class Gate:
         return GateState.IDLE
 
     def _show_accept(self) -> None:
-        self._dev.red.off()
-        self._dev.green.blink(on_time=self._cfg.light_ms / 1000, off_time=0, n=1)
-        self._beep(self._cfg.beep_accept_ms)
+        self._signal("green", "red", self._cfg.beep_accept_ms)
 
     def _show_deny(self) -> None:
-        self._dev.green.off()
-        self._dev.red.blink(on_time=self._cfg.light_ms / 1000, off_time=0, n=1)
-        self._beep(self._cfg.beep_deny_ms)
+        self._signal("red", "green", self._cfg.beep_deny_ms)
 
-    def _beep(self, ms: int) -> None:
-        if ms > 0:
-            self._dev.buzzer.blink(on_time=ms / 1000, off_time=0, n=1)
+    def _signal(self, light: str, other: str, beep_ms: int) -> None:
+        # Switched here and ended by the timer thread: gpiozero's blink() would start (and join)
+        # a thread per call, milliseconds the hot path cannot spare.
+        now = self._clock()
+        self._indicator(other, on=False)
+        self._indicator(light, on=True)
+        self._set_deadline(f"{light}-off", now + self._cfg.light_ms / 1000)
+        if beep_ms > 0:
+            self._indicator("buzzer", on=True)
+            self._set_deadline("buzzer-off", now + beep_ms / 1000)
+
+    def _indicator(self, key: str, *, on: bool) -> None:
+        device = getattr(self._dev, key)
+        if on:
+            device.on()
+        else:
+            device.off()
+            self._deadlines.pop(f"{key}-off", None)
 
     def _set_deadline(self, name: str, at: float) -> None:
         self._deadlines[name] = at
