@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpiozero import OutputDevice
+from gpiozero import DeviceClosed, OutputDevice
 
 from .config import GateConfig
 from .gpio import GateDevices
@@ -172,7 +172,9 @@ class Relay:
         return t_on
 
     def _switch_off(self, now: float) -> None:
-        self._device.off()
+        # a closed device has released its pin, which leaves the strike de-energised anyway
+        with contextlib.suppress(DeviceClosed):
+            self._device.off()
         if self._on_since is not None:
             self.longest_on_s = max(self.longest_on_s, now - self._on_since)
         self._on_since = None
@@ -393,9 +395,9 @@ class Gate:
         if self._timers.is_alive():
             log.error("gate timer thread did not stop within %.1f s", JOIN_TIMEOUT_S)
         self._relay.close()
-        for light in (self._dev.green, self._dev.red, self._dev.buzzer):
-            with contextlib.suppress(Exception):  # already closed by their owner: off anyway
-                light.off()
+        with self._lock:
+            for key in ("green", "red", "buzzer"):
+                self._indicator(key, on=False)
         self._deliver()
 
     def _detach(self) -> None:
@@ -501,7 +503,8 @@ class Gate:
         self._deliver()
 
     def _expire_assist(self) -> None:
-        assert self._assist is not None
+        if self._assist is None:
+            return
         self._counters["assists_expired"] += 1
         self._queue("assist-expired", context=self._assist.context)
         self._assist = None
@@ -558,8 +561,9 @@ class Gate:
         if on:
             device.on()
         else:
-            device.off()
             self._deadlines.pop(f"{key}-off", None)
+            with contextlib.suppress(DeviceClosed):  # closed by its owner: dark anyway
+                device.off()
 
     def _set_deadline(self, name: str, at: float) -> None:
         self._deadlines[name] = at
@@ -583,8 +587,13 @@ class Gate:
             due = sorted((at, name) for name, at in self._deadlines.items() if at <= now)
             if due:
                 for _, name in due:
+                    if self._deadlines.get(name, math.inf) > now:
+                        continue  # an earlier expiry in this batch moved or dropped it
                     del self._deadlines[name]
-                    self._expire(name, now)
+                    try:
+                        self._expire(name, now)
+                    except Exception:  # one failing device must not stop every later timer
+                        log.exception("gate timer %s failed", name)
                 return
             soonest = min(self._deadlines.values(), default=None)
             self._wake.wait(None if soonest is None else soonest - now)

@@ -8,7 +8,7 @@ import time
 import pytest
 from gate_helpers import TOLERANCE_S, fast_config, gate_rig, wait_until
 
-from edge_sentry.gate import GateState
+from edge_sentry.gate import GateState, Relay
 
 
 def gate_threads() -> list[threading.Thread]:
@@ -187,3 +187,23 @@ def test_snapshot_reports_state_faults_alarms_and_counters():
         assert snap["counters"]["grants_scan"] == 1
         assert snap["counters"]["denies"] == 1
         assert snap["relay"]["activations"] == 1
+
+
+def test_the_relay_refuses_to_switch_on_once_its_guard_is_gone():
+    with gate_rig() as rig:
+        rig.gate.close()
+        relay = Relay(rig.devices.relay, max_on_s=1.0, rest_s=0.1)
+        relay.close()
+
+        assert relay.pulse(0.5) is None
+        relay.hold()
+        assert not rig.relay_on()
+
+
+def test_closing_the_devices_before_the_gate_is_harmless():
+    with gate_rig() as rig:
+        rig.gate.grant()
+        rig.devices.close()
+        rig.gate.close()
+
+        assert gate_threads() == []
