@@ -155,15 +155,26 @@ def gate_rig(
     gpio: GpioConfig | None = None,
     *,
     door_closed: bool = True,
+    also_emit: Callable[[str, dict[str, Any]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Rig]:
-    """Build devices on a fresh MockFactory, start a gate on them, and tear everything down."""
+    """Build devices on a fresh MockFactory, start a gate on them, and tear everything down.
+
+    Every event lands in `rig.events`, then goes to `also_emit` when one is given.
+    """
     factory = MockFactory()
     gpio = gpio or GpioConfig(pin_factory="mock")
     devices = build_devices(gpio, factory)
     if door_closed:
         factory.pin(gpio.door).drive_low()
     events = Events()
-    gate = Gate(cfg or fast_config(), devices, events)
+
+    def emit(name: str, detail: dict[str, Any]) -> None:
+        events(name, detail)
+        if also_emit is not None:
+            also_emit(name, detail)
+
+    gate = Gate(cfg or fast_config(), devices, emit, clock=clock)
     rig = Rig(factory, gpio, devices, events, gate)
     rig.reset_history()
     try:
