@@ -86,9 +86,7 @@ class Relay:
         self.cuts = 0
         self.longest_on_s = 0.0
         device.off()
-        self._thread = threading.Thread(
-            target=self._guard, name="edge-sentry-relay-guard", daemon=True
-        )
+        self._thread = threading.Thread(target=self._guard, name="edge-sentry-relay-guard", daemon=True)
         self._thread.start()
 
     @property
@@ -257,9 +255,7 @@ class Gate:
             rest_s=cfg.relay_rest_ms / 1000,
             clock=clock,
         )
-        self._timers = threading.Thread(
-            target=self._run_timers, name="edge-sentry-gate-timers", daemon=True
-        )
+        self._timers = threading.Thread(target=self._run_timers, name="edge-sentry-gate-timers", daemon=True)
         self._timers.start()
         devices.door.when_deactivated = self._on_door_opened
         devices.door.when_activated = self._on_door_closed

@@ -143,9 +143,7 @@ def build_devices(cfg: GpioConfig, factory: Factory) -> GateDevices:
         "green": lambda: LED(cfg.green, initial_value=False, pin_factory=factory),
         "red": lambda: LED(cfg.red, initial_value=False, pin_factory=factory),
         "buzzer": lambda: Buzzer(cfg.buzzer, initial_value=False, pin_factory=factory),
-        "door": lambda: DigitalInputDevice(
-            cfg.door, pull_up=True, bounce_time=bounce, pin_factory=factory
-        ),
+        "door": lambda: DigitalInputDevice(cfg.door, pull_up=True, bounce_time=bounce, pin_factory=factory),
         "staff": lambda: button(cfg.staff),
         "exit": lambda: button(cfg.exit),
     }

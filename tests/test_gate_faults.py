@@ -22,9 +22,7 @@ def test_secure_fault_refuses_scan_grants_but_staff_and_exit_still_open():
         assert rig.gate.state is GateState.FAULT
         assert rig.gate.grant("scan", context="c1") is None
         assert not rig.relay_on()
-        assert rig.events.of("grant-refused") == [
-            {"mode": "scan", "reason": "fault", "context": "c1"}
-        ]
+        assert rig.events.of("grant-refused") == [{"mode": "scan", "reason": "fault", "context": "c1"}]
         assert rig.stretches() == []
 
         rig.press("staff")
