@@ -1,0 +1,99 @@
+"""`edge-sentry scan IMAGE...`: decode and verify image files as the daemon would, one JSON line each.
+
+Each line is `{"image", "codes": [{"text_sha256", "scheme", "verdict", "reason"}], "ms"}` (DESIGN
+section 6): the code text is given only as its SHA-256, so the output can be kept or shared. `ms` is
+the time spent decoding and verifying that image with the daemon's settings, not reading the file.
+Images are independent: each gets a fresh verifier, so no anti-passback between them. An unreadable
+image gets an `error` instead of `codes`, and the command goes on with the next one (exit 1 at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..codes import keys
+from ..config import Config
+from ..decoder import Decoder
+from ..errors import EdgeSentryError
+from ..verifier import Verifier
+from .verify import load_trust, parse_time
+
+# A decompression bomb must not take the sentry's memory: larger images are refused.
+MAX_PIXELS = 40_000_000
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "scan",
+        help="decode and verify image files, one JSON line per image",
+        description="Decode every QR code in each image and verify it with the daemon's settings.",
+    )
+    parser.add_argument("--now", metavar="ISO8601", help="decide as at this time (default: now)")
+    parser.add_argument("--trust", metavar="FILE", help="trust-list file (default: trust.file)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.set_defaults(func=handle)
+
+
+def read_gray(path: str) -> np.ndarray:
+    """The image as a 2-D uint8 luminance array; raise ValueError with a one-line reason."""
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise ValueError(f"image too large ({image.width}x{image.height})")
+            return np.asarray(image.convert("L"))
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except IsADirectoryError:
+        raise ValueError("is a directory") from None
+    except UnidentifiedImageError:
+        raise ValueError("not an image format this sentry reads") from None
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read the image: {type(exc).__name__}") from None
+
+
+def scan_image(y: np.ndarray, decoder: Decoder, verifier: Verifier, now: float) -> list[dict]:
+    codes = []
+    for found in decoder.decode(y):
+        decision = verifier.verify(found.text, now)
+        codes.append(
+            {
+                "text_sha256": hashlib.sha256(found.text.encode()).hexdigest(),
+                "scheme": decision.scheme,
+                "verdict": decision.verdict,
+                "reason": decision.reason,
+            }
+        )
+    return codes
+
+
+def handle(args: argparse.Namespace, config: Config) -> int:
+    try:
+        now = parse_time(args.now) if args.now is not None else None
+        trust = load_trust(args.trust or config.trust.file)
+        root_key = keys.load_public_key(config.trust.root_key) if config.trust.root_key else None
+    except (EdgeSentryError, OSError) as exc:
+        print(f"edge-sentry scan: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    decoder = Decoder(config.decoder)
+    failed = False
+    for path in args.images:
+        try:
+            y = read_gray(path)
+        except ValueError as exc:
+            failed = True
+            print(json.dumps({"image": path, "error": str(exc)}))
+            continue
+        verifier = Verifier(config.es1, config.gate, config.device, trust, root_key)
+        started = time.perf_counter()
+        codes = scan_image(y, decoder, verifier, time.time() if now is None else now)
+        ms = (time.perf_counter() - started) * 1000
+        print(json.dumps({"image": path, "codes": codes, "ms": round(ms, 3)}), flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,200 @@
+"""Puts the parts together for `edge-sentry run`: config in, a running sentry out, a clean stop.
+
+What it must never do: exit because a part is unwell. A broken trust file, a camera that will not open
+or a full disk put the gate in its fail mode and raise an event; only a config error or pins that
+cannot be claimed stop the start (exit 2 / 1), because then there is no gate to keep safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from gpiozero.pins.mock import MockFactory
+
+from .camera import open_source
+from .camera.base import FrameSource
+from .codes import keys
+from .codes.trust import TrustList
+from .config import Config
+from .decoder import Decoder
+from .demo import DemoIssuer, DemoSource, press_button, shut_simulated_door
+from .errors import EdgeSentryError, TrustListError
+from .eventlog import EventLog
+from .gpio import GateDevices, build_devices, make_pin_factory
+from .outbox import Outbox
+from .sentry import Sentry
+from .service import Notifier
+from .verifier import Verifier
+
+log = logging.getLogger(__name__)
+
+_TRUST_CHECK_S = 60.0
+
+
+class Daemon:
+    """One run of the sentry: build, run until stopped, close everything in reverse order."""
+
+    def __init__(self, config: Config, *, stream: TextIO | None = None):
+        self.config = config
+        self.events = EventLog(config.log.format, stream)
+        self.stop_event = threading.Event()
+        self.notifier = Notifier()
+        self.sentry: Sentry | None = None
+        self.outbox: Outbox | None = None
+
+    # -- assembly -------------------------------------------------------------------------------
+
+    def _is_demo(self) -> bool:
+        cam = self.config.camera
+        return cam.source == "synthetic" and cam.scene == "demo"
+
+    def _load_trust(self, demo: DemoIssuer | None) -> tuple[TrustList, str | None]:
+        """The trust list, and why it is unusable (None when fine)."""
+        path = self.config.trust.file
+        if path is None:
+            if demo is not None:
+                log.warning("no trust.file: trusting only the in-memory demo issuer")
+                return demo.trust, None
+            return TrustList.empty(), "no trust.file configured"
+        try:
+            return TrustList.load(path), None
+        except TrustListError as exc:
+            log.error("trust list unusable: %s", exc)
+            return TrustList.empty(), str(exc)
+
+    def _root_key(self) -> Ed25519PublicKey | None:
+        path = self.config.trust.root_key
+        if path is None:
+            return None
+        try:
+            return keys.load_public_key(path)
+        except EdgeSentryError as exc:
+            log.error("trust.root_key unusable: %s", exc)
+            return None
+
+    def _source(self, demo: DemoIssuer | None, devices: GateDevices) -> FrameSource:
+        if demo is not None:
+            return DemoSource(self.config, demo, on_staff=lambda: press_button(devices.staff))
+        return open_source(self.config.camera)
+
+    def _record(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        assert self.outbox is not None
+        return self.outbox.put(event)
+
+    def _on_alarm(self, name: str, details: dict[str, Any]) -> None:
+        """Outbox alarms: logged directly, since the outbox may be the thing that is full."""
+        log.warning("outbox alarm %s: %s", name, details)
+        event = {"event": name, "t": int(time.time() * 1000), **details}
+        if self.outbox is None or self.outbox.put(event) is None:
+            self.events.write(event)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def _handle_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        self.stop_event.set()
+
+    def run(self, duration: float | None = None) -> int:
+        config = self.config
+        demo = DemoIssuer.create() if self._is_demo() else None
+        trust, trust_problem = self._load_trust(demo)
+        factory = make_pin_factory(config.gpio.pin_factory)
+        devices = build_devices(config.gpio, factory)
+        if isinstance(factory, MockFactory):
+            shut_simulated_door(devices)
+        started = time.monotonic()
+        self.outbox = Outbox(
+            Path(config.outbox.path),
+            max_events=config.outbox.max_events,
+            queue_size=config.outbox.queue_size,
+            retention_days=config.privacy.retention_days,
+            on_durable=self.events.write,
+            on_alarm=self._on_alarm,
+        )
+        try:
+            self.outbox.start()
+        except Exception:
+            devices.close()
+            raise
+        verifier = Verifier(config.es1, config.gate, config.device, trust, self._root_key())
+        self.sentry = sentry = Sentry(
+            config,
+            self._source(demo, devices),
+            Decoder(config.decoder),
+            verifier,
+            devices,
+            self._record,
+            on_progress=self.notifier.progress,
+        )
+        previous = {
+            sig: signal.signal(sig, self._handle_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            self._record(self._start_event(trust, started))
+            if trust_problem is not None:
+                self._record({"event": "trust-invalid", "t": int(time.time() * 1000)})
+                sentry.gate.set_fault("verifier")
+            self._check_trust(trust)
+            watcher = threading.Thread(
+                target=self._watch_trust, args=(trust,), name="trust-age", daemon=True
+            )
+            watcher.start()
+            self.notifier.ready(f"deciding at {config.device.site}/{config.device.entrance}")
+            sentry.run(self.stop_event, duration)
+        finally:
+            self.notifier.stopping()
+            self.stop_event.set()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            sentry.close()
+            devices.close()
+            self._record({"event": "stop", "t": int(time.time() * 1000), **self._summary()})
+            self.outbox.stop()
+        return 0
+
+    def _start_event(self, trust: TrustList, started: float) -> dict[str, Any]:
+        config = self.config
+        return {
+            "event": "start",
+            "t": int(time.time() * 1000),
+            "site": config.device.site,
+            "device": config.device.id,
+            "entrance": config.device.entrance,
+            "camera": config.camera.source,
+            "fail_mode": config.gate.fail_mode,
+            "trust_version": trust.version,
+            "startup_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+
+    def _summary(self) -> dict[str, Any]:
+        if self.sentry is None:
+            return {}
+        stats = self.sentry.stats
+        return {
+            "frames": stats.frames,
+            "decisions": stats.decisions,
+            "frame_errors": stats.frame_errors,
+            "camera_faults": stats.camera_faults,
+        }
+
+    def _check_trust(self, trust: TrustList) -> None:
+        if trust.version and trust.is_stale(time.time(), self.config.trust.max_age_h):
+            self._record(
+                {
+                    "event": "trust-stale",
+                    "t": int(time.time() * 1000),
+                    "age_h": round(trust.age_s(time.time()) / 3600, 1),
+                    "policy": self.config.trust.stale_policy,
+                }
+            )
+
+    def _watch_trust(self, trust: TrustList) -> None:
+        while not self.stop_event.wait(_TRUST_CHECK_S):
+            self._check_trust(trust)

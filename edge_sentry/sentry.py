@@ -1,0 +1,279 @@
+"""The hot loop: frame -> decode -> verify -> gate -> event.
+
+One thread runs it. It never waits on disk or network: events go to `record`, which hands them to the
+outbox's bounded in-memory queue and returns at once. Any exception while handling one frame is counted
+and the loop goes on; a camera that stops delivering, or a verifier that cannot be used, puts the gate in
+its configured fail mode until it recovers.
+
+A code held in front of the camera shows up in many consecutive frames: it is decided once, and decided
+again only after it has been out of sight for `presentation_gap_s`. Passing the phone back to a friend
+takes longer than that, so anti-passback still catches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .camera.base import Frame, FrameSource
+from .config import Config
+from .errors import CameraError
+from .gate import Gate
+from .gpio import GateDevices
+from .verifier import Decision
+
+log = logging.getLogger(__name__)
+
+Record = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+# Gate events that the scan events already say: a scan's grant or deny is not recorded twice.
+_COVERED_BY_SCAN = {"deny"}
+
+
+class Decodes(Protocol):
+    def decode(self, y: Any) -> list[Any]: ...
+
+
+class Verifies(Protocol):
+    def verify(self, text: str, now: float) -> Decision: ...
+
+    def record_assisted(self, decision: Decision, now: float) -> None: ...
+
+
+@dataclass
+class LoopStats:
+    """Counters and recent latencies, read by health reports and the benchmarks."""
+
+    frames: int = 0
+    frames_with_codes: int = 0
+    decisions: int = 0
+    frame_errors: int = 0
+    camera_faults: int = 0
+    decode_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+
+
+class Sentry:
+    """Owns the gate and turns what the camera sees into decisions and events."""
+
+    def __init__(
+        self,
+        config: Config,
+        source: FrameSource,
+        decoder: Decodes,
+        verifier: Verifies,
+        devices: GateDevices,
+        record: Record,
+        *,
+        presentation_gap_s: float = 1.5,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        on_progress: Callable[[], None] | None = None,
+    ):
+        self.config = config
+        self.source = source
+        self.decoder = decoder
+        self.verifier = verifier
+        self.record = record
+        self.stats = LoopStats()
+        self._gap = presentation_gap_s
+        self._wall = wall_clock
+        self._clock = clock
+        self._on_progress = on_progress or (lambda: None)
+        self._last_seen: dict[bytes, float] = {}
+        self._camera_faulted = False
+        self._verifier_faulted = False
+        self.gate = Gate(config.gate, devices, self._on_gate_event, clock=clock)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _base(self, name: str) -> dict[str, Any]:
+        device = self.config.device
+        return {
+            "event": name,
+            "t": int(self._wall() * 1000),
+            "site": device.site,
+            "device": device.id,
+            "entrance": device.entrance,
+        }
+
+    def _scan_event(
+        self,
+        decision: Decision | None,
+        mode: str,
+        latency_ms: float | None,
+        *,
+        granted: bool | None = None,
+    ) -> dict[str, Any]:
+        """A scan event (DESIGN section 4); never the code text, never the subject in clear."""
+        if granted is None:
+            granted = mode != "scan" or (decision is not None and decision.accepted)
+        if decision is None:
+            reason = "ok" if mode != "scan" else "malformed"
+        else:
+            reason = "ok" if mode == "assisted" else decision.reason
+        event = self._base("scan")
+        event.update(
+            mode=mode,
+            scheme=decision.scheme if decision else None,
+            verdict="accept" if granted else "deny",
+            reason=reason,
+            issuer=decision.issuer if decision else None,
+            latency_ms=round(latency_ms, 3) if latency_ms is not None else None,
+        )
+        return event
+
+    def _on_gate_event(self, name: str, details: dict[str, Any]) -> None:
+        """Gate callbacks arrive on gpiozero's threads: keep this short and never raise."""
+        try:
+            if name == "grant":
+                mode = details.get("mode", "scan")
+                if mode == "scan":
+                    return  # the hot loop records the scan with its latency
+                context = details.get("context")
+                decision = context if isinstance(context, Decision) else None
+                if mode == "assisted" and decision is not None:
+                    self.verifier.record_assisted(decision, self._wall())
+                self.record(self._scan_event(decision, mode, None))
+                return
+            if name in _COVERED_BY_SCAN:
+                return
+            event = self._base(name)
+            event.update({k: v for k, v in details.items() if k != "context"})
+            self.record(event)
+        except Exception:
+            log.exception("could not record gate event %s", name)
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> int:
+        """Decide on every new code in one frame; return how many decisions were made."""
+        started = self._clock()
+        found = self.decoder.decode(frame.y)
+        self.stats.decode_ms.append((self._clock() - started) * 1000)
+        self.stats.frames += 1
+        if not found:
+            self._forget_old(started)
+            return 0
+        self.stats.frames_with_codes += 1
+        decided = 0
+        for code in found:
+            text: str = code.text
+            key = hashlib.sha256(text.encode()).digest()
+            last = self._last_seen.get(key)
+            self._last_seen[key] = started
+            if last is not None and started - last < self._gap:
+                continue  # the same presentation, still in front of the camera
+            self._decide(text, frame)
+            decided += 1
+        self._forget_old(started)
+        return decided
+
+    def _decide(self, text: str, frame: Frame) -> None:
+        self.gate.verifying()
+        try:
+            decision = self.verifier.verify(text, now=self._wall())
+        except Exception as exc:
+            # Only the type: an exception's message could quote the code text.
+            log.error("verifier failed: %s", type(exc).__name__)
+            if not self._verifier_faulted:
+                self._verifier_faulted = True
+                self.gate.set_fault("verifier")
+            self.record(self._scan_event(None, "scan", (self._clock() - frame.t) * 1000))
+            return
+        if self._verifier_faulted:
+            self._verifier_faulted = False
+            self.gate.clear_fault("verifier")
+        if decision.scheme == "vc1":
+            # A venue poster in view: never a reason to open the gate; the self-test reads it.
+            event = self._base("venue-code")
+            event.update(reason=decision.reason)
+            self.record(event)
+            return
+        granted = None
+        if decision.accepted:
+            t_relay = self.gate.grant("scan", decision)
+            if t_relay is None:
+                # The gate refused (a secure fault): the code was good, the entry is not.
+                granted = False
+                self.gate.deny(decision.reason)
+                t_relay = self._clock()
+        elif decision.reason == "assist":
+            self.gate.await_assist(decision)
+            t_relay = self._clock()
+        else:
+            self.gate.deny(decision.reason)
+            t_relay = self._clock()
+        latency = (t_relay - frame.t) * 1000
+        self.stats.decisions += 1
+        self.stats.latency_ms.append(latency)
+        self.record(self._scan_event(decision, "scan", latency, granted=granted))
+
+    def _forget_old(self, now: float) -> None:
+        if len(self._last_seen) > 64 or self._last_seen:
+            stale = [k for k, seen in self._last_seen.items() if now - seen >= self._gap]
+            for k in stale:
+                del self._last_seen[k]
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _camera_fault(self, why: str) -> None:
+        if not self._camera_faulted:
+            self._camera_faulted = True
+            self.stats.camera_faults += 1
+            log.warning("camera fault: %s", why)
+            self.gate.set_fault("camera")
+            event = self._base("camera-fault")
+            event.update(cause=why)
+            self.record(event)
+
+    def _camera_ok(self) -> None:
+        if self._camera_faulted:
+            self._camera_faulted = False
+            log.info("camera recovered")
+            self.gate.clear_fault("camera")
+            self.record(self._base("camera-recovered"))
+
+    def run(self, stop: threading.Event, duration: float | None = None) -> None:
+        """Handle frames until `stop` is set or `duration` seconds have passed."""
+        cam = self.config.camera
+        deadline = None if duration is None else self._clock() + duration
+        last_frame = self._clock()
+        started = False
+        while not stop.is_set():
+            now = self._clock()
+            if deadline is not None and now >= deadline:
+                break
+            try:
+                if not started:
+                    # A camera that cannot open is a fault to wait out, not a reason to exit:
+                    # the staff and exit buttons must keep working meanwhile.
+                    self.source.start()
+                    started = True
+                frame = self.source.read(timeout=cam.timeout_s)
+            except CameraError as exc:
+                self._camera_fault(str(exc))
+                stop.wait(min(cam.timeout_s, 1.0))
+                continue
+            if frame is None:
+                if self._clock() - last_frame >= cam.fault_after_s:
+                    self._camera_fault(f"no frame for {cam.fault_after_s:g} s")
+                continue
+            last_frame = self._clock()
+            self._camera_ok()
+            try:
+                self.process(frame)
+            except Exception as exc:
+                self.stats.frame_errors += 1
+                log.warning("frame %d could not be handled: %s", frame.index, type(exc).__name__)
+            self._on_progress()
+
+    def close(self) -> None:
+        self.gate.close()
+        self.source.stop()
