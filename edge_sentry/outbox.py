@@ -302,10 +302,8 @@ class Outbox:
     def stats(self) -> dict[str, Any]:
         """Depth and age of the backlog, what was dropped and why, the last seq issued."""
         store = self._store
-        depth, oldest = (len(store), store.oldest_ids(1)) if store is not None else (0, [])
-        age = 0.0
-        if oldest:
-            age = max(0.0, self._clock() - event_id_ms(oldest[0][1]) / 1000)
+        depth, oldest = (len(store), store.oldest_times(1)) if store is not None else (0, [])
+        age = max(0.0, self._clock() - oldest[0][1] / 1000) if oldest else 0.0
         with self._lock:
             return {
                 "depth": depth,
@@ -374,7 +372,7 @@ class Outbox:
         over = len(store) + len(self._buffer) - self._max_events
         if over <= 0:
             return
-        victims = store.remove_seqs(s for s, _id in store.oldest_ids(over))
+        victims = store.remove_seqs(store.oldest_seqs(over))
         self._tombs.extend(victims)
         dropped = len(victims)
         if over > dropped:
@@ -391,8 +389,8 @@ class Outbox:
         cutoff_ms = (now - self._retention_s) * 1000
         purged = 0
         while True:
-            batch = store.oldest_ids(256)
-            old = [seq for seq, event_id in batch if event_id_ms(event_id) < cutoff_ms]
+            batch = store.oldest_times(256)
+            old = [seq for seq, ms in batch if ms < cutoff_ms]
             removed = store.remove_seqs(old)
             self._tombs.extend(removed)
             purged += len(removed)

@@ -56,6 +56,7 @@ import cbor2
 from tinydb.storages import Storage
 
 from .errors import EdgeSentryError
+from .records import event_id_ms
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _frame_at(buf: bytes | memoryview, offset: int) -> tuple[list[Any], int] | N
     return op, end - offset
 
 
-RecordSink = Callable[[list[Any], bytes], None]
+RecordSink = Callable[[list[Any], int, int], None]  # operation, offset, frame size
 
 
 @dataclass
@@ -137,8 +138,8 @@ class Scan:
 def scan(buf: bytes | memoryview, sink: RecordSink | None = None) -> Scan:
     """Split a log image into its good records (the replay of every log goes through it).
 
-    With a `sink`, each (operation, frame) goes to it as found instead of into `records`, so a
-    large log is never held decoded all at once.
+    With a `sink`, each (operation, offset, size) goes to it as found instead of into `records`,
+    so a large log is never held in memory, decoded or not.
     """
     result = Scan()
     with memoryview(buf) as view:
@@ -159,11 +160,10 @@ def _scan_view(view: memoryview, result: Scan, sink: RecordSink | None) -> None:
             offset = resume
             continue
         op, size = found
-        frame = bytes(view[offset : offset + size])
         if sink is None:
-            result.records.append((op, frame))
+            result.records.append((op, bytes(view[offset : offset + size])))
         else:
-            sink(op, frame)
+            sink(op, offset, size)
         offset += size
         result.end = offset
 
@@ -307,14 +307,18 @@ class AppendLog:
                 log.warning("%s: cannot open for appending yet (%s)", self.path, exc.strerror)
         return result
 
-    def append(self, data: bytes) -> None:
-        """Append `data` (whole frames) and fsync; on OSError the file is back at its old length."""
+    def append(self, data: bytes) -> int:
+        """Append `data` (whole frames) and fsync; return the offset it starts at.
+
+        On OSError the file is back at its old length.
+        """
         if self._read_only:
             raise StorageError(f"{self.path} is open read-only")
-        if not data:
-            return
         self._ensure_file()
         assert self._file is not None
+        start = self._end
+        if not data:
+            return start
         try:
             self._file.write(data)
             self._file.sync()
@@ -322,6 +326,7 @@ class AppendLog:
             self._abandon_handle()
             raise
         self._end += len(data)
+        return start
 
     def rewrite(self, frames: Iterable[bytes]) -> None:
         """Replace the file by one of only `frames` (compaction); on error the old one stays."""
@@ -528,17 +533,21 @@ def event_frame(seq: int, event: dict[str, Any]) -> bytes:
 class EventStore:
     """The outbox's events on disk (an append-only log) and in memory (the live ones, oldest first).
 
-    Memory holds each live event as its encoded frame (about 300 bytes), not as a dict, so 200 000
-    pending events fit a Pi Zero; `oldest()` decodes only what it returns. Index reads and updates
-    are thread-safe; file operations (`write`, `compact`) belong to one writer thread.
+    Memory holds, per live event, its seq, its id and where its frame sits in the file (under 300
+    bytes, so 200 000 pending events fit in some 60 MB on a Pi Zero), not the event itself;
+    `oldest()` reads and decodes only what it returns. Index reads and updates are thread-safe;
+    file changes (`write`, `compact`) belong to one writer thread.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, opener: Opener = OsLogFile) -> None:
+        self.path = Path(path)
         self._log = AppendLog(path, opener=opener)
         self._lock = threading.Lock()
-        self._live: dict[int, tuple[bytes, str]] = {}  # seq -> (frame, event id), in seq order
+        # seq -> (offset << 24 | frame size, event id), in seq order
+        self._live: dict[int, tuple[int, str]] = {}
         self._by_id: dict[str, int] = {}
         self._live_bytes = 0
+        self._read_fd: int | None = None
         self.max_seq = 0  # highest seq the log has ever held, acked ones included
         self.replay = Scan()
 
@@ -551,21 +560,20 @@ class EventStore:
             self._live = dict(sorted(self._live.items()))
         return self.replay
 
-    def _replay_record(self, op: list[Any], frame: bytes) -> None:
+    def _replay_record(self, op: list[Any], offset: int, size: int) -> None:
         if op[1] != EVENTS_TABLE or not op[2].isdigit():
             return
         seq = int(op[2])
         if op[0] == OP_DELETE:
             self._remove(seq)
-            return
-        doc = op[3]
-        event_id = doc.get("id") if isinstance(doc, dict) else None
-        if isinstance(event_id, str):
+        elif isinstance(op[3], dict) and isinstance(op[3].get("id"), str):
             self.max_seq = max(self.max_seq, seq)
-            self._add(seq, frame, event_id)
+            self._add(seq, op[3]["id"], offset, size)
 
     def close(self) -> None:
         self._log.close()
+        with self._lock:
+            self._close_reader()
 
     # -- index (thread-safe)
 
@@ -580,26 +588,36 @@ class EventStore:
     def live_bytes(self) -> int:
         return self._live_bytes
 
+    @property
+    def dead_bytes(self) -> int:
+        return self._log.size - len(MAGIC) - self._live_bytes
+
     def oldest(self, limit: int, after_seq: int | None = None) -> list[dict[str, Any]]:
-        """Up to `limit` live events, oldest first, decoded; only seq > after_seq if given."""
+        """Up to `limit` live events, oldest first, read from the file; only seq > after_seq."""
         with self._lock:
-            frames: list[bytes] = []
-            for seq, (frame, _id) in self._live.items():
-                if len(frames) >= limit:
+            picked = []
+            for seq, (where, _id) in self._live.items():
+                if len(picked) >= limit:
                     break
                 if after_seq is None or seq > after_seq:
-                    frames.append(frame)
-        return [cbor2.loads(frame[_HEADER.size :])[3] for frame in frames]
+                    picked.append(where)
+            events = [self._read(where) for where in picked]
+        return [event for event in events if event is not None]
 
-    def oldest_ids(self, limit: int) -> list[tuple[int, str]]:
-        """(seq, id) of up to `limit` oldest live events, for retention and the size bound."""
+    def oldest_times(self, limit: int) -> list[tuple[int, int]]:
+        """(seq, ms of its id) of up to `limit` oldest live events, for retention and ages."""
         with self._lock:
             out = []
-            for seq, (_frame, event_id) in self._live.items():
-                if len(out) >= limit:
-                    break
-                out.append((seq, event_id))
+            for seq, (_where, event_id) in itertools.islice(self._live.items(), limit):
+                try:
+                    out.append((seq, event_id_ms(event_id)))
+                except ValueError:
+                    out.append((seq, 0))  # not a UUIDv7: of unknown age, so the oldest
             return out
+
+    def oldest_seqs(self, limit: int) -> list[int]:
+        with self._lock:
+            return list(itertools.islice(self._live, limit))
 
     def remove_ids(self, ids: Iterable[str]) -> list[int]:
         """Take events out of the index by id; return their seqs (tombstones are for the caller)."""
@@ -621,13 +639,15 @@ class EventStore:
     def write(self, added: list[tuple[int, str, bytes]], removed: list[int]) -> None:
         """Append puts (seq, id, frame) and tombstones, fsync, then index the puts.
 
-        On OSError the file and the index are as they were, so the caller can simply retry."""
-        data = b"".join([*(frame for _seq, _id, frame in added),
-                         *(delete_frame(EVENTS_TABLE, str(seq)) for seq in removed)])
-        self._log.append(data)
+        On OSError the file and the index are as they were, so the caller can simply retry.
+        """
+        frames = [frame for _seq, _id, frame in added]
+        tombs = [delete_frame(EVENTS_TABLE, str(seq)) for seq in removed]
+        offset = self._log.append(b"".join(frames + tombs))
         with self._lock:
             for seq, event_id, frame in added:
-                self._add(seq, frame, event_id)
+                self._add(seq, event_id, offset, len(frame))
+                offset += len(frame)
                 self.max_seq = max(self.max_seq, seq)
 
     def needs_compaction(self, min_bytes: int) -> bool:
@@ -640,32 +660,74 @@ class EventStore:
         With nothing live the file is truncated in place, which needs no free space.
         """
         with self._lock:
-            frames = [frame for frame, _id in self._live.values()]
-        if frames:
-            self._log.rewrite(frames)
-        else:
+            entries = list(self._live.items())
+        if not entries:
             self._log.reset()
+            return
+        # Only this thread changes the file, so the old one can be read without the lock while
+        # acks go on removing entries from the index. Frames stream through: no copy in memory.
+        moved: dict[int, int] = {}
 
-    @property
-    def dead_bytes(self) -> int:
-        return self._log.size - len(MAGIC) - self._live_bytes
+        def frames(fd: int) -> Iterator[bytes]:
+            offset = len(MAGIC)
+            for seq, (where, _id) in entries:
+                frame = os.pread(fd, where & _SIZE_MASK, where >> _SIZE_BITS)
+                moved[seq] = offset << _SIZE_BITS | len(frame)
+                offset += len(frame)
+                yield frame
+
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            self._log.rewrite(frames(fd))
+        finally:
+            os.close(fd)
+        with self._lock:
+            self._close_reader()  # it reads the old file: the path names the new one now
+            for seq, (_where, event_id) in self._live.items():
+                self._live[seq] = (moved[seq], event_id)
 
     # -- internals (caller holds the lock, or is replaying)
 
-    def _add(self, seq: int, frame: bytes, event_id: str) -> None:
-        old = self._live.get(seq)
-        if old is not None:
+    def _reader(self) -> int:
+        if self._read_fd is None:
+            self._read_fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        return self._read_fd
+
+    def _close_reader(self) -> None:
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
+
+    def _read(self, where: int) -> dict[str, Any] | None:
+        size, offset = where & _SIZE_MASK, where >> _SIZE_BITS
+        try:
+            data = os.pread(self._reader(), size, offset)
+        except OSError as exc:
+            log.error("%s: cannot read an event back (%s)", self.path, exc.strerror)
+            return None
+        found = _frame_at(data, 0)
+        if found is None:
+            log.error("%s: an event's record no longer checks out at offset %d", self.path, offset)
+            return None
+        return found[0][3]
+
+    def _add(self, seq: int, event_id: str, offset: int, size: int) -> None:
+        if seq in self._live:
             self._remove(seq)
-        self._live[seq] = (frame, event_id)
+        self._live[seq] = (offset << _SIZE_BITS | size, event_id)
         self._by_id[event_id] = seq
-        self._live_bytes += len(frame)
+        self._live_bytes += size
 
     def _remove(self, seq: int) -> None:
         entry = self._live.pop(seq, None)
         if entry is not None:
-            frame, event_id = entry
+            where, event_id = entry
             self._by_id.pop(event_id, None)
-            self._live_bytes -= len(frame)
+            self._live_bytes -= where & _SIZE_MASK
+
+
+_SIZE_BITS = 24  # a frame is at most MAX_RECORD (1 MiB) + header
+_SIZE_MASK = (1 << _SIZE_BITS) - 1
 
 
 def iter_log(path: str | os.PathLike[str]) -> Iterator[list[Any]]:

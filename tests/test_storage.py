@@ -218,6 +218,7 @@ def test_event_store_replays_puts_and_tombstones_and_tinydb_can_read_its_file(tm
     store.open()
     events = [{"id": f"id-{seq}", "seq": seq} for seq in range(1, 6)]
     store.write([(e["seq"], e["id"], event_frame(e["seq"], e)) for e in events], [])
+    assert store.oldest(10) == events
     assert store.remove_ids(["id-2", "id-4", "nope"]) == [2, 4]
     store.write([], [2, 4])
     store.close()
@@ -244,7 +245,24 @@ def test_event_store_compaction_keeps_exactly_the_live_events(tmp_path):
     size = path.stat().st_size
     store.compact()
     assert path.stat().st_size < size / 5
+    assert store.oldest(1000) == events[90:]  # the index follows the records to the new file
+    store.write([(101, "id-101", event_frame(101, {"id": "id-101", "seq": 101}))], [])
+    assert [e["id"] for e in store.oldest(2, after_seq=99)] == ["id-100", "id-101"]
     store.close()
     again = EventStore(path)
     again.open()
-    assert [e["seq"] for e in again.oldest(1000)] == list(range(91, 101))
+    assert [e["seq"] for e in again.oldest(1000)] == list(range(91, 102))
+
+
+def test_event_store_truncates_in_place_when_nothing_is_live(tmp_path):
+    path = tmp_path / "events.log"
+    store = EventStore(path)
+    store.open()
+    store.write([(seq, f"id-{seq}", event_frame(seq, {"id": f"id-{seq}"})) for seq in range(1, 4)],
+                [])
+    store.write([], store.remove_seqs([1, 2, 3]))
+    inode = path.stat().st_ino
+    store.compact()
+    assert path.stat().st_size == len(MAGIC) and path.stat().st_ino == inode
+    store.write([(4, "id-4", event_frame(4, {"id": "id-4"}))], [])
+    assert store.oldest(5) == [{"id": "id-4"}]
