@@ -23,7 +23,14 @@ before the headroom runs out. A crash therefore leaves a gap in the seqs, never 
 
 Disk errors (ENOSPC, EIO): the writer keeps what it could not write in memory (up to
 `memory_events`), truncates the partial write, retries with backoff and raises `disk-low` once per
-episode; meanwhile `put()` goes on, and only when memory is full does the queue fill and drop.
+episode; meanwhile `put()` goes on, and only when memory is full does the queue fill and drop. On
+a full disk it writes as much as fits, and drops acked and expired records (compaction) to make
+room. Opening needs no free space; but until a seq reservation is durable, `put()` drops (alarm
+`outbox-full`, reason `no-seq`) rather than promise a seq it might reissue.
+
+Retention counts an event's age from the timestamp in its id (when the outbox accepted it), so the
+purge walks from the oldest and stops at the first young event.
+
 Callbacks: `on_durable` runs on the writer thread after the fsync; `on_alarm` runs on its own
 thread, so neither the hot loop nor the writer ever waits on foreign code.
 """
@@ -60,7 +67,15 @@ _Item = tuple[int, str, bytes, dict[str, Any]]
 
 
 class Outbox:
-    """Durable, bounded queue of events between the hot loop and the MQTT link."""
+    """Durable, bounded queue of events between the hot loop and the MQTT link.
+
+    Beyond the config's keys, the keyword parameters exist for tests and tuning: `opener` opens
+    the log files (fault injection), `memory_events` bounds what waits in memory while the disk
+    refuses writes, `seq_block` is how far ahead seqs are reserved (the gap a crash may leave),
+    `retention_check_s` how often retention runs, `compact_min_bytes` the dead weight tolerated
+    before compaction, `min_free_bytes` the free space under which `disk-low` is raised (checked
+    every `disk_check_s`), `retry_max_s` the longest wait between retries of a failed write.
+    """
 
     def __init__(
         self,
@@ -253,7 +268,12 @@ class Outbox:
         return stamped
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued and acked so far is durable; False on timeout."""
+        """Wait until everything queued and acked so far is durable; False on timeout.
+
+        From an `on_durable` callback (the writer's own thread) it cannot wait: it returns False.
+        """
+        if threading.current_thread() is self._writer:
+            return False
         with self._lock:
             seq, acks = self._next_seq - 1, self._ack_asked
         self._wake.set()
@@ -282,6 +302,8 @@ class Outbox:
 
         They leave `pending()` at once; the count is 0 if their tombstones are not durable within
         `timeout` (the writer keeps trying; at worst a crash makes the broker see them again).
+        From an `on_durable` callback (the writer's own thread) it cannot wait for itself: the
+        tombstones go with the next batch and the count is 0.
         """
         store = self._store
         if store is None or not self._running:
@@ -294,6 +316,8 @@ class Outbox:
             self._ack_asked += 1
             gen = self._ack_asked
         self._wake.set()
+        if threading.current_thread() is self._writer:
+            return 0
         with self._durable:
             done = self._durable.wait_for(lambda: self._ack_done >= gen or not self._running,
                                           timeout)

@@ -155,6 +155,23 @@ def test_a_failing_on_durable_callback_does_not_stop_the_writer(tmp_path):
         assert len(ob.pending(10)) == 2
 
 
+def test_ack_and_flush_from_on_durable_do_not_wait_on_the_writer_itself(tmp_path):
+    results: list[tuple[int, bool]] = []
+
+    def on_durable(event: dict) -> None:
+        results.append((ob.ack([event["id"]]), ob.flush(WAIT)))
+
+    ob = make(tmp_path / "ob", on_durable=on_durable)
+    with ob:
+        ob.put(scan_event(0))
+        assert ob.flush(WAIT)
+        assert results == [(0, False)]
+        assert ob.pending(10) == []
+        assert ob.flush(WAIT)  # the tombstone went with the next cycle
+    with make(tmp_path / "ob") as again:
+        assert again.pending(10) == []
+
+
 class GatedFile(OsLogFile):
     """An events log whose writes wait for the test to open the gate: a stuck disk on demand."""
 
