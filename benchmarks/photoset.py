@@ -122,8 +122,7 @@ def phone_frames(count: int = 40, seed: int = 7) -> list[Sample]:
 
 
 def _person(draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int) -> None:
-    """A visitor walking through: head, shoulders, a striped jumper (fine, high-contrast
-    texture)."""
+    """A visitor walking through: head, shoulders, a striped jumper (fine, high-contrast texture)."""
     cx = int(rng.uniform(0.2, 0.8) * w)
     head = int(h * rng.uniform(0.09, 0.13))
     top = int(h * rng.uniform(0.15, 0.3))

@@ -1,34 +1,32 @@
 """QR codes from a Y plane: the only module that talks to zxing-cpp.
 
-At a gate almost every frame holds no code, and the hot path must keep up with the camera on a Pi
-core several times slower than a desktop. So the decoder spends little on the common frame and more
-only
+At a gate almost every frame holds no code, and the hot path must keep up with the camera on a Pi core
+several times slower than a desktop. So the decoder spends little on the common frame, and more only
 where the frame itself shows evidence of a code:
 
-1. decode a 2x subsampled view (`y[::2, ::2]`, no copy), QR only, no zxing-internal downscaling,
-   no inverted pass: a phone held up to the camera is found here, at a quarter of the pixels;
-2. if that pass half-saw a code (zxing reports a symbol that failed to decode: `return_errors`),
-   decode the full-resolution region around it;
-3. if it saw nothing, look for the texture of a code too fine for the subsampled view (a block map
-   of edge density in both directions, which text and stripes do not have) and decode the
-   full-resolution region of the strongest one or two blobs.
+1. decode a 2x subsampled view (`y[::2, ::2]`: no copy), QR only, without zxing's own downscaling
+   and inverted passes: a phone held up to the camera is read here, from a quarter of the pixels;
+2. if that pass half-saw a symbol (zxing's `return_errors` reports one that failed to decode), decode
+   the full-resolution region around it;
+3. if it read nothing, look for the texture of a code too fine for the subsampled view (edge density
+   in both directions, block by block: text and stripes change in one direction only) and decode the
+   full-resolution regions of the strongest one or two.
+The whole frame is never retried blindly: a frame without a code costs step 1 and a small numpy map.
 
-The whole frame is never retried blindly: a frame without a code costs step 1 plus a cheap numpy
-map.
+Measured by `benchmarks/bench_decode.py` on 1280x720 frames (ratios within one run on this machine;
+see benchmarks/README.md for the table):
+- real photos in a camera view: as many codes as zxing-cpp's defaults (122 of 126) in ~0.04x their
+  time and ~0.45x a QR-only full-frame read; synthetic phones: 40 of 40 in ~0.3x;
+- frames without a code: ~0.25x the QR-only full-frame read, no text ever read;
+- step 1 alone reads 101 of the 126 photos, with step 2 109, with step 3 all 122;
+- one full-resolution pass (scale 1) costs ~0.5x QR-only on every frame, over the no-code budget;
+  scale 3 loses 4 photos and 3 phones; a box-filtered view reads no more for ~1.7x the time;
+  `GlobalHistogram` reads 76 of 126; `try_invert` costs ~25% more for light-on-dark codes that no
+  wallet app shows; `try_rotate` changes nothing for QR, at any of the four right-angle turns.
+Hence DecoderConfig's defaults: scale 2, retry_full (regions only), LocalAverage, no invert.
 
-Measured by `benchmarks/bench_decode.py` (1280x720 frames; ratios from one run on this machine):
-- real photos placed in a camera view: this pipeline finds as many codes as zxing-cpp's defaults
-  (122 of 126) in ~0.04x their time and ~0.4x the time of a QR-only full-frame read;
-- frames without a code: ~0.3x the QR-only full-frame read;
-- the subsampled view alone misses 1 in 5 real photos (small or dense codes): steps 2 and 3 recover
-  them all; a box-filtered 2x view finds slightly more on its own but its filter costs as much as
-  the decode; `GlobalHistogram` is cheaper but finds half as many; `try_invert` doubles the cost of
-  every frame for light-on-dark codes no wallet app shows; `try_rotate` costs nothing measurable on
-  QR.
-Hence the defaults: scale 2, regions retried at full resolution, LocalAverage, no invert, rotate on.
-
-Frames are validated first (a wrong dtype or shape is the caller's bug: ValueError); after that
-nothing zxing does to a valid frame escapes `decode`: a failure is logged, counted in `stats` and
+Frames are validated first (a wrong dtype or shape is the caller's bug: ValueError); after that,
+nothing zxing does with a valid frame escapes `decode`: a failure is logged, counted in `stats` and
 gives []. Never logs a code's text.
 """
 
@@ -111,8 +109,7 @@ def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
 
 
 def edge_density(y: np.ndarray, step: int, block: int = 8) -> np.ndarray:
-    """Mean |gradient| per block of `y` sampled every `step` pixels, the weaker of the two
-    directions.
+    """Mean |gradient| per block of `y` sampled every `step` pixels, in the weaker of the two directions.
 
     A QR symbol changes in both directions everywhere; a sign's text, a striped jumper or a door
     frame mostly changes in one. Taking the weaker direction keeps those from looking like codes.
@@ -166,12 +163,18 @@ def code_like_boxes(density: np.ndarray, threshold: float, limit: int) -> list[t
 
 
 class Decoder:
-    """Reads QR codes from Y planes with the pipeline described in the module docstring.
+    """Reads QR codes from Y planes with the pipeline of the module docstring.
 
-    Options beyond DecoderConfig (constructor parameters, defaults measured like the rest):
-    `proposals` turns step 3 on, `proposal_threshold` is the edge density (grey levels per pixel)
-    that seeds a blob, `max_regions` bounds the full-resolution retries per frame, `downscale` picks
-    the first pass's view: "stride" (subsample, no copy) or "box" (average, a copy).
+    DecoderConfig: `scale` is step 1's subsampling (1: a single full-frame pass, no retries);
+    `retry_full` turns steps 2 and 3 on (full resolution, regions only); `binarizer`, `try_invert`
+    and `try_rotate` go to zxing-cpp. Beyond the config, measured like the rest: `proposals` turns
+    step 3 on, `proposal_threshold` is the edge density (grey levels per pixel) that marks a texture as
+    code-like, `max_regions` bounds the full-resolution crops per frame, `downscale` is step 1's view:
+    "stride" (subsampled, no copy) or "box" (averaged, a copy).
+
+    `stats` counts frames by how they ended ("scaled", "partial", "proposal", "none"; "full" at scale
+    1; "error"), and the full-resolution crops decoded ("regions"): health reports and the benchmark
+    read it.
     """
 
     def __init__(
@@ -188,6 +191,8 @@ class Decoder:
             raise ValueError("scale must be at least 1")
         if downscale not in ("stride", "box"):
             raise ValueError("downscale must be 'stride' or 'box'")
+        if not hasattr(zxingcpp.Binarizer, cfg.binarizer):
+            raise ValueError(f"zxing-cpp has no binarizer {cfg.binarizer!r}")
         self.cfg = cfg
         self.scale = int(cfg.scale)
         self.proposals = proposals
@@ -286,8 +291,7 @@ class Decoder:
         errors: bool,
         offset: float = 0.0,
     ) -> tuple[list[Decoded], list[_Region]]:
-        """Decode `image`, mapping positions into frame coordinates; also the regions of failed
-        finds."""
+        """Decode `image`, with positions in frame coordinates; also the regions of failed finds."""
         found, partial = [], []
         for barcode in zxingcpp.read_barcodes(image, return_errors=errors, **self._options):
             corners = [
@@ -329,8 +333,7 @@ class Decoder:
         )
 
     def _regions_around(self, y: np.ndarray, partial: list[_Region]) -> list[_Region]:
-        """Full-resolution crops around half-seen symbols, with room for the corners zxing
-        misjudged."""
+        """Full-resolution crops around half-seen symbols, with room for corners zxing misjudged."""
         regions = []
         for p in sorted(partial, key=lambda r: -r.area):
             margin = 0.3 * max(p.bottom - p.top, p.right - p.left) + 4 * self.scale

@@ -66,8 +66,7 @@ def _background(seed: int, width: int, height: int) -> np.ndarray:
 def camera_view(
     photo: Photo, height_px: int, seed: int = 0, width: int = 1280, height: int = 720
 ) -> np.ndarray:
-    """A `width` x `height` frame with `photo` scaled to `height_px` tall at a position set by
-    `seed`."""
+    """A `width` x `height` frame with `photo` scaled to `height_px` tall, placed by `seed`."""
     rng = np.random.default_rng(seed)
     image = photo.image
     if photo.is_rendering:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 
 class Pacer:
-    """Frame `n` falls due at `t0 + n / fps`; `wait` hands out due frames in order, skipping late
-    ones.
+    """Frame `n` falls due at `t0 + n / fps`; `wait` hands out due frames in order, skipping late ones.
 
     `clock` and `sleep` are injectable so that tests can drive the pacing with a fake clock instead
     of asserting wall-clock speeds.
@@ -45,8 +44,7 @@ class Pacer:
         return self._t0 + index / self.fps
 
     def wait(self, timeout: float) -> tuple[int, float] | None:
-        """Sleep until the next frame is due; return `(index, due_time)`, or None after
-        `timeout`."""
+        """Sleep until the next frame is due; return `(index, due_time)`, or None after `timeout`."""
         now = self._clock()
         # The newest frame already due, but never one handed out before: a late reader skips ahead.
         index = max(self._next, math.floor((now - self._t0) * self.fps + 1e-9))

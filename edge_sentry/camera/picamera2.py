@@ -99,8 +99,7 @@ class Picamera2Source(FrameSource):
         )
 
     def _request(self, timeout: float) -> Any:
-        """The next completed request, or None after `timeout` (the job is kept for the next
-        call)."""
+        """The next completed request, or None after `timeout` (the job is kept for the next call)."""
         job = self._pending or self._camera.capture_request(wait=False)
         try:
             request = self._camera.wait(job, timeout=max(timeout, 0.001))
@@ -136,8 +135,7 @@ class Picamera2Source(FrameSource):
         return Frame(y=y, t=frame_time(metadata.get("SensorTimestamp"), arrived), index=index)
 
     def still(self, timeout: float | None = None) -> np.ndarray:
-        """The next frame's main-stream image (height x width x 3), for a snapshot; CameraError on
-        timeout.
+        """The next frame's main-stream image (height x width x 3) for a snapshot; CameraError on timeout.
 
         May be called from another thread than `read`: each takes its own request.
         """

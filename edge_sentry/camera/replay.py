@@ -31,8 +31,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".pgm")
 
 
 def load_luminance(path: Path) -> np.ndarray:
-    """The image at `path` as a read-only uint8 luminance array; OSError or ValueError if
-    unreadable."""
+    """The image at `path` as a read-only uint8 luminance array; OSError or ValueError if unreadable."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
@@ -57,9 +56,7 @@ def image_files(path: Path) -> list[Path]:
     if not path.exists():
         raise CameraError(f"replay path {str(path)!r} does not exist")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise CameraError(
-            f"replay file {str(path)!r} is not a supported image ({', '.join(IMAGE_SUFFIXES)})"
-        )
+        raise CameraError(f"replay file {str(path)!r} is not a supported image ({', '.join(IMAGE_SUFFIXES)})")
     return [path]
 
 
@@ -133,6 +130,7 @@ class ReplaySource(FrameSource):
     def read(self, timeout: float) -> Frame | None:
         if not self._started:
             raise CameraError("replay camera read before start")
+        asked = self._clock()
         if not self._exhausted:
             if self.paced:
                 due = self._pacer.wait(timeout)
@@ -147,8 +145,9 @@ class ReplaySource(FrameSource):
             self._exhausted = True
         # Nothing more will come: wait out the timeout as a silent camera would, so that a reader
         # polling in a loop does not spin.
-        if timeout > 0:
-            self._sleep(timeout)
+        remaining = timeout - (self._clock() - asked)
+        if remaining > 0:
+            self._sleep(remaining)
         return None
 
     def stop(self) -> None:

@@ -5,9 +5,8 @@ The demo and the tests need frames that look enough like a camera's to exercise 
 Pi. So everything expensive is done once: the background, each cue's phone (code, rotation, blur)
 and a few noise planes are rendered up front; a frame is a copy of the background with the active
 phones blended in and a noise plane added. The scene's content (which codes, when) is its caller's
-business; this module only provides the machinery: `Cue`, `Scene` (programmatic or from a TOML/JSON
-file) and
-`SyntheticSource`.
+business; this module only provides the machinery: `Cue`, `Scene` (built in code or read from a TOML
+or JSON file) and `SyntheticSource`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import logging
 import math
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -45,12 +44,11 @@ _QUIET_ZONE = 4
 class Cue:
     """One code shown on a phone from `start` to `end` seconds of scene time.
 
-    `x`, `y`: the phone's centre as fractions of the frame's width and height (may be partly
-    outside).
-    `size`: the side of the code, quiet zone included, as a fraction of the frame height.
-    `rotation`: degrees, counter-clockwise. `blur`: gaussian radius in pixels (an out-of-focus
-    hand).
-    `noise`: sensor noise sigma, in grey levels, over the whole frame while the cue is shown.
+    `x`, `y`: the phone's centre as fractions of the frame's width and height (the phone may stand
+    partly outside the frame). `size`: the side of the code, quiet zone included, as a fraction of
+    the frame height. `rotation`: degrees, counter-clockwise. `blur`: gaussian radius in pixels (an
+    out-of-focus hand). `noise`: sensor noise sigma, in grey levels, over the whole frame while the
+    cue is shown (a dim entrance).
     """
 
     text: str
@@ -69,9 +67,7 @@ class Cue:
         if not 0 <= self.start < self.end:
             raise ValueError(f"needs 0 <= start < end, not start={self.start!r} end={self.end!r}")
         if not 0.02 <= self.size <= 2.0:
-            raise ValueError(
-                f"size must be between 0.02 and 2 (fraction of frame height), not {self.size!r}"
-            )
+            raise ValueError(f"size must be between 0.02 and 2 (of the frame height), not {self.size!r}")
         if self.blur < 0 or self.noise < 0:
             raise ValueError("blur and noise must not be negative")
 
@@ -82,13 +78,13 @@ class Cue:
 
 @dataclass(frozen=True)
 class Scene:
-    """A timeline of cues over `duration` seconds; `noise` is the sensor noise when no cue adds
-    more.
+    """A timeline of cues over `duration` seconds (kept as a tuple, so a scene never changes).
 
-    `seed` fixes the background and the noise, so a scene renders the same frames every time.
+    `noise` is the sensor noise when no cue asks for more. `seed` fixes the background and the noise:
+    a scene renders the same frames every time.
     """
 
-    cues: list[Cue]
+    cues: Sequence[Cue]
     duration: float
     seed: int = 0
     noise: float = 2.0
@@ -97,7 +93,7 @@ class Scene:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cues", list(self.cues))
+        object.__setattr__(self, "cues", tuple(self.cues))
         if not self.duration > 0:
             raise ValueError(f"duration must be positive, not {self.duration!r}")
         if self.noise < 0:
@@ -125,8 +121,11 @@ class Scene:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Scene:
-        """Build a scene from `{"duration", "seed"?, "noise"?, "cues": [{...}, ...]}`; raise
-        ValueError."""
+        """A scene from `{"duration", "seed"?, "noise"?, "cues": [{cue fields}, ...]}`.
+
+        Raises ValueError naming the key at fault (`cues[2].sise: unknown key`): a typo in a scene
+        file must not silently fall back to a default.
+        """
         if not isinstance(data, Mapping):
             raise ValueError("a scene must be a table with 'duration' and 'cues'")
         known = {"duration", "seed", "noise", "cues"}
@@ -161,11 +160,8 @@ class Scene:
         path = Path(path)
         try:
             raw = path.read_bytes()
-            if path.suffix.lower() == ".json":
-                data = json.loads(raw)
-            else:
-                data = tomllib.loads(raw.decode("utf-8"))
-            return cls.from_mapping(data)
+            parse = json.loads if path.suffix.lower() == ".json" else tomllib.loads
+            return cls.from_mapping(parse(raw.decode("utf-8")))
         except OSError as exc:
             raise CameraError(f"cannot read scene file {str(path)!r}: {exc.strerror}") from None
         except (ValueError, TypeError) as exc:
@@ -229,8 +225,7 @@ def code_matrix(text: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Sprite:
-    """A cue's phone, ready to blend: premultiplied luminance and the background's remaining
-    weight."""
+    """A cue's phone, ready to blend: premultiplied luminance and the background's remaining weight."""
 
     premultiplied: np.ndarray  # uint16: phone * alpha
     keep: np.ndarray  # uint16: 255 - alpha
@@ -262,9 +257,7 @@ def _phone(cue: Cue, height: int) -> tuple[Image.Image, Image.Image]:
         fill=_SCREEN,
     )
     # An app's header bar and a few lines of text under the code, as a wallet app shows them.
-    draw.rectangle(
-        (bezel, bezel + radius // 2, bezel + screen_w - 1, bezel + screen_h // 10), fill=190
-    )
+    draw.rectangle((bezel, bezel + radius // 2, bezel + screen_w - 1, bezel + screen_h // 10), fill=190)
     code_top = bezel + (screen_h - side) * 45 // 100
     phone.paste(code, (bezel + (screen_w - side) // 2, code_top))
     line_h = max(2, screen_h // 60)
@@ -273,9 +266,7 @@ def _phone(cue: Cue, height: int) -> tuple[Image.Image, Image.Image]:
         x0 = bezel + (screen_w - side) // 2
         draw.rectangle((x0, y0, x0 + int(side * frac), y0 + line_h), fill=120)
     mask = Image.new("L", (phone_w, phone_h), 0)
-    ImageDraw.Draw(mask).rounded_rectangle(
-        (0, 0, phone_w - 1, phone_h - 1), radius=radius, fill=255
-    )
+    ImageDraw.Draw(mask).rounded_rectangle((0, 0, phone_w - 1, phone_h - 1), radius=radius, fill=255)
     return phone, mask
 
 
@@ -310,16 +301,13 @@ class SceneRenderer:
         for cue in scene.cues:
             if cue not in self._sprites:
                 self._sprites[cue] = _sprite(cue, width, height)
-        # A few planes per noise level, made once: drawing fresh noise per frame would cost more
-        # than the rest of the frame. Consecutive frames rotate through them.
-        unit = np.random.default_rng(scene.seed + 1).standard_normal(
-            (_NOISE_PLANES, height, width), dtype=np.float32
-        )
-        sigmas = {scene.noise, *(cue.noise for cue in scene.cues)} - {0.0}
-        self._noise = {sigma: np.round(unit * sigma).astype(np.int16) for sigma in sigmas}
-
-    def _noise_plane(self, sigma: float, t: float) -> np.ndarray:
-        return self._noise[sigma][int(t * 64) % _NOISE_PLANES]
+        # A few int8 planes per noise level, made once: fresh noise per frame would cost more than
+        # the rest of the frame. Consecutive frames rotate through them.
+        rng = np.random.default_rng(scene.seed + 1)
+        unit = [rng.standard_normal((height, width), dtype=np.float32) for _ in range(_NOISE_PLANES)]
+        self._noise: dict[float, list[np.ndarray]] = {}
+        for sigma in {scene.noise, *(cue.noise for cue in scene.cues)} - {0.0}:
+            self._noise[sigma] = [np.clip(np.round(u * sigma), -127, 127).astype(np.int8) for u in unit]
 
     def _blend(self, out: np.ndarray, sprite: _Sprite) -> None:
         sh, sw = sprite.keep.shape
@@ -336,16 +324,20 @@ class SceneRenderer:
         region //= 255
         out[y0:y1, x0:x1] = region
 
-    def render(self, t: float) -> np.ndarray:
-        """A new frame (uint8, height x width) of the scene at scene time `t`."""
+    def render(self, t: float, frame: int | None = None) -> np.ndarray:
+        """A new frame (uint8, height x width) of the scene at scene time `t`.
+
+        `frame` picks the noise plane, so that consecutive frames differ; by default it follows `t`.
+        """
         out = self.background.copy()
         active = self.scene.active(t)
         for cue in active:
             self._blend(out, self._sprites[cue])
         sigma = max([self.scene.noise, *(cue.noise for cue in active)])
         if sigma > 0:
+            plane = round(t * 997) if frame is None else frame
             noisy = out.astype(np.int16)
-            noisy += self._noise_plane(sigma, t)
+            noisy += self._noise[sigma][plane % _NOISE_PLANES]
             np.clip(noisy, 0, 255, out=noisy)
             out = noisy.astype(np.uint8)
         return out
@@ -354,9 +346,8 @@ class SceneRenderer:
 class SyntheticSource(FrameSource):
     """Frames of a scene at `fps`, looping over its duration or ending (`exhausted`) after one pass.
 
-    Paced (the default), frames fall due in real time like a camera's (see `pacing`); unpaced,
-    `read` returns the next frame at once, frame `n` showing scene time `n / fps`, for tests and
-    benchmarks.
+    Paced (the default), frames fall due in real time like a camera's (see `pacing`); unpaced, `read`
+    returns the next frame at once, frame `n` showing scene time `n / fps`: for tests and benchmarks.
     """
 
     name = "synthetic"
@@ -409,6 +400,7 @@ class SyntheticSource(FrameSource):
     def read(self, timeout: float) -> Frame | None:
         if self._renderer is None:
             raise CameraError("synthetic camera read before start")
+        asked = self._clock()
         if not self._exhausted:
             if self.paced:
                 due = self._pacer.wait(timeout)
@@ -420,13 +412,14 @@ class SyntheticSource(FrameSource):
             scene_t = index / self.fps
             if self.loop or scene_t < self.scene.duration:
                 self._count = index + 1
-                y = self._renderer.render(scene_t % self.scene.duration)
+                y = self._renderer.render(scene_t % self.scene.duration, frame=index)
                 return Frame(y=y, t=t, index=index)
             self._exhausted = True
-        # The scene is over: wait out the timeout as a silent camera would, so that a reader polling
-        # in a loop does not spin.
-        if timeout > 0:
-            self._sleep(timeout)
+        # The scene is over: wait out the timeout as a silent camera would, so that a reader polling in
+        # a loop does not spin.
+        remaining = timeout - (self._clock() - asked)
+        if remaining > 0:
+            self._sleep(remaining)
         return None
 
     def stop(self) -> None:
