@@ -66,7 +66,7 @@ def test_safe_fault_holds_the_relay_in_bounded_stretches_with_rests_until_it_cle
         rig.gate.set_fault("verifier")
         assert rig.relay_on()
         assert rig.gate.state is GateState.FAULT
-        time.sleep(1.2)
+        time.sleep(1.05)  # mid-way through the third stretch
         rig.gate.clear_fault("verifier")
         assert not rig.relay_on()
         time.sleep(0.5)  # and it stays off
@@ -76,7 +76,7 @@ def test_safe_fault_holds_the_relay_in_bounded_stretches_with_rests_until_it_cle
         assert max(stretches) <= 0.3 + TOLERANCE_S
         assert all(s == pytest.approx(0.3, abs=TOLERANCE_S) for s in stretches[:-1])
         assert all(g == pytest.approx(0.15, abs=TOLERANCE_S) for g in rig.gaps())
-        assert rig.gate.snapshot()["relay"]["cuts"] == len(stretches) - 1
+        assert rig.gate.snapshot()["relay"]["cuts"] >= len(stretches) - 1
 
 
 def test_safe_fault_does_not_call_an_opening_forced():
@@ -127,21 +127,19 @@ def test_a_storm_of_overlapping_grants_never_holds_the_relay_past_max_open_s():
         assert rig.gate.snapshot()["relay"]["longest_on_s"] <= 0.4 + TOLERANCE_S
 
 
-def test_a_grant_during_the_enforced_rest_opens_when_the_rest_ends():
-    cfg = fast_config(pulse_ms=200, max_open_s=0.3, relay_rest_ms=200, grant_window_s=5.0)
+def test_a_pulse_longer_than_max_open_s_is_cut_and_a_grant_in_the_rest_waits_for_it():
+    # pulse_ms > max_open_s is refused by config validation, but the bound must hold regardless
+    cfg = fast_config(pulse_ms=500, max_open_s=0.3, relay_rest_ms=200, grant_window_s=5.0)
     with gate_rig(cfg) as rig:
-        started = time.monotonic()
         rig.gate.grant()
-        time.sleep(0.15)
-        rig.gate.grant()  # wants the relay until 0.35: cut at 0.3, then a rest until 0.5
         wait_until(lambda: not rig.relay_on(), what="the cut")
-        time.sleep(0.05)
+        cut_at = rig.intervals()[0][1]
         t_relay = rig.gate.grant()  # during the rest
 
-        assert t_relay is not None and t_relay - started == pytest.approx(0.5, abs=TOLERANCE_S)
         assert not rig.relay_on()
+        assert t_relay is not None and t_relay - cut_at == pytest.approx(0.2, abs=TOLERANCE_S)
         wait_until(lambda: len(rig.stretches()) == 2 and not rig.relay_on())
-        assert rig.stretches() == pytest.approx([0.3, 0.2], abs=TOLERANCE_S)
+        assert rig.stretches() == pytest.approx([0.3, 0.3], abs=TOLERANCE_S)
         assert rig.gaps() == pytest.approx([0.2], abs=TOLERANCE_S)
         assert rig.intervals()[1][0] == pytest.approx(t_relay, abs=TOLERANCE_S)
 
