@@ -179,3 +179,11 @@ def test_a_late_reader_gets_the_newest_frame_not_a_backlog() -> None:
 def test_reading_before_start_is_a_camera_error() -> None:
     with pytest.raises(CameraError, match="before start"):
         SyntheticSource(Scene([], duration=1)).read(timeout=0)
+
+
+def test_a_cue_that_cannot_be_drawn_is_a_camera_error_when_it_shows() -> None:
+    scene = Scene([Cue("A" * 5000, 1, 2)], duration=3)
+    with SyntheticSource(scene, fps=2, paced=False) as source:
+        assert source.read(timeout=0) is not None and source.read(timeout=0) is not None
+        with pytest.raises(CameraError, match="does not fit in a QR code"):
+            source.read(timeout=0)

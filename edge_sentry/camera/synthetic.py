@@ -11,6 +11,7 @@ or JSON file) and `SyntheticSource`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -270,44 +271,68 @@ def _phone(cue: Cue, height: int) -> tuple[Image.Image, Image.Image]:
     return phone, mask
 
 
-def _sprite(cue: Cue, width: int, height: int) -> _Sprite:
+def _draw_sprite(cue: Cue, width: int, height: int) -> _Sprite:
     phone, mask = _phone(cue, height)
+    # Phone and mask as one two-band image: rotated and blurred together, in one pass each. Blurring
+    # the mask too makes an out-of-focus phone's outline melt into the background as well.
+    both = Image.merge("LA", (phone, mask))
     if cue.rotation % 360:
-        phone = phone.rotate(cue.rotation, resample=Image.BICUBIC, expand=True, fillcolor=0)
-        mask = mask.rotate(cue.rotation, resample=Image.BICUBIC, expand=True, fillcolor=0)
+        both = both.rotate(cue.rotation, resample=Image.BICUBIC, expand=True)
     if cue.blur > 0:
-        # Blur the mask too: an out-of-focus phone's outline melts into the background as well.
-        phone = phone.filter(ImageFilter.GaussianBlur(cue.blur))
-        mask = mask.filter(ImageFilter.GaussianBlur(cue.blur))
-    alpha = np.asarray(mask, dtype=np.uint16)
-    return _Sprite(
-        premultiplied=np.asarray(phone, dtype=np.uint16) * alpha,
-        keep=255 - alpha,
-        cx=cue.x * width,
-        cy=cue.y * height,
-    )
+        both = both.filter(ImageFilter.GaussianBlur(cue.blur))
+    luma, alpha = (np.asarray(band, dtype=np.uint16) for band in both.split())
+    return _Sprite(premultiplied=luma * alpha, keep=255 - alpha, cx=cue.x * width, cy=cue.y * height)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_background(width: int, height: int, seed: int) -> np.ndarray:
+    background = entrance_background(width, height, seed)
+    background.flags.writeable = False
+    return background
+
+
+@functools.lru_cache(maxsize=8)
+def _noise_planes(width: int, height: int, seed: int, sigma: float) -> tuple[np.ndarray, ...]:
+    """A few int8 planes of gaussian noise: consecutive frames rotate through them."""
+    rng = np.random.default_rng(seed + 1)
+    planes = []
+    for _ in range(_NOISE_PLANES):
+        plane = np.clip(np.round(rng.standard_normal((height, width), dtype=np.float32) * sigma), -127, 127)
+        planes.append(plane.astype(np.int8))
+        planes[-1].flags.writeable = False
+    return tuple(planes)
 
 
 class SceneRenderer:
-    """Renders one scene at one frame size; all the expensive parts are made here, once."""
+    """Renders one scene at one frame size, making each expensive part once.
+
+    The background and the noise planes are shared by every scene of the same size and seed (the demo
+    makes a new scene for each pass). Drawing fresh noise per frame would cost more than the rest of
+    the frame, so a few planes are made up front. A cue's phone (its QR symbol, rotation and blur,
+    tens of milliseconds) is drawn the first time the cue shows and kept; `prepare` draws them all.
+    """
 
     def __init__(self, scene: Scene, width: int, height: int) -> None:
         self.scene = scene
         self.width = width
         self.height = height
-        self.background = entrance_background(width, height, scene.seed)
-        self.background.flags.writeable = False
+        self.background = _shared_background(width, height, scene.seed)
         self._sprites: dict[Cue, _Sprite] = {}
-        for cue in scene.cues:
-            if cue not in self._sprites:
-                self._sprites[cue] = _sprite(cue, width, height)
-        # A few int8 planes per noise level, made once: fresh noise per frame would cost more than
-        # the rest of the frame. Consecutive frames rotate through them.
-        rng = np.random.default_rng(scene.seed + 1)
-        unit = [rng.standard_normal((height, width), dtype=np.float32) for _ in range(_NOISE_PLANES)]
-        self._noise: dict[float, list[np.ndarray]] = {}
-        for sigma in {scene.noise, *(cue.noise for cue in scene.cues)} - {0.0}:
-            self._noise[sigma] = [np.clip(np.round(u * sigma), -127, 127).astype(np.int8) for u in unit]
+        self._noise = {
+            sigma: _noise_planes(width, height, scene.seed, sigma)
+            for sigma in {scene.noise, *(cue.noise for cue in scene.cues)} - {0.0}
+        }
+
+    def prepare(self) -> None:
+        """Draw every cue's phone now rather than when it first shows; ValueError for a bad text."""
+        for cue in self.scene.cues:
+            self._sprite(cue)
+
+    def _sprite(self, cue: Cue) -> _Sprite:
+        sprite = self._sprites.get(cue)
+        if sprite is None:
+            sprite = self._sprites[cue] = _draw_sprite(cue, self.width, self.height)
+        return sprite
 
     def _blend(self, out: np.ndarray, sprite: _Sprite) -> None:
         sh, sw = sprite.keep.shape
@@ -332,7 +357,7 @@ class SceneRenderer:
         out = self.background.copy()
         active = self.scene.active(t)
         for cue in active:
-            self._blend(out, self._sprites[cue])
+            self._blend(out, self._sprite(cue))
         sigma = max([self.scene.noise, *(cue.noise for cue in active)])
         if sigma > 0:
             plane = round(t * 997) if frame is None else frame
@@ -412,7 +437,10 @@ class SyntheticSource(FrameSource):
             scene_t = index / self.fps
             if self.loop or scene_t < self.scene.duration:
                 self._count = index + 1
-                y = self._renderer.render(scene_t % self.scene.duration, frame=index)
+                try:
+                    y = self._renderer.render(scene_t % self.scene.duration, frame=index)
+                except ValueError as exc:  # a cue whose text cannot be drawn as a QR code
+                    raise CameraError(f"synthetic scene cannot be rendered: {exc}") from None
                 return Frame(y=y, t=t, index=index)
             self._exhausted = True
         # The scene is over: wait out the timeout as a silent camera would, so that a reader polling in
