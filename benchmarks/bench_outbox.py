@@ -3,10 +3,11 @@ stock TinyDB beside it, to show why the outbox has its own storage.
 
 DESIGN.md section 7 asks that the append cost stay flat from 1 k to 100 k queued events (ratio of
 the latencies <= 1.5). Latency is measured one event at a time, from put() to its on_durable
-callback (so it includes the writer's wake-up, the append and the fsync), after the outbox was
-filled with BACKLOG durable, unacknowledged events. Stock TinyDB's JSONStorage rewrites its whole
-file on each insert; TinyDB over the outbox's LogStorage appends one record but TinyDB's Table
-still copies the table on each write, which is why events bypass Table (see edge_sentry/storage.py).
+callback (so it includes the writer's wake-up, the append and the fsync), in two outboxes filled
+with 1 k and 100 k durable, unacknowledged events, measured in turns. Stock TinyDB's JSONStorage
+rewrites its whole file on each insert; TinyDB over the outbox's LogStorage appends one record,
+but TinyDB's Table still copies the table on each write, which is why events bypass Table (see
+edge_sentry/storage.py).
 
 Run: .venv/bin/python benchmarks/bench_outbox.py [--dir DIR] [--rounds N]
 """
@@ -61,22 +62,32 @@ def fill(ob: Outbox, count: int) -> None:
     ob.flush(None)
 
 
-def append_latency(root: Path, backlog: int, rounds: int) -> tuple[float, float]:
-    """p50, p99 of put -> on_durable, one event at a time, over `backlog` pending events."""
+def append_latency(root: Path, backlogs: tuple[int, ...], rounds: int) -> list[tuple[float, float]]:
+    """p50, p99 of put -> on_durable, one event at a time, for outboxes of each backlog.
+
+    The outboxes are measured in turns, round by round, so that a busy spell of the disk or the
+    CPU (other work on the machine) lands on all of them alike and the ratio stays honest.
+    """
     durable = threading.Event()
-    ob = outbox(root / f"latency-{backlog}", on_durable=lambda _e: durable.set())
-    with ob:
-        fill(ob, backlog)
-        assert ob.stats()["depth"] == backlog
-        samples = []
-        warm_up = rounds // 10  # caches, allocator and the writer's first wake-ups: not measured
+    boxes = [outbox(root / f"latency-{n}", on_durable=lambda _e: durable.set()) for n in backlogs]
+    samples: list[list[float]] = [[] for _ in backlogs]
+    warm_up = rounds // 10  # caches, allocator and the writer's first wake-ups: not measured
+    try:
+        for ob, backlog in zip(boxes, backlogs, strict=True):
+            ob.start()
+            fill(ob, backlog)
+            assert ob.stats()["depth"] == backlog
         for n in range(warm_up + rounds):
-            durable.clear()
-            start = time.perf_counter()
-            ob.put(scan_event(n))
-            durable.wait()
-            samples.append(time.perf_counter() - start)
-    return percentiles_ms(samples[warm_up:])
+            for ob, taken in zip(boxes, samples, strict=True):
+                durable.clear()
+                start = time.perf_counter()
+                ob.put(scan_event(n))
+                durable.wait()
+                taken.append(time.perf_counter() - start)
+    finally:
+        for ob in boxes:
+            ob.stop()
+    return [percentiles_ms(taken[warm_up:]) for taken in samples]
 
 
 def throughput(root: Path, count: int) -> tuple[float, float, float, int]:
@@ -136,8 +147,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-outbox-", dir=args.dir))
     try:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        small = append_latency(root, 1_000, args.rounds)
-        large = append_latency(root, 100_000, args.rounds)
+        small, large = append_latency(root, (1_000, 100_000), args.rounds)
         print(f"append put->durable, backlog   1k: p50 {small[0]:.3f} ms  p99 {small[1]:.3f} ms")
         print(f"append put->durable, backlog 100k: p50 {large[0]:.3f} ms  p99 {large[1]:.3f} ms")
         ratio50, ratio99 = large[0] / small[0], large[1] / small[1]
