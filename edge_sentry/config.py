@@ -57,6 +57,7 @@ class DeviceConfig:
     entrance: str = field(default="main", metadata=_non_empty())
     venue_name: str = "Demo Venue"
     entrance_name: str = "Main entrance"
+    state_dir: str = field(default_factory=lambda: str(_state_dir()))
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,11 @@ class MqttConfig:
     cert: str | None = None
     key: str | None = None
     keepalive_s: int = field(default=30, metadata=_between(5, 3600))
+    password_file: str | None = None
+    batch_size: int = field(default=100, metadata=_between(1, 10000))
+    backoff_min_s: float = field(default=1.0, metadata=_between(0.05, 600))
+    backoff_max_s: float = field(default=60.0, metadata=_between(0.1, 3600))
+    max_payload: int = field(default=262144, metadata=_between(1024, 16 << 20))
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ class PrivacyConfig:
 
     retention_days: float = field(default=14.0, metadata=_between(0.01, 3650))
     authority_key: str | None = None
+    allow_snapshot: bool = False
 
 
 @dataclass(frozen=True)
@@ -330,6 +337,14 @@ def _check_whole(config: Config, problems: list[tuple[str, str]]) -> None:
         problems.append(("gate.pulse_ms", "must not exceed gate.max_open_s"))
     if config.camera.source == "replay" and not config.camera.path:
         problems.append(("camera.path", "is required when camera.source is 'replay'"))
+    mqtt = config.mqtt
+    if mqtt is not None:
+        if mqtt.backoff_min_s > mqtt.backoff_max_s:
+            problems.append(("mqtt.backoff_min_s", "must not exceed mqtt.backoff_max_s"))
+        if mqtt.password is not None and mqtt.password_file is not None:
+            problems.append(("mqtt.password_file", "give mqtt.password or mqtt.password_file, not both"))
+        if (mqtt.cert is None) != (mqtt.key is None):
+            problems.append(("mqtt.key" if mqtt.key is None else "mqtt.cert", "cert and key go together"))
     pins = {k: getattr(config.gpio, k) for k in ("relay", "green", "red", "buzzer", "door", "staff", "exit")}
     seen: dict[int, str] = {}
     for key, pin in pins.items():

@@ -113,3 +113,16 @@ def test_failed_mapping_leaves_base_untouched():
 def test_round_trip_through_mapping():
     config = cfg.from_mapping({"mqtt": {"host": "h"}, "gate": {"pulse_ms": 400}})
     assert cfg.from_mapping(cfg.to_mapping(config)) == config
+
+
+def test_mqtt_rules(tmp_path):
+    text = (
+        '[mqtt]\nbackoff_min_s = 10\nbackoff_max_s = 1\npassword = "a"\npassword_file = "/p"\n'
+        'cert = "c.pem"\n'
+    )
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, text))
+    found = problems(exc)
+    assert found["mqtt.backoff_min_s"] == "must not exceed mqtt.backoff_max_s"
+    assert "not both" in found["mqtt.password_file"]
+    assert found["mqtt.key"] == "cert and key go together"
