@@ -82,15 +82,18 @@ def test_paced_replay_hands_out_frames_at_the_frame_rate(tmp_path: Path) -> None
     assert source.read(timeout=1).index == 8  # due at 51.6, the newest at 51.7
 
 
-def test_an_exhausted_replay_waits_out_the_timeout(tmp_path: Path) -> None:
+def test_the_end_of_a_replay_is_told_at_once_then_reads_wait_out_their_timeout(tmp_path: Path) -> None:
     write_images(tmp_path, ["1.png"])
     clock = FakeClock()
-    source = ReplaySource(tmp_path, loop=False, clock=clock, sleep=clock.sleep)
+    source = ReplaySource(tmp_path, fps=5, loop=False, clock=clock, sleep=clock.sleep)
     source.start()
     assert source.read(timeout=1).index == 0
+    clock.now += 0.2  # the last image has had its frame interval
     clock.sleeps.clear()
     assert source.read(timeout=0.5) is None
-    assert source.exhausted and sum(clock.sleeps) == pytest.approx(0.5)
+    assert source.exhausted and clock.sleeps == []
+    assert source.read(timeout=0.5) is None
+    assert clock.sleeps == [0.5]  # a reader polling an ended replay does not spin
 
 
 def test_replayed_photos_are_decoded(tmp_path: Path) -> None:

@@ -130,25 +130,25 @@ class ReplaySource(FrameSource):
     def read(self, timeout: float) -> Frame | None:
         if not self._started:
             raise CameraError("replay camera read before start")
-        asked = self._clock()
-        if not self._exhausted:
-            if self.paced:
-                due = self._pacer.wait(timeout)
-                if due is None:
-                    return None
-                index, t = due
-            else:
-                index, t = self._count, self._clock()
-            if self.loop or index < len(self._images):
-                self._count = index + 1
-                return Frame(y=self._images[index % len(self._images)], t=t, index=index)
+        if self._exhausted:
+            # Nothing more will come: wait out the timeout as a silent camera would, so that a reader
+            # polling in a loop does not spin.
+            if timeout > 0:
+                self._sleep(timeout)
+            return None
+        if self.paced:
+            due = self._pacer.wait(timeout)
+            if due is None:
+                return None
+            index, t = due
+        else:
+            index, t = self._count, self._clock()
+        if not self.loop and index >= len(self._images):
+            # The end, reached just now: said at once, so that a caller moving on loses no time.
             self._exhausted = True
-        # Nothing more will come: wait out the timeout as a silent camera would, so that a reader
-        # polling in a loop does not spin.
-        remaining = timeout - (self._clock() - asked)
-        if remaining > 0:
-            self._sleep(remaining)
-        return None
+            return None
+        self._count = index + 1
+        return Frame(y=self._images[index % len(self._images)], t=t, index=index)
 
     def stop(self) -> None:
         self._started = False

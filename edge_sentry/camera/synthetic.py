@@ -425,30 +425,31 @@ class SyntheticSource(FrameSource):
     def read(self, timeout: float) -> Frame | None:
         if self._renderer is None:
             raise CameraError("synthetic camera read before start")
-        asked = self._clock()
-        if not self._exhausted:
-            if self.paced:
-                due = self._pacer.wait(timeout)
-                if due is None:
-                    return None
-                index, t = due
-            else:
-                index, t = self._count, self._clock()
-            scene_t = index / self.fps
-            if self.loop or scene_t < self.scene.duration:
-                self._count = index + 1
-                try:
-                    y = self._renderer.render(scene_t % self.scene.duration, frame=index)
-                except ValueError as exc:  # a cue whose text cannot be drawn as a QR code
-                    raise CameraError(f"synthetic scene cannot be rendered: {exc}") from None
-                return Frame(y=y, t=t, index=index)
+        if self._exhausted:
+            # The scene is over: wait out the timeout as a silent camera would, so that a reader polling
+            # in a loop does not spin.
+            if timeout > 0:
+                self._sleep(timeout)
+            return None
+        if self.paced:
+            due = self._pacer.wait(timeout)
+            if due is None:
+                return None
+            index, t = due
+        else:
+            index, t = self._count, self._clock()
+        scene_t = index / self.fps
+        if not self.loop and scene_t >= self.scene.duration:
+            # The end, reached just now: said at once, so that a caller chaining scenes (the demo plays
+            # pass after pass) loses no time.
             self._exhausted = True
-        # The scene is over: wait out the timeout as a silent camera would, so that a reader polling in
-        # a loop does not spin.
-        remaining = timeout - (self._clock() - asked)
-        if remaining > 0:
-            self._sleep(remaining)
-        return None
+            return None
+        self._count = index + 1
+        try:
+            y = self._renderer.render(scene_t % self.scene.duration, frame=index)
+        except ValueError as exc:  # a cue whose text cannot be drawn as a QR code
+            raise CameraError(f"synthetic scene cannot be rendered: {exc}") from None
+        return Frame(y=y, t=t, index=index)
 
     def stop(self) -> None:
         self._renderer = None
