@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 Record = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 # Gate events that the scan events already say: a scan's grant or deny is not recorded twice.
-_COVERED_BY_SCAN = {"deny"}
+_COVERED_BY_SCAN = {"deny", "grant-refused"}
 
 
 class Decodes(Protocol):
