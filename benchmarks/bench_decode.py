@@ -7,10 +7,10 @@ DESIGN.md section 7 sets the targets against zxing-cpp on the same frames, measu
   full-frame read, finding at least as many codes as the defaults on the real photos;
 - without a code (most frames at a gate): <= 0.5x the QR-only full-frame read.
 
-Every frame is timed with every method in turn, `--repeat` times (interleaved, so that a busy machine
-slows them all alike); a frame's time is its fastest run, the least disturbed one. A set's figures are
-the mean and median over its frames, and ratios are of those means. The option sweep after the main
-table is the measurement behind each default of DecoderConfig. Exits 1 when a target fails.
+Every frame is timed with every method, in a shuffled order, `--repeat` times (interleaved, so that a
+busy machine slows them all alike); a frame's time is its fastest run, the least disturbed one. A set's
+figures are the mean and median over its frames, and ratios are of those means. The option sweep after
+the main table is the measurement behind each default of DecoderConfig. Exits 1 when a target fails.
 """
 
 from __future__ import annotations
@@ -67,16 +67,18 @@ def measure(methods: dict[str, Method], samples: Sequence[photoset.Sample], repe
     """Time every method on every sample, interleaved; score what each found."""
     results = {name: Result(name, [], 0, 0) for name in methods}
     names = list(methods)
+    rng = np.random.default_rng(0)
     for name in names:  # warm up caches and lazy initialisation before anything is timed
         methods[name](samples[0].y)
     gc.disable()
     try:
-        for i, sample in enumerate(samples):
+        for sample in samples:
             best = dict.fromkeys(names, float("inf"))
             texts: dict[str, set[str]] = {}
-            for r in range(repeat):
-                shift = (i + r) % len(names)
-                for name in names[shift:] + names[:shift]:
+            for _ in range(repeat):
+                # A new order each time: a method timed right after a full-frame read finds the
+                # caches cold, and no method should always be the one that follows it.
+                for name in rng.permutation(names):
                     start = time.perf_counter()
                     codes = methods[name](sample.y)
                     elapsed = (time.perf_counter() - start) * 1000

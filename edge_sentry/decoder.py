@@ -15,9 +15,9 @@ The whole frame is never retried blindly: a frame without a code costs step 1 an
 
 Measured by `benchmarks/bench_decode.py` on 1280x720 frames (ratios within one run on this machine;
 see benchmarks/README.md for the table):
-- real photos in a camera view: as many codes as zxing-cpp's defaults (122 of 126) in ~0.04x their
-  time and ~0.45x a QR-only full-frame read; synthetic phones: 40 of 40 in ~0.3x;
-- frames without a code: ~0.25x the QR-only full-frame read, no text ever read;
+- real photos in a camera view: as many codes as zxing-cpp's defaults (122 of 126) in ~0.05x their
+  time and 0.4-0.5x a QR-only full-frame read; synthetic phones: 40 of 40 in ~0.3x;
+- frames without a code: 0.2-0.3x the QR-only full-frame read, and no text ever read;
 - step 1 alone reads 101 of the 126 photos, with step 2 109, with step 3 all 122;
 - one full-resolution pass (scale 1) costs ~0.5x QR-only on every frame, over the no-code budget;
   scale 3 loses 4 photos and 3 phones; a box-filtered view reads no more for ~1.7x the time;
