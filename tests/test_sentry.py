@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,20 @@ def run_for(sentry: Sentry, seconds: float) -> None:
         sentry.close()
 
 
+@contextmanager
+def running(sentry: Sentry) -> Iterator[None]:
+    """The hot loop on its own thread for the length of the block, then stopped and closed."""
+    stop = threading.Event()
+    runner = threading.Thread(target=sentry.run, args=(stop,), name="test-hot-loop")
+    runner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        runner.join(5)
+        sentry.close()
+
+
 def relay_pulses(devices: GateDevices) -> int:
     return sum(1 for s in devices.relay.pin.states if s.state)
 
@@ -121,16 +136,9 @@ def test_demo_pass_gives_every_verdict_and_the_staff_entry(devices):
         config, issuer, time_scale=SCALE, on_staff=lambda: press_button(devices.staff, 0.05)
     )
     sentry, recorder = make_sentry(config, source, devices, issuer, presentation_gap_s=0.2)
-    stop = threading.Event()
-    runner = threading.Thread(target=sentry.run, args=(stop,))
-    runner.start()
-    try:
+    with running(sentry):
         # One pass ends with the staff entry; stop there, before the next pass begins.
         wait_until(lambda: any(m == "manual" for m, _, _ in recorder.scans()), timeout=30)
-    finally:
-        stop.set()
-        runner.join(5)
-        sentry.close()
 
     scans = recorder.scans()
     expected = [("scan", *EXPECTED[step]) for step in EXPECTED] + [("manual", "accept", "ok")]
@@ -183,18 +191,11 @@ def test_a_silent_camera_puts_the_gate_in_its_fail_mode(devices, fail_mode, rela
     config = fast_config(fail_mode=fail_mode)
     issuer = DemoIssuer.create()
     sentry, recorder = make_sentry(config, FrameList([]), devices, issuer)
-    stop = threading.Event()
-    runner = threading.Thread(target=sentry.run, args=(stop,))
-    runner.start()
-    try:
+    with running(sentry):
         wait_until(lambda: recorder.named("camera-fault"), what="camera-fault")
         time.sleep(0.05)
         assert devices.relay.value == relay_on
         assert sentry.gate.state.value == "fault"
-    finally:
-        stop.set()
-        runner.join(5)
-        sentry.close()
     assert not devices.relay.value  # closing leaves the strike locked
 
 
@@ -202,18 +203,11 @@ def test_secure_fault_still_lets_staff_grant(devices):
     config = fast_config(fail_mode="secure")
     issuer = DemoIssuer.create()
     sentry, recorder = make_sentry(config, FrameList([]), devices, issuer)
-    stop = threading.Event()
-    runner = threading.Thread(target=sentry.run, args=(stop,))
-    runner.start()
-    try:
+    with running(sentry):
         wait_until(lambda: recorder.named("camera-fault"), what="camera-fault")
         press_button(devices.staff, 0.05)
         wait_until(lambda: recorder.scans(), what="manual scan")
         assert recorder.scans() == [("manual", "accept", "ok")]
-    finally:
-        stop.set()
-        runner.join(5)
-        sentry.close()
 
 
 def test_paper_code_waits_for_staff_and_is_logged_assisted(devices):
@@ -222,10 +216,7 @@ def test_paper_code_waits_for_staff_and_is_logged_assisted(devices):
     text = es1.issue(issuer.key, issuer="demo-issuer", lifetime_s=86400, paper=True)
     frame = Scene([Cue(text=text, start=0, end=1)], duration=1).render_at(0.5)
     sentry, recorder = make_sentry(config, FrameList([frame]), devices, issuer)
-    stop = threading.Event()
-    runner = threading.Thread(target=sentry.run, args=(stop,))
-    runner.start()
-    try:
+    with running(sentry):
         wait_until(lambda: recorder.scans(), what="the paper code's decision")
         assert recorder.scans() == [("scan", "deny", "assist")]
         assert not devices.relay.value
@@ -233,10 +224,6 @@ def test_paper_code_waits_for_staff_and_is_logged_assisted(devices):
         wait_until(lambda: len(recorder.scans()) == 2, what="the assisted grant")
         assert recorder.scans()[1] == ("assisted", "accept", "ok")
         assert recorder.named("scan")[1]["scheme"] == "es1"
-    finally:
-        stop.set()
-        runner.join(5)
-        sentry.close()
 
 
 def test_venue_poster_in_view_never_opens_the_gate(devices):
