@@ -81,7 +81,8 @@ class Picamera2Source(FrameSource):
             )
             camera.configure(config)
             # The ISP may round the lores size up to its alignment: index with what it chose.
-            self._size = tuple(camera.camera_configuration()["lores"]["size"])
+            lores = (camera.camera_configuration() or {}).get("lores") or {}
+            self._size = tuple(lores.get("size", self._size))
             camera.start()
         except Exception as exc:
             camera.close()
