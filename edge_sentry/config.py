@@ -82,6 +82,47 @@ class Es1Config:
     )
 
 
+_DCC_KINDS = ("vaccination", "test", "recovery")
+
+
+def _texts(message: str) -> dict[str, Any]:
+    return _rule(lambda v: all(t.strip() for t in v) and len(set(v)) == len(v), message)
+
+
+@dataclass(frozen=True)
+class DccConfig:
+    """Which EU Digital COVID Certificates open the gate: the venue's rule set, as data, not code.
+
+    The defaults follow the EU's common acceptance periods where they exist (14 days after a vaccine
+    dose, 270 days for a primary series, 180 days after recovery) and take PCR and rapid antigen tests
+    up to 48 hours old. `accept = []` takes no DCC at all (`unsupported`, no signature is checked).
+    A zero `vaccination_max_days` or `recovery_max_days` means no limit of the venue's own (the
+    certificate's own `du` still bounds a recovery). Empty `products` accepts every vaccine product;
+    empty `target_disease` every disease code. Dates are compared as UTC calendar days.
+    """
+
+    accept: list[str] = field(
+        default_factory=lambda: list(_DCC_KINDS),
+        metadata=_rule(
+            lambda v: all(k in _DCC_KINDS for k in v) and len(set(v)) == len(v),
+            "must list distinct kinds from 'vaccination', 'test', 'recovery'",
+        ),
+    )
+    skew_s: int = field(default=30, metadata=_between(0, 3600))
+    target_disease: str = "840539006"
+    vaccination_complete: bool = True
+    vaccination_min_days: int = field(default=14, metadata=_between(0, 3650))
+    vaccination_max_days: int = field(default=270, metadata=_between(0, 3650))
+    products: list[str] = field(default_factory=list, metadata=_texts("must list distinct product codes"))
+    test_types: list[str] = field(
+        default_factory=lambda: ["LP6464-4", "LP217198-3"],
+        metadata=_texts("must list distinct test type codes"),
+    )
+    test_result_negative: str = field(default="260415000", metadata=_non_empty())
+    test_max_age_h: int = field(default=48, metadata=_between(1, 8760))
+    recovery_max_days: int = field(default=180, metadata=_between(0, 3650))
+
+
 @dataclass(frozen=True)
 class GateConfig:
     """Timings and policy of the gate; the relay bound `max_open_s` is never exceeded."""
@@ -107,8 +148,8 @@ class CameraConfig:
     fps: float = field(default=15.0, metadata=_between(0.1, 120))
     width: int = field(default=1280, metadata=_between(160, 4656))
     height: int = field(default=720, metadata=_between(120, 3496))
-    lores_width: int = field(default=640, metadata=_between(160, 2328))
-    lores_height: int = field(default=360, metadata=_between(120, 1748))
+    lores_width: int = field(default=1280, metadata=_between(160, 2328))
+    lores_height: int = field(default=720, metadata=_between(120, 1748))
     path: str | None = None
     loop: bool = True
     scene: str = "demo"
@@ -121,6 +162,7 @@ class DecoderConfig:
     """How zxing-cpp is driven; the defaults are the ones the decode benchmark chose."""
 
     scale: int = field(default=2, metadata=_between(1, 4))
+    # Retry regions at full resolution around half-seen codes and code-like textures, never the whole frame.
     retry_full: bool = True
     binarizer: str = field(
         default="LocalAverage",
@@ -208,6 +250,7 @@ class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
     es1: Es1Config = field(default_factory=Es1Config)
+    dcc: DccConfig = field(default_factory=DccConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -224,6 +267,7 @@ _SECTIONS: dict[str, type] = {
     "device": DeviceConfig,
     "trust": TrustConfig,
     "es1": Es1Config,
+    "dcc": DccConfig,
     "gate": GateConfig,
     "camera": CameraConfig,
     "decoder": DecoderConfig,

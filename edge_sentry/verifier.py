@@ -25,9 +25,32 @@ that a revoked holder is reported as such even with an old code; passback late b
 only rule that depends on this sentry's own history; assist last so staff are only ever called for a
 code that would otherwise have been accepted.
 
-Other schemes: `HC1:` (the EU DCC) is recognised but `unsupported` for now; any other prefix is
-`unsupported` with scheme None. A `VC1:` venue code never opens the gate: its verdict is always
-`deny`, with reason `ok` when it is genuine (signed by the fleet trust-root key) and names this
+Precedence for a DCC (`HC1:`, the EU Digital COVID Certificate; scheme "dcc"):
+
+1. `unsupported`   `dcc.accept` is empty (this sentry takes no DCC), or the prefix is another version
+                   of the scheme (`HC2:`...)
+2. `malformed`     over 4 KB, or a layer of the envelope does not parse: Base45, zlib (including a stream
+                   that inflates past `dcc.MAX_INFLATED`), CBOR, COSE (tags 61 and 18 optional)
+3. `unsupported`   the COSE algorithm is neither ES256 nor PS256
+4. `malformed`     no 8-byte kid in either header
+5. `unknown-key`   no usable signer certificate with the code's kid in the trust list
+6. `bad-signature` the signature holds under none of the certificates with that kid (each is tried), or
+                   only under ones whose extended key usage forbids this kind of entry
+7. `malformed`     the signed CWT or hcert does not follow the format (a missing or ill-typed field)
+8. `revoked`       the kid, or the certificate's pseudonymous `sub`, is revoked in the trust list
+9. `not-yet-valid` the signer certificate's notBefore, or the CWT's iat, is after now + `dcc.skew_s`
+10. `expired`      now is after the signer certificate's notAfter, or at or after the CWT's exp, plus skew
+11. `status`       the certificate fails the venue's rule set (`dcc_rules`, config `[dcc]`); which rule
+                   failed is health data and is neither returned nor logged
+12. `passback`     the same certificate was let in at this entrance within `gate.passback_s`
+13. `ok`           accept, and the certificate's `sub` enters the passback window
+
+A DCC's `sub` is `dcc.pseudonym(ci)`, a hash of the certificate identifier, never a name; `issuer` is the
+CWT's `iss` country code; nothing else from the certificate leaves `_verify_dcc`. Several certificates
+may share a kid: one under which the signature holds and that is within its validity wins.
+
+Any other prefix is `unsupported` with scheme None. A `VC1:` venue code never opens the gate: its verdict
+is always `deny`, with reason `ok` when it is genuine (signed by the fleet trust-root key) and names this
 sentry's site, venue and entrance, `wrong-venue` when genuine but for another place, and
 `unknown-key`, `bad-signature` or `malformed` otherwise; a genuine one carries its map in
 `venue_code`.
@@ -43,9 +66,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .codes import es1, vc1
+from .codes import dcc, dcc_rules, es1, vc1
+from .codes.cose import UnsupportedAlgorithmError
 from .codes.trust import TrustList
-from .config import DeviceConfig, Es1Config, GateConfig
+from .config import DccConfig, DeviceConfig, Es1Config, GateConfig
 from .errors import CodeError
 
 log = logging.getLogger(__name__)
@@ -68,7 +92,15 @@ REASONS = (
     "assist",
 )
 
-_SCHEMES_BY_PREFIX = {es1.PREFIX: "es1", vc1.PREFIX: "vc1", "HC1:": "dcc"}
+_SCHEMES_BY_PREFIX = {es1.PREFIX: "es1", vc1.PREFIX: "vc1", dcc.PREFIX: "dcc"}
+
+
+def _scheme_of(text: str) -> str | None:
+    """The scheme a prefix names; "HC" + a digit + ":" is the DCC family, whatever its version."""
+    scheme = _SCHEMES_BY_PREFIX.get(text[:4])
+    if scheme is None and text[:2] == "HC" and text[2:3].isdecimal() and text[3:4] == ":":
+        return "dcc"
+    return scheme
 
 
 @dataclass(frozen=True, repr=False)
@@ -155,8 +187,11 @@ class Verifier:
         device: DeviceConfig,
         trust: TrustList,
         root_key: Ed25519PublicKey | None = None,
+        *,
+        dcc: DccConfig | None = None,
     ) -> None:
         self.es1 = es1
+        self.dcc = dcc or DccConfig()
         self.gate = gate
         self.device = device
         self.trust = trust
@@ -167,13 +202,15 @@ class Verifier:
         """Decide on one decoded text at time `now` (seconds since 1970). Never raises."""
         scheme = None
         try:
-            scheme = _SCHEMES_BY_PREFIX.get(text[:4]) if isinstance(text, str) else None
+            scheme = _scheme_of(text) if isinstance(text, str) else None
             if not isinstance(text, str) or _too_long(text):
                 return Decision("deny", "malformed", scheme)
             if scheme == "es1":
                 return self._verify_es1(text, now)
             if scheme == "vc1":
                 return self._verify_vc1(text)
+            if scheme == "dcc" and text.startswith(dcc.PREFIX):
+                return self._verify_dcc(text, now)
             return Decision("deny", "unsupported", scheme)
         except Exception as exc:  # any surprise on hostile input is a denial, not a crash
             log.warning("verifier: %s input could not be read (%s)", scheme, type(exc).__name__)
@@ -224,6 +261,53 @@ class Verifier:
             return deny("passback")
         if claims.paper:
             return deny("assist")
+        self.passback.record(claims.sub, now)
+        return granted
+
+    def _verify_dcc(self, text: str, now: float) -> Decision:
+        rules = self.dcc
+        if not rules.accept:
+            return Decision("deny", "unsupported", "dcc")
+        try:
+            code = dcc.parse(text)
+        except UnsupportedAlgorithmError:
+            return Decision("deny", "unsupported", "dcc")
+        except CodeError:
+            return Decision("deny", "malformed", "dcc")
+        candidates = self.trust.dcc_signers(code.kid)
+        if not candidates:
+            return Decision("deny", "unknown-key", "dcc", code.kid)
+        signers = [signer for signer in candidates if code.verify(signer)]
+        if not signers:
+            return Decision("deny", "bad-signature", "dcc", code.kid)
+        try:
+            claims = code.unverified_claims()  # verified just above
+        except CodeError:
+            return Decision("deny", "malformed", "dcc", code.kid)
+        entry = claims.entry
+        # A certificate whose extended key usage excludes this kind signed what it must not sign:
+        # a test centre's key cannot vouch for a vaccination.
+        signers = [signer for signer in signers if signer.may_sign(entry.kind)]
+        if not signers:
+            return Decision("deny", "bad-signature", "dcc", code.kid)
+
+        granted = Decision("accept", "ok", "dcc", code.kid, claims.iat, claims.exp, claims.iss, claims.sub)
+
+        def deny(reason: str) -> Decision:
+            return dataclasses.replace(granted, verdict="deny", reason=reason)
+
+        skew = rules.skew_s
+        if self.trust.is_kid_revoked(code.kid) or self.trust.is_sub_revoked(claims.sub):
+            return deny("revoked")
+        signer = next((s for s in signers if s.not_before - skew <= now <= s.not_after + skew), signers[0])
+        if signer.not_before - skew > now or claims.iat - skew > now:
+            return deny("not-yet-valid")
+        if now > signer.not_after + skew or now >= claims.exp + skew:
+            return deny("expired")
+        if dcc_rules.evaluate_entry(entry, rules, now) != dcc_rules.OK:
+            return deny("status")
+        if self.passback.seen(claims.sub, now):
+            return deny("passback")
         self.passback.record(claims.sub, now)
         return granted
 

@@ -2,7 +2,11 @@
 
 import cbor2
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from edge_sentry.codes import cose
 from edge_sentry.errors import CodeError
@@ -130,7 +134,7 @@ def test_verify_refuses_a_changed_payload_or_protected_header() -> None:
     assert not cose.verify(changed_header, key.public_key())
 
 
-@pytest.mark.parametrize("header", [{1: -7}, {1: -37}, {1: "EdDSA"}, {}])
+@pytest.mark.parametrize("header", [{1: -35}, {1: -257}, {1: "EdDSA"}, {1: "ES256"}, {}])
 def test_verify_raises_for_algorithms_it_cannot_check(header: dict) -> None:
     protected = cbor2.dumps(header) if header else b""
     msg = cose.decode_sign1(hand_built(protected, {}, b"p", b"s" * 64))
@@ -140,9 +144,144 @@ def test_verify_raises_for_algorithms_it_cannot_check(header: dict) -> None:
 
 def test_sign1_refuses_an_unknown_algorithm() -> None:
     with pytest.raises(cose.UnsupportedAlgorithmError):
-        cose.sign1(Ed25519PrivateKey.generate(), b"p", alg=-7)
+        cose.sign1(Ed25519PrivateKey.generate(), b"p", alg=-35)
 
 
 def test_loads_refuses_deep_nesting() -> None:
     with pytest.raises(CodeError):
         cose.loads(b"\x81" * 50 + b"\x00")
+
+
+# -- ES256 and PS256 (the EU DCC's algorithms) -------------------------------------------------------
+
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+SHA256 = hashes.SHA256()
+
+
+def pss(salt) -> padding.PSS:
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt)
+
+
+def signed_by_hand(alg: int, signature_of) -> cose.Sign1:
+    """A message whose signature is made by `signature_of(sig_structure_bytes)`, outside the module."""
+    protected = cbor2.dumps({1: alg, 4: b"kid-0001"})
+    signature = signature_of(cbor2.dumps(["Signature1", protected, b"", b"payload"]))
+    return cose.decode_sign1(hand_built(protected, {}, b"payload", signature))
+
+
+def raw_es256(message: bytes, key=EC_KEY) -> bytes:
+    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(SHA256)))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def test_es256_signature_is_raw_r_and_s_checked_by_the_bare_library() -> None:
+    item = cbor2.loads(cose.sign1(EC_KEY, b"hello", alg=-7, kid=b"12345678"))
+    protected, _, payload, signature = item.value
+    assert cbor2.loads(protected) == {1: -7, 4: b"12345678"}
+    assert len(signature) == 64
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    EC_KEY.public_key().verify(der, cbor2.dumps(["Signature1", protected, b"", payload]), ec.ECDSA(SHA256))
+
+
+def test_es256_verifies_a_hand_made_raw_signature_and_refuses_other_keys() -> None:
+    msg = signed_by_hand(-7, raw_es256)
+    assert cose.verify(msg, EC_KEY.public_key())
+    assert not cose.verify(msg, ec.generate_private_key(ec.SECP256R1()).public_key())
+    assert not cose.verify(msg, RSA_KEY.public_key())
+    assert not cose.verify(msg, Ed25519PrivateKey.generate().public_key())
+
+
+def test_es256_refuses_a_der_signature_and_wrong_lengths() -> None:
+    der = signed_by_hand(-7, lambda m: EC_KEY.sign(m, ec.ECDSA(SHA256)))
+    assert not cose.verify(der, EC_KEY.public_key())  # COSE carries r || s, never DER
+    for cut in (raw_es256(b"x")[:63], raw_es256(b"x") + b"\x00", b"", b"\x00" * 64, b"\xff" * 64):
+        assert not cose.verify(signed_by_hand(-7, lambda m, c=cut: c), EC_KEY.public_key())
+
+
+def test_es256_means_p256_only() -> None:
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    msg = signed_by_hand(-7, lambda m: p384.sign(m, ec.ECDSA(SHA256)))
+    assert not cose.verify(msg, p384.public_key())
+    with pytest.raises(TypeError):
+        cose.sign1(p384, b"p", alg=-7)
+
+
+def test_ps256_signs_with_a_32_byte_salt() -> None:
+    protected, _, payload, signature = cbor2.loads(cose.sign1(RSA_KEY, b"hello", alg=-37)).value
+    signed = cbor2.dumps(["Signature1", protected, b"", payload])
+    RSA_KEY.public_key().verify(signature, signed, pss(32), SHA256)  # RFC 8230: salt = hash length
+    with pytest.raises(InvalidSignature):
+        RSA_KEY.public_key().verify(signature, signed, pss(20), SHA256)
+
+
+@pytest.mark.parametrize("salt", [32, padding.PSS.MAX_LENGTH, 0, 20])
+def test_ps256_verifies_whatever_salt_length_the_signer_chose(salt) -> None:
+    msg = signed_by_hand(-37, lambda m: RSA_KEY.sign(m, pss(salt), SHA256))
+    assert cose.verify(msg, RSA_KEY.public_key())
+
+
+def test_ps256_refuses_other_keys_paddings_and_short_moduli() -> None:
+    good = signed_by_hand(-37, lambda m: RSA_KEY.sign(m, pss(32), SHA256))
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert not cose.verify(good, other.public_key())
+    assert not cose.verify(good, EC_KEY.public_key())
+    pkcs1 = signed_by_hand(-37, lambda m: RSA_KEY.sign(m, padding.PKCS1v15(), SHA256))
+    assert not cose.verify(pkcs1, RSA_KEY.public_key())
+    sha384 = signed_by_hand(-37, lambda m: RSA_KEY.sign(m, pss(32), hashes.SHA384()))
+    assert not cose.verify(sha384, RSA_KEY.public_key())
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = signed_by_hand(-37, lambda m: short.sign(m, pss(32), SHA256))
+    assert not cose.verify(weak, short.public_key())  # the DCC asks for 2048 bits at least
+    assert not cose.verify(signed_by_hand(-37, lambda m: b"\x00" * 256), RSA_KEY.public_key())
+
+
+def test_a_changed_payload_fails_under_es256_and_ps256() -> None:
+    for alg, key in ((-7, EC_KEY), (-37, RSA_KEY)):
+        protected, unprotected, _, signature = cbor2.loads(cose.sign1(key, b"hello", alg=alg)).value
+        changed = cose.decode_sign1(hand_built(protected, unprotected, b"hellp", signature))
+        assert not cose.verify(changed, key.public_key())
+
+
+# -- CWT tag and kid placement -------------------------------------------------------------------
+
+
+def wrapped(*tags: int) -> bytes:
+    item = [PROTECTED, {}, b"p", b"s"]
+    for tag in reversed(tags):
+        item = cbor2.CBORTag(tag, item)
+    return cbor2.dumps(item)
+
+
+@pytest.mark.parametrize("tags", [(61, 18), (18,), (61,), ()])
+def test_the_cwt_tag_is_taken_around_or_instead_of_the_cose_tag(tags) -> None:
+    msg = cose.decode_sign1(wrapped(*tags), cwt_tag=True)
+    assert (msg.payload, msg.kid) == (b"p", b"kid-0001")
+
+
+@pytest.mark.parametrize("tags", [(18, 61), (61, 61), (18, 18), (61, 18, 18), (98,), (61, 98)])
+def test_tags_in_another_order_or_number_are_refused(tags) -> None:
+    with pytest.raises(CodeError):
+        cose.decode_sign1(wrapped(*tags), cwt_tag=True)
+
+
+def test_the_cwt_tag_is_refused_unless_asked_for() -> None:
+    with pytest.raises(CodeError, match="tag 61"):
+        cose.decode_sign1(wrapped(61, 18))
+
+
+def test_a_kid_in_both_headers_is_tolerated_only_when_asked_and_the_protected_one_wins() -> None:
+    data = hand_built(PROTECTED, {4: b"other-id"}, b"p", b"s")
+    with pytest.raises(CodeError, match="both"):
+        cose.decode_sign1(data)
+    assert cose.decode_sign1(data, kid_in_both=True).kid == b"kid-0001"
+    duplicated_alg = hand_built(PROTECTED, {1: -7}, b"p", b"s")
+    with pytest.raises(CodeError, match="both"):
+        cose.decode_sign1(duplicated_alg, kid_in_both=True)
+
+
+def test_an_unprotected_alg_is_never_honoured() -> None:
+    msg = cose.decode_sign1(hand_built(cbor2.dumps({4: b"k"}), {1: -8}, b"p", b"s"))
+    assert msg.alg is None
+    with pytest.raises(cose.UnsupportedAlgorithmError):
+        cose.verify(msg, Ed25519PrivateKey.generate().public_key())

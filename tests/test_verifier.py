@@ -90,7 +90,13 @@ def test_non_text_input_is_malformed(verifier: Verifier) -> None:
 
 @pytest.mark.parametrize(
     ("text", "scheme"),
-    [("HC1:6BFOXN*TS0BI$ZD4N9:9S6RCVN5+O30K3/XIV0W23NTDE", "dcc"), ("https://x", None), ("", None)],
+    [
+        ("HC2:6BFOXN*TS0BI$ZD4N9:9S6RCVN5+O30K3/XIV0W23NTDE", "dcc"),  # a later version of the DCC
+        ("HC9:", "dcc"),
+        ("HCX:6BFOXN", None),
+        ("https://x", None),
+        ("", None),
+    ],
 )
 def test_unsupported(verifier: Verifier, text: str, scheme: str | None) -> None:
     decision = verifier.verify(text, NOW)

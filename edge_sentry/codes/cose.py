@@ -7,8 +7,9 @@ header could give other bytes and break verification.
 
 Decoding is strict (wrong array length, wrong types, a protected header that is not a map, duplicate
 map keys, trailing bytes: CodeError), because every field comes from a stranger's phone screen.
-Signature algorithms sit in the small `ALGORITHMS` table so the schemes that need ES256 or PS256 add
-a row, not a branch. Pure functions, no I/O.
+Signature algorithms sit in the small `ALGORITHMS` table, so a scheme that needs another algorithm adds
+a row, not a branch: EdDSA for the sentry's own codes, ES256 and PS256 for the EU DCC (RFC 9053, RFC 8230).
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -20,14 +21,27 @@ from typing import Any
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from ..errors import CodeError
 
 TAG_SIGN1 = 18
+TAG_CWT = 61
 HEADER_ALG = 1
 HEADER_KID = 4
 ALG_EDDSA = -8
+ALG_ES256 = -7
+ALG_PS256 = -37
+
+# ES256 signatures are r || s, each a big-endian P-256 scalar (RFC 9053 section 2.1).
+_P256_SCALAR_BYTES = 32
+# RFC 8230 section 2 fixes PS256's salt at the hash length; the DCC's secondary algorithm asks for a
+# 2048-bit modulus at least, and anything shorter is refused outright rather than checked.
+_PSS_SALT_BYTES = 32
+_RSA_MIN_BITS = 2048
 
 Header = Mapping[int | str, Any]
 
@@ -65,9 +79,64 @@ def _eddsa_verify(public_key: Any, signature: bytes, message: bytes) -> bool:
     return True
 
 
-# COSE algorithm id -> implementation; ES256 (-7) and PS256 (-37) join here for the EU DCC.
+def _es256_sign(private_key: Any, message: bytes) -> bytes:
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey) or private_key.curve.name != "secp256r1":
+        raise TypeError("ES256 signing needs a P-256 private key")
+    r, s = decode_dss_signature(private_key.sign(message, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(_P256_SCALAR_BYTES, "big") + s.to_bytes(_P256_SCALAR_BYTES, "big")
+
+
+def _es256_verify(public_key: Any, signature: bytes, message: bytes) -> bool:
+    """COSE carries r || s (64 bytes) where cryptography wants DER; anything but 64 bytes is wrong.
+
+    The curve is checked too: ES256 means P-256, and a P-384 key under the same kid must not verify
+    a message that claims ES256.
+    """
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
+        return False
+    if len(signature) != 2 * _P256_SCALAR_BYTES:
+        return False
+    r = int.from_bytes(signature[:_P256_SCALAR_BYTES], "big")
+    s = int.from_bytes(signature[_P256_SCALAR_BYTES:], "big")
+    try:
+        public_key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _ps256_sign(private_key: Any, message: bytes) -> bytes:
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise TypeError("PS256 signing needs an RSA private key")
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=_PSS_SALT_BYTES)
+    return private_key.sign(message, pss, hashes.SHA256())
+
+
+def _ps256_verify(public_key: Any, signature: bytes, message: bytes) -> bool:
+    """RSASSA-PSS with SHA-256 and MGF1-SHA-256, whatever the salt length the signer used.
+
+    RFC 8230 tells signers to use a 32-byte salt, but it does not ask verifiers to refuse another,
+    and signers built on libraries whose default is the maximum salt length exist. PSS stays secure
+    with any salt length (the salt only tightens the proof), so `PSS.AUTO` recovers it from the
+    encoded message instead of insisting on 32 and locking such holders out. (cryptography's
+    `PSS.MAX_LENGTH` would do the same on verification, as OpenSSL reads it as "auto" there, but only
+    `AUTO` says so; `DIGEST_LENGTH` is the strict choice, refusing a maximum-length salt.)
+    """
+    if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < _RSA_MIN_BITS:
+        return False
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+    try:
+        public_key.verify(signature, message, pss, hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# COSE algorithm id -> implementation.
 ALGORITHMS: dict[int, Algorithm] = {
     ALG_EDDSA: Algorithm("EdDSA", _eddsa_sign, _eddsa_verify),
+    ALG_ES256: Algorithm("ES256", _es256_sign, _es256_verify),
+    ALG_PS256: Algorithm("PS256", _ps256_sign, _ps256_verify),
 }
 
 
@@ -149,16 +218,31 @@ def encode_sign1(
     return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, body) if tag else body)
 
 
-def decode_sign1(data: bytes) -> Sign1:
-    """Parse a COSE_Sign1 (tag 18 optional); CodeError on anything off RFC 9052's shape.
+def _untag(item: Any, cwt_tag: bool) -> Any:
+    """Peel the tags a COSE_Sign1 may wear: 18, and with `cwt_tag` also 61 outside it (or alone).
 
-    A detached payload (nil) is refused: no scheme here carries its payload elsewhere.
+    RFC 8392 puts the CWT tag 61 around the COSE tag; issuers that write either one alone exist, so
+    both orders of absence are taken. Tags in any other place or order are refused.
     """
-    item = loads(data, what="COSE_Sign1")
+    if cwt_tag and isinstance(item, cbor2.CBORTag) and item.tag == TAG_CWT:
+        item = item.value
     if isinstance(item, cbor2.CBORTag):
         if item.tag != TAG_SIGN1:
             raise CodeError(f"COSE_Sign1: unexpected CBOR tag {item.tag}")
         item = item.value
+    return item
+
+
+def decode_sign1(data: bytes, *, cwt_tag: bool = False, kid_in_both: bool = False) -> Sign1:
+    """Parse a COSE_Sign1 (tag 18 optional); CodeError on anything off RFC 9052's shape.
+
+    A detached payload (nil) is refused: no scheme here carries its payload elsewhere. `cwt_tag`
+    also accepts the CWT tag 61 around the message. `kid_in_both` tolerates a kid in both headers
+    (the protected one is then the kid): RFC 9052 forbids it, but the EU DCC specification calls the
+    kid not security-critical and lets issuers put it in either header, so a verifier of DCCs must not
+    lock a holder out over it. Every other label in both headers is refused.
+    """
+    item = _untag(loads(data, what="COSE_Sign1"), cwt_tag)
     if not isinstance(item, list | tuple) or len(item) != 4:
         raise CodeError("COSE_Sign1: must be an array of four items")
     protected, unprotected, payload, signature = item
@@ -166,7 +250,10 @@ def decode_sign1(data: bytes) -> Sign1:
         raise CodeError("COSE_Sign1: protected header must be a byte string")
     protected_header = decode_header(protected)
     unprotected = _check_header(unprotected, "unprotected header")
-    if set(protected_header) & set(unprotected):
+    both = set(protected_header) & set(unprotected)
+    if kid_in_both:
+        both.discard(HEADER_KID)
+    if both:
         raise CodeError("COSE_Sign1: a header label appears both protected and unprotected")
     if payload is None:
         raise CodeError("COSE_Sign1: detached payloads are not supported")

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..errors import CodeError, TrustListError
 from . import cose
+from .dcc import Signer, load_signer
 from .keys import KID_LENGTH, kid_of, raw_public_key
 
 SCHEMES = ("es1", "dcc")
@@ -45,11 +46,19 @@ class Es1Key:
 
 @dataclass(frozen=True)
 class DccKey:
-    """A DCC signer certificate (DER), kept as data until the DCC scheme is verified here."""
+    """A DCC document signer certificate (DER), parsed once here, when the list is loaded.
+
+    `signer` is the parsed form the verifier uses (key, validity, the kinds it may sign), or None when
+    the DER cannot be used: such an entry stays in the list (and in `to_mapping`) but verifies nothing.
+    """
 
     kid: bytes
     certificate: bytes
     scheme: str = "dcc"
+    signer: Signer | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signer", load_signer(self.certificate))
 
 
 TrustedKey = Es1Key | DccKey
@@ -150,6 +159,12 @@ class TrustList:
         """The ES1 key with this kid, or None."""
         found = self.lookup("es1", kid)
         return found[0] if found and isinstance(found[0], Es1Key) else None
+
+    def dcc_signers(self, kid: bytes) -> tuple[Signer, ...]:
+        """The usable DCC signer certificates with this kid, in list order (several may share one)."""
+        return tuple(
+            key.signer for key in self.lookup("dcc", kid) if isinstance(key, DccKey) and key.signer
+        )
 
     def is_kid_revoked(self, kid: bytes) -> bool:
         return kid in self.revoked_kids
