@@ -1,0 +1,525 @@
+"""The config shadow: operators' desired config in, the applied (or rejected) outcome reported back.
+
+Two retained topics carry a desired config, `{"version": int, "config": {section: {key: value}}}`:
+the site's `all/config/desired` (defaults for every sentry at the site) and the device's own
+`config/desired`. Each document is a whole *overlay* on the local config (the embedded defaults and
+the TOML file): pushing a new one replaces the previous one from the same source, it does not add to
+it. The effective config is `local <- site overlay <- device overlay`, merged key by key within each
+section, so the device wins over the site.
+
+Versions. Each source keeps its own counter, because the site's and the device's documents are
+written by different hands at different times; the applied state is the pair (site version, device
+version). A document whose version is at or below the applied one of its source is ignored without a
+report: the broker redelivers the retained document on every reconnect. A new document is combined
+with the *applied* overlay of the other source (never with one that was rejected), validated whole
+and either applied or rejected; on rejection nothing changes. The report's `version` is the device
+version and `site_version` the site version of the candidate that was decided on.
+
+What may not change remotely (`LOCAL_ONLY`): who the sentry is (`device.id`, `device.site`: they
+name its MQTT topics and its broker ACL, so a wrong value strands it), where it keeps its files,
+how it reaches the broker, how it is wired, which camera it reads, which keys anchor its trust, and
+the privacy opt-ins that a venue grants on site (`privacy.allow_snapshot`). A desired value equal to
+the local one is accepted (a full config dump may be pushed back), a different one is an error
+naming the key. Keys outside `LIVE` are applied to `current` at once but take effect only after a
+restart; the report lists those still waiting for one in `restart`.
+
+Persistence: the applied overlays and their versions go to `state_dir/config.json` (written to a
+temporary file, fsynced, renamed, folder fsynced) before they are swapped in, so a restart finds
+them; at start they are validated again over the local config of that moment, and a file that
+cannot be read or no longer validates is ignored with a warning (the retained documents bring the
+device up to date again once it connects).
+
+Secrets (`mqtt.password`) are never echoed in a report's `effective`. Nothing here blocks the hot
+path: callers read `shadow.current`, which is replaced by one reference assignment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..codes import cose
+from ..config import Config, from_mapping, to_mapping
+from ..errors import CodeError, ConfigError, EdgeSentryError
+from ..storage import fsync_dir
+
+log = logging.getLogger(__name__)
+
+SITE = "site"
+DEVICE = "device"
+SOURCES = (SITE, DEVICE)
+
+STATE_FILE = "config.json"
+MAX_DESIRED_BYTES = 64 * 1024
+_FILE_FORMAT = 1
+_MAX_INT = 2**63  # beyond a 64-bit integer no config value means anything; floats would overflow
+
+#: Keys set on the device only. "section.*" covers a whole section.
+LOCAL_ONLY = frozenset(
+    {
+        "device.id",
+        "device.site",
+        "device.state_dir",
+        "trust.file",
+        "trust.root_key",
+        "outbox.path",
+        "privacy.authority_key",
+        "privacy.allow_snapshot",
+        "camera.source",
+        "camera.path",
+        "camera.scene",
+        "gpio.*",
+        "mqtt.host",
+        "mqtt.port",
+        "mqtt.username",
+        "mqtt.password",
+        "mqtt.password_file",
+        "mqtt.ca",
+        "mqtt.cert",
+        "mqtt.key",
+        "mqtt.keepalive_s",
+    }
+)
+
+#: Keys whose new value the running process picks up through `on_applied` listeners (the daemon
+#: swaps them in); every other key takes effect at the next restart.
+LIVE = frozenset(
+    {
+        "es1.*",
+        "trust.max_age_h",
+        "trust.stale_policy",
+        "health.interval_s",
+        "clock.unsynced_clock",
+        "log.level",
+    }
+)
+
+#: Values replaced by SECRET_MARK in reports: a report is retained on the broker for anyone with
+#: read access to the device's topics.
+SECRETS = frozenset({"mqtt.password"})
+SECRET_MARK = "<set>"
+
+Listener = Callable[[Config], None]
+
+
+class PayloadError(EdgeSentryError):
+    """A message that is not one well-formed CBOR or JSON item; the message says why."""
+
+
+def decode_input(payload: bytes, *, max_bytes: int, what: str = "payload") -> Any:
+    """Decode an operator's message: CBOR, or JSON for people typing by hand.
+
+    JSON is recognised by its first non-blank byte, `{` or `[`: no CBOR map or array starts with
+    those bytes (they are a text string and a byte string there), so no content type is needed.
+    Strict in both forms: one item only, no duplicate keys, no NaN or infinities.
+    """
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise PayloadError(f"{what}: must be bytes")
+    payload = bytes(payload)
+    if len(payload) > max_bytes:
+        raise PayloadError(f"{what}: {len(payload)} bytes, more than the {max_bytes} allowed")
+    if not payload.strip():
+        raise PayloadError(f"{what}: empty")
+    if payload.lstrip()[:1] in (b"{", b"["):
+        try:
+            return json.loads(
+                payload.decode("utf-8"),
+                object_pairs_hook=_no_duplicates,
+                parse_constant=_no_constant,
+            )
+        except UnicodeDecodeError:
+            raise PayloadError(f"{what}: JSON that is not UTF-8") from None
+        except (ValueError, RecursionError) as exc:
+            raise PayloadError(f"{what}: not valid JSON ({exc})") from None
+    try:
+        return cose.loads(payload, what=what)
+    except CodeError as exc:
+        raise PayloadError(str(exc)) from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old file or the new one whole.
+
+    Write a temporary file beside it, fsync it, rename it over, fsync the folder (the rename lives
+    in the folder). Owner-only permissions: state files may name keys and correlation ids.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def _matches(path: str, patterns: Iterable[str]) -> bool:
+    section = path.split(".", 1)[0]
+    return any(p == path or p == f"{section}.*" for p in patterns)
+
+
+def flatten(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """`{section: {key: value}}` -> `{"section.key": value}` (only two levels exist)."""
+    flat: dict[str, Any] = {}
+    for section, keys in mapping.items():
+        if isinstance(keys, Mapping):
+            for key, value in keys.items():
+                flat[f"{section}.{key}"] = value
+        else:
+            flat[str(section)] = keys
+    return flat
+
+
+def merge(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
+    """Overlay `upper` on `lower` key by key within each section (lists are replaced whole)."""
+    out: dict[str, Any] = {name: dict(keys) for name, keys in lower.items()}
+    for name, keys in upper.items():
+        if isinstance(keys, Mapping) and isinstance(out.get(name), dict):
+            out[name].update(keys)
+        else:
+            out[name] = dict(keys) if isinstance(keys, Mapping) else keys
+    return out
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The config as a report shows it: plain mappings, secrets replaced by a mark."""
+    out = to_mapping(config)
+    for path in SECRETS:
+        section, key = path.split(".", 1)
+        if isinstance(out.get(section), dict) and out[section].get(key) is not None:
+            out[section][key] = SECRET_MARK
+    return out
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One source's applied desired document (version 0 and empty: nothing applied yet)."""
+
+    version: int = 0
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Everything that changes together when a config is applied; swapped as one reference."""
+
+    config: Config
+    site: Overlay = field(default_factory=Overlay)
+    device: Overlay = field(default_factory=Overlay)
+
+    def overlay(self, source: str) -> Overlay:
+        return self.site if source == SITE else self.device
+
+
+class Rejected(Exception):
+    """A candidate config with its problems, each as (key path, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
+        self.problems = problems
+
+
+def _check_document(doc: Any) -> tuple[int, Mapping[str, Any]]:
+    """The version and the config of a desired document; Rejected naming what is wrong."""
+    if not isinstance(doc, Mapping):
+        raise Rejected([("", "must be a map with version and config")])
+    problems = [(str(k), "unknown key") for k in doc if k not in ("version", "config")]
+    version = doc.get("version")
+    if "version" not in doc:
+        problems.append(("version", "missing"))
+    elif isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < _MAX_INT:
+        problems.append(("version", "must be a whole number, 0 or more"))
+    config = doc.get("config")
+    if "config" not in doc:
+        problems.append(("config", "missing"))
+    elif not isinstance(config, Mapping):
+        problems.append(("config", "must be a map of sections"))
+    if problems:
+        raise Rejected(problems)
+    return version, config  # type: ignore[return-value]
+
+
+def _check_shape(config: Mapping[str, Any]) -> None:
+    """Two levels of text keys, values that the schema can judge; before `from_mapping` sees it."""
+    problems: list[tuple[str, str]] = []
+    for section, keys in config.items():
+        if not isinstance(section, str):
+            problems.append((repr(section), "section names must be text"))
+            continue
+        if not isinstance(keys, Mapping):
+            problems.append((section, "must be a map of keys"))
+            continue
+        for key, value in keys.items():
+            if not isinstance(key, str):
+                problems.append((f"{section}.{key!r}", "key names must be text"))
+                continue
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _MAX_INT:
+                    problems.append((f"{section}.{key}", "number out of range"))
+                    break
+                if isinstance(item, float) and not math.isfinite(item):
+                    problems.append((f"{section}.{key}", "must be a finite number"))
+                    break
+    if problems:
+        raise Rejected(problems)
+
+
+def build(local: Config, site: Mapping[str, Any], device: Mapping[str, Any]) -> Config:
+    """The effective config from the local one and two overlays; Rejected listing every problem."""
+    _check_shape(site)
+    _check_shape(device)
+    wanted = merge(site, device)
+    problems: list[tuple[str, str]] = []
+    local_map = to_mapping(local)
+    for path, value in flatten(wanted).items():
+        section, key = path.split(".", 1)
+        if _matches(path, SECRETS):
+            # Always refused, whatever the value: accepting an equal one would let anyone who can
+            # publish a desired config test guesses of the secret.
+            problems.append((path, "is a secret; it is set on the device only"))
+        elif _matches(path, LOCAL_ONLY) and local_map.get(section, {}).get(key, value) != value:
+            problems.append((path, "is set on the device only; it cannot be changed remotely"))
+    for section in wanted:
+        if section not in local_map and section in {f.name for f in dataclasses.fields(Config)}:
+            problems.append((section, f"the {section} section is set on the device only"))
+    try:
+        config = from_mapping(wanted, base=local)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        config = None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value the schema's rules choke on
+        problems.append(("config", f"cannot be read ({type(exc).__name__})"))
+        config = None
+    if problems or config is None:
+        unique = sorted(set(problems))
+        raise Rejected(unique)
+    return config
+
+
+def _strip_local(local: Config, overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """The overlay without local-only keys (which `build` has checked equal the local values), so
+    that a secret echoed in a full dump is never written to the state file."""
+    out: dict[str, Any] = {}
+    for section, keys in overlay.items():
+        kept = {k: v for k, v in keys.items() if not _matches(f"{section}.{k}", LOCAL_ONLY)}
+        if kept:
+            out[section] = kept
+    return out
+
+
+class ConfigShadow:
+    """The effective config and its versions; `handle` decides on each desired document.
+
+    `local` is the config from the embedded defaults and the file. `state_dir` holds the applied
+    overlays (default: `local.device.state_dir`). Listeners added with `add_listener` are called
+    with the new config after each swap, on the thread that called `handle`; their errors are
+    logged, never raised into the link.
+    """
+
+    def __init__(
+        self,
+        local: Config,
+        state_dir: str | os.PathLike[str] | None = None,
+        *,
+        max_bytes: int = MAX_DESIRED_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.local = local
+        self.path = Path(state_dir if state_dir is not None else local.device.state_dir) / STATE_FILE
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self._applied = self._load()
+        #: what this process started with: keys outside LIVE keep these values until a restart
+        self.started: Config = self._applied.config
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def current(self) -> Config:
+        """The effective config (one reference read; never a half-applied one)."""
+        return self._applied.config
+
+    @property
+    def version(self) -> int:
+        """The applied version of the device's own desired config (0: none)."""
+        return self._applied.device.version
+
+    @property
+    def site_version(self) -> int:
+        """The applied version of the site-wide desired config (0: none)."""
+        return self._applied.site.version
+
+    def pending_restart(self) -> list[str]:
+        """Keys whose applied value differs from the running one and is not picked up live."""
+        before = flatten(to_mapping(self.started))
+        after = flatten(to_mapping(self.current))
+        changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+        return sorted(k for k in changed if not _matches(k, LIVE))
+
+    def report(self) -> dict[str, Any]:
+        """The `config/reported` document for the applied state (published at each connect)."""
+        applied = self._applied
+        return self._report(applied, "applied", [], applied.site.version, applied.device.version)
+
+    # -- changing ---------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def handle(self, source: str, payload: bytes) -> dict[str, Any] | None:
+        """Decide on one desired document from `source` ("site" or "device").
+
+        Returns the `config/reported` document to publish (retained), or None when the document
+        is ignored: an empty payload (a cleared retained message) or a version at or below the
+        applied one of its source.
+        """
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+        if not bytes(payload).strip():
+            log.info("config: empty %s desired document ignored", source)
+            return None
+        with self._lock:
+            applied = self._applied
+            versions = {SITE: applied.site.version, DEVICE: applied.device.version}
+            try:
+                doc = decode_input(payload, max_bytes=self.max_bytes, what="desired config")
+            except PayloadError as exc:
+                versions[source] = None  # type: ignore[assignment]
+                log.warning("config: %s desired document rejected: %s", source, exc)
+                return self._report(applied, "rejected", [("", str(exc))], versions[SITE], versions[DEVICE])
+            version = doc.get("version") if isinstance(doc, Mapping) else None
+            if (
+                isinstance(version, int)
+                and not isinstance(version, bool)
+                and 0 <= version <= applied.overlay(source).version
+            ):
+                log.info(
+                    "config: %s desired version %d ignored (applied: %d)",
+                    source, version, applied.overlay(source).version,
+                )  # fmt: skip
+                return None
+            versions[source] = version if isinstance(version, int) else None  # type: ignore[assignment]
+            try:
+                version, overlay = _check_document(doc)
+                others = applied.device if source == SITE else applied.site
+                site = overlay if source == SITE else others.config
+                device = overlay if source == DEVICE else others.config
+                config = build(self.local, site, device)
+            except Rejected as exc:
+                log.warning("config: %s desired version %s rejected: %s", source, version, exc)
+                return self._report(applied, "rejected", exc.problems, versions[SITE], versions[DEVICE])
+            new_overlay = Overlay(version, _strip_local(self.local, overlay))
+            candidate = dataclasses.replace(applied, config=config, **{source: new_overlay})
+            warnings = self._persist(candidate)
+            self._applied = candidate  # the swap: one reference assignment
+            log.info("config: %s desired version %d applied", source, version)
+        self._notify(candidate.config)
+        report = self.report()
+        if warnings:
+            report["warnings"] = warnings
+        return report
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _report(
+        self,
+        applied: Applied,
+        status: str,
+        problems: list[tuple[str, str]],
+        site_version: int | None,
+        device_version: int | None,
+    ) -> dict[str, Any]:
+        return {
+            "version": device_version,
+            "site_version": site_version,
+            "status": status,
+            "errors": [{"path": p, "message": m} for p, m in problems],
+            "effective": redacted(applied.config),
+            "restart": self.pending_restart() if status == "applied" else [],
+            "t": int(self._clock() * 1000),
+        }
+
+    def _notify(self, config: Config) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(config)
+            except Exception:
+                log.exception("config listener %r failed", listener)
+
+    def _persist(self, applied: Applied) -> list[str]:
+        doc = {
+            "format": _FILE_FORMAT,
+            SITE: {"version": applied.site.version, "config": applied.site.config},
+            DEVICE: {"version": applied.device.version, "config": applied.device.config},
+        }
+        try:
+            write_atomic(self.path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+        except OSError as exc:
+            # Applied anyway: the gate should run the operator's config now; the retained desired
+            # documents bring it back after a restart.
+            log.error("config: cannot keep the applied config in %s: %s", self.path, exc.strerror)
+            return [f"not kept on disk: {exc.strerror}"]
+        return []
+
+    def _load(self) -> Applied:
+        """The last applied state from the state file, validated over today's local config."""
+        fallback = Applied(self.local)
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return fallback
+        except OSError as exc:
+            log.warning("config: cannot read %s (%s); using the local config", self.path, exc.strerror)
+            return fallback
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+            if not isinstance(doc, dict) or doc.get("format") != _FILE_FORMAT:
+                raise Rejected([("format", f"must be {_FILE_FORMAT}")])
+            overlays = {}
+            for source in SOURCES:
+                version, overlay = _check_document(doc.get(source))
+                overlays[source] = Overlay(version, overlay)
+            config = build(self.local, overlays[SITE].config, overlays[DEVICE].config)
+        except (ValueError, Rejected) as exc:
+            log.warning("config: ignoring %s, it cannot be used: %s", self.path, exc)
+            return fallback
+        log.info(
+            "config: last applied config loaded (site version %d, device version %d)",
+            overlays[SITE].version, overlays[DEVICE].version,
+        )  # fmt: skip
+        return Applied(config, overlays[SITE], overlays[DEVICE])

@@ -1,0 +1,365 @@
+"""The config shadow: desired documents are validated whole, applied atomically, kept across restarts,
+and reported without secrets; anything wrong leaves the running config exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+
+from edge_sentry.config import Config, from_mapping
+from edge_sentry.link import shadow as shadow_mod
+from edge_sentry.link.shadow import DEVICE, SITE, ConfigShadow
+
+SECRET = "s3cret-password"
+
+
+def local_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {
+        "device": {"id": "sentry-1", "site": "s1", "state_dir": str(state_dir)},
+        "mqtt": {"host": "broker.example", "password": SECRET},
+    }
+    for name, keys in sections.items():
+        data.setdefault(name, {}).update(keys)
+    return from_mapping(data)
+
+
+def desired(version: Any, config: Any) -> bytes:
+    return cbor2.dumps({"version": version, "config": config})
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.configs: list[Config] = []
+
+    def __call__(self, config: Config) -> None:
+        self.configs.append(config)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def shadow(state: Path) -> ConfigShadow:
+    return ConfigShadow(local_config(state))
+
+
+def error_paths(report: dict[str, Any]) -> set[str]:
+    return {e["path"] for e in report["errors"]}
+
+
+# -- applying -----------------------------------------------------------------------------------
+
+
+def test_device_document_is_applied_swapped_in_and_reported(shadow: ConfigShadow):
+    seen = Recorder()
+    shadow.add_listener(seen)
+    before = shadow.current
+    report = shadow.handle(DEVICE, desired(3, {"gate": {"pulse_ms": 700}}))
+    assert report is not None
+    assert report["status"] == "applied" and report["errors"] == []
+    assert report["version"] == 3 and report["site_version"] == 0
+    assert report["effective"]["gate"]["pulse_ms"] == 700
+    assert shadow.current.gate.pulse_ms == 700 and shadow.version == 3
+    assert shadow.current.gate.passback_s == before.gate.passback_s
+    assert seen.configs == [shadow.current]
+
+
+def test_json_typed_by_hand_is_accepted(shadow: ConfigShadow):
+    payload = json.dumps({"version": 1, "config": {"es1": {"max_age_s": 45}}}).encode()
+    report = shadow.handle(DEVICE, b"  " + payload)
+    assert report is not None and report["status"] == "applied"
+    assert shadow.current.es1.max_age_s == 45
+
+
+def test_device_overrides_site_key_by_key(shadow: ConfigShadow):
+    shadow.handle(SITE, desired(1, {"gate": {"pulse_ms": 500, "passback_s": 10}}))
+    report = shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
+    assert report is not None and report["status"] == "applied"
+    assert (shadow.current.gate.pulse_ms, shadow.current.gate.passback_s) == (700, 10)
+    # a newer site document still loses to the device's pulse_ms
+    report = shadow.handle(SITE, desired(2, {"gate": {"pulse_ms": 300, "passback_s": 20}}))
+    assert report is not None and (report["site_version"], report["version"]) == (2, 1)
+    assert (shadow.current.gate.pulse_ms, shadow.current.gate.passback_s) == (700, 20)
+
+
+def test_a_new_document_replaces_the_previous_one_from_its_source(shadow: ConfigShadow):
+    local_pulse = shadow.current.gate.pulse_ms
+    shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
+    shadow.handle(DEVICE, desired(2, {"es1": {"max_age_s": 30}}))
+    assert shadow.current.gate.pulse_ms == local_pulse
+    assert shadow.current.es1.max_age_s == 30
+
+
+@pytest.mark.parametrize("version", [3, 2, 0])
+def test_a_version_at_or_below_the_applied_one_is_ignored(shadow: ConfigShadow, version: int):
+    shadow.handle(DEVICE, desired(3, {"gate": {"pulse_ms": 700}}))
+    seen = Recorder()
+    shadow.add_listener(seen)
+    applied = shadow.current
+    assert shadow.handle(DEVICE, desired(version, {"gate": {"pulse_ms": 900}})) is None
+    assert shadow.current is applied and seen.configs == []
+
+
+def test_versions_are_counted_per_source(shadow: ConfigShadow):
+    shadow.handle(DEVICE, desired(5, {"gate": {"pulse_ms": 700}}))
+    report = shadow.handle(SITE, desired(1, {"es1": {"max_age_s": 30}}))
+    assert report is not None and report["status"] == "applied"
+    assert (shadow.site_version, shadow.version) == (1, 5)
+
+
+def test_an_empty_message_is_a_cleared_retained_document_and_ignored(shadow: ConfigShadow):
+    applied = shadow.current
+    assert shadow.handle(DEVICE, b"") is None
+    assert shadow.current is applied
+
+
+def test_unknown_source_is_a_programming_error(shadow: ConfigShadow):
+    with pytest.raises(ValueError):
+        shadow.handle("elsewhere", desired(1, {}))
+
+
+# -- rejecting ----------------------------------------------------------------------------------
+
+BAD_DOCUMENTS = {
+    "wrong type": (desired(2, {"gate": {"pulse_ms": "long"}}), "gate.pulse_ms"),
+    "out of range": (desired(2, {"gate": {"pulse_ms": 5}}), "gate.pulse_ms"),
+    "unknown key": (desired(2, {"gate": {"pulse_msec": 500}}), "gate.pulse_msec"),
+    "unknown section": (desired(2, {"gates": {"pulse_ms": 500}}), "gates"),
+    "section not a map": (desired(2, {"gate": 5}), "gate"),
+    "config not a map": (desired(2, [1, 2]), "config"),
+    "config missing": (cbor2.dumps({"version": 2}), "config"),
+    "version missing": (cbor2.dumps({"config": {}}), "version"),
+    "version a text": (desired("7", {}), "version"),
+    "version a boolean": (desired(True, {}), "version"),
+    "version negative": (desired(-1, {}), "version"),
+    "extra top-level key": (cbor2.dumps({"version": 2, "config": {}, "apply": "now"}), "apply"),
+    "payload not a map": (cbor2.dumps([1, {"gate": {}}]), ""),
+    "payload a JSON text": (b'["version", 1]', ""),
+    "malformed CBOR": (b"\xa2\x67version\x01", ""),
+    "malformed JSON": (b'{"version": 2, "config": {', ""),
+    "duplicate JSON key": (b'{"version": 2, "version": 2, "config": {}}', ""),
+    "NaN in JSON": (b'{"version": 2, "config": {"gate": {"max_open_s": NaN}}}', ""),
+    "NaN in CBOR": (desired(2, {"gate": {"max_open_s": float("nan")}}), "gate.max_open_s"),
+    "huge integer": (desired(2, {"gate": {"max_open_s": 10**400}}), "gate.max_open_s"),
+    "non-text key": (desired(2, {"gate": {1: 2}}), "gate.1"),
+    "keys that disagree": (desired(2, {"gate": {"pulse_ms": 9000, "max_open_s": 2}}), "gate.pulse_ms"),
+    "device id": (desired(2, {"device": {"id": "sentry-2"}}), "device.id"),
+    "site": (desired(2, {"device": {"site": "elsewhere"}}), "device.site"),
+    "state dir": (desired(2, {"device": {"state_dir": "/tmp/x"}}), "device.state_dir"),
+    "broker host": (desired(2, {"mqtt": {"host": "evil.example"}}), "mqtt.host"),
+    "wiring": (desired(2, {"gpio": {"relay": 4}}), "gpio.relay"),
+    "root key": (desired(2, {"trust": {"root_key": "/tmp/other.pem"}}), "trust.root_key"),
+    "snapshot opt-in": (desired(2, {"privacy": {"allow_snapshot": True}}), "privacy.allow_snapshot"),
+    "camera source": (desired(2, {"camera": {"source": "replay", "path": "/x"}}), "camera.source"),
+    "secret, even the right one": (desired(2, {"mqtt": {"password": SECRET}}), "mqtt.password"),
+}
+
+
+@pytest.mark.parametrize("payload, path", BAD_DOCUMENTS.values(), ids=BAD_DOCUMENTS.keys())
+def test_a_bad_document_is_rejected_by_key_path_and_changes_nothing(
+    shadow: ConfigShadow, state: Path, payload: bytes, path: str
+):
+    shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
+    kept = (state / "config.json").read_bytes()
+    seen = Recorder()
+    shadow.add_listener(seen)
+    applied = shadow.current
+    report = shadow.handle(DEVICE, payload)
+    assert report is not None and report["status"] == "rejected"
+    assert path in error_paths(report), report["errors"]
+    assert all(isinstance(e["message"], str) and e["message"] for e in report["errors"])
+    assert report["effective"]["gate"]["pulse_ms"] == 700  # what is still running
+    assert shadow.current is applied and shadow.version == 1
+    assert seen.configs == []
+    assert (state / "config.json").read_bytes() == kept
+
+
+def test_an_oversized_document_is_rejected_before_it_is_read(state: Path):
+    shadow = ConfigShadow(local_config(state), max_bytes=1024)
+    report = shadow.handle(DEVICE, desired(1, {"device": {"venue_name": "x" * 2000}}))
+    assert report is not None and report["status"] == "rejected"
+    assert "more than the 1024 allowed" in report["errors"][0]["message"]
+    assert shadow.version == 0
+
+
+def test_every_problem_of_a_document_is_listed(shadow: ConfigShadow):
+    report = shadow.handle(
+        DEVICE, desired(1, {"gate": {"pulse_ms": "x", "fail_mode": "open"}, "device": {"id": "y"}})
+    )
+    assert report is not None
+    assert error_paths(report) == {"gate.pulse_ms", "gate.fail_mode", "device.id"}
+
+
+def test_the_rejected_report_names_the_candidate_versions(shadow: ConfigShadow):
+    shadow.handle(SITE, desired(4, {}))
+    report = shadow.handle(DEVICE, desired(9, {"gate": {"pulse_ms": "x"}}))
+    assert report is not None and (report["site_version"], report["version"]) == (4, 9)
+    unreadable = shadow.handle(DEVICE, b"\xff\xff")
+    assert unreadable is not None and unreadable["version"] is None
+    assert unreadable["site_version"] == 4
+
+
+def test_a_rejected_version_may_be_retried_once_fixed(shadow: ConfigShadow):
+    assert shadow.handle(DEVICE, desired(2, {"gate": {"pulse_ms": "x"}}))["status"] == "rejected"
+    assert shadow.handle(DEVICE, desired(2, {"gate": {"pulse_ms": 600}}))["status"] == "applied"
+
+
+def test_a_site_document_that_conflicts_with_the_device_one_is_rejected(shadow: ConfigShadow):
+    shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 4000}}))
+    report = shadow.handle(SITE, desired(1, {"gate": {"max_open_s": 2}}))
+    assert report is not None and report["status"] == "rejected"
+    assert "gate.pulse_ms" in error_paths(report)
+    assert shadow.site_version == 0 and shadow.current.gate.max_open_s == 10.0
+
+
+def test_local_only_keys_equal_to_the_local_values_are_accepted(shadow: ConfigShadow, state: Path):
+    dump = {"device": {"id": "sentry-1", "site": "s1"}, "mqtt": {"host": "broker.example"},
+            "gate": {"pulse_ms": 800}}  # fmt: skip
+    report = shadow.handle(DEVICE, desired(1, dump))
+    assert report is not None and report["status"] == "applied"
+    kept = json.loads((state / "config.json").read_text())
+    assert kept["device"]["config"] == {"gate": {"pulse_ms": 800}}
+
+
+def test_a_section_missing_locally_cannot_be_added(state: Path):
+    no_broker = from_mapping({"device": {"state_dir": str(state)}})
+    shadow = ConfigShadow(no_broker)
+    report = shadow.handle(DEVICE, desired(1, {"mqtt": {"batch_size": 10}}))
+    assert report is not None and report["status"] == "rejected"
+    assert "mqtt" in error_paths(report)
+
+
+def test_broker_tuning_that_cannot_strand_the_device_is_allowed(shadow: ConfigShadow):
+    report = shadow.handle(DEVICE, desired(1, {"mqtt": {"batch_size": 10, "backoff_max_s": 30}}))
+    assert report is not None and report["status"] == "applied"
+    assert shadow.current.mqtt is not None and shadow.current.mqtt.batch_size == 10
+    assert shadow.current.mqtt.host == "broker.example"
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+
+def test_secrets_are_never_echoed(shadow: ConfigShadow):
+    for report in (
+        shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}})),
+        shadow.handle(DEVICE, desired(2, {"mqtt": {"password": "guess"}})),
+        shadow.report(),
+    ):
+        assert report is not None
+        assert report["effective"]["mqtt"]["password"] == shadow_mod.SECRET_MARK
+        assert SECRET.encode() not in cbor2.dumps(report)
+        assert b"guess" not in cbor2.dumps(report)
+
+
+def test_keys_that_need_a_restart_are_reported_and_live_ones_are_not(shadow: ConfigShadow):
+    report = shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}, "es1": {"max_age_s": 30}}))
+    assert report is not None and report["restart"] == ["gate.pulse_ms"]
+    # back to the started value: nothing waits for a restart any more
+    report = shadow.handle(DEVICE, desired(2, {"es1": {"max_age_s": 30}}))
+    assert report is not None and report["restart"] == []
+
+
+def test_the_report_is_cbor_encodable_and_carries_the_contract_keys(shadow: ConfigShadow):
+    report = shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
+    assert report is not None
+    assert {"version", "status", "errors", "effective"} <= report.keys()
+    assert cbor2.loads(cbor2.dumps(report)) == report
+
+
+def test_a_failing_listener_does_not_undo_the_apply(shadow: ConfigShadow):
+    def broken(_config: Config) -> None:
+        raise RuntimeError("listener bug")
+
+    seen = Recorder()
+    shadow.add_listener(broken)
+    shadow.add_listener(seen)
+    report = shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
+    assert report is not None and report["status"] == "applied"
+    assert len(seen.configs) == 1
+
+
+# -- persistence --------------------------------------------------------------------------------
+
+
+def test_a_restart_finds_the_applied_config(state: Path):
+    first = ConfigShadow(local_config(state))
+    first.handle(SITE, desired(2, {"gate": {"passback_s": 12}}))
+    first.handle(DEVICE, desired(5, {"gate": {"pulse_ms": 700}}))
+    again = ConfigShadow(local_config(state))
+    assert again.current == first.current
+    assert (again.site_version, again.version) == (2, 5)
+    assert again.report()["status"] == "applied"
+    # the retained documents redelivered at connect are already applied
+    assert again.handle(DEVICE, desired(5, {"gate": {"pulse_ms": 700}})) is None
+    assert again.pending_restart() == []
+
+
+def test_the_state_file_never_holds_a_secret(state: Path):
+    shadow = ConfigShadow(local_config(state))
+    shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
+    text = (state / "config.json").read_text()
+    assert SECRET not in text
+    assert not list(state.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[]", b'{"format": 99}', b'{"format": 1, "site": {"version": 1}}', b"\xff\xfe"],
+    ids=["garbage", "array", "other format", "missing parts", "not utf-8"],
+)
+def test_a_corrupt_state_file_is_ignored_with_a_warning(state: Path, content: bytes, caplog):
+    state.mkdir(parents=True)
+    (state / "config.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="edge_sentry.link.shadow"):
+        shadow = ConfigShadow(local_config(state))
+    assert shadow.current == local_config(state) and shadow.version == 0
+    assert any("config.json" in r.getMessage() for r in caplog.records)
+    # and the retained document then applies again
+    assert shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))["status"] == "applied"
+
+
+def test_a_kept_config_that_no_longer_fits_the_local_one_is_ignored(state: Path):
+    ConfigShadow(local_config(state)).handle(DEVICE, desired(1, {"gate": {"pulse_ms": 4000}}))
+    tighter = local_config(state, gate={"max_open_s": 2.0, "pulse_ms": 500})
+    shadow = ConfigShadow(tighter)
+    assert shadow.current == tighter and shadow.version == 0
+
+
+def test_a_kept_config_is_validated_over_the_local_config_of_today(state: Path):
+    ConfigShadow(local_config(state)).handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
+    edited = local_config(state, gate={"passback_s": 99})
+    shadow = ConfigShadow(edited)
+    assert (shadow.current.gate.pulse_ms, shadow.current.gate.passback_s) == (700, 99)
+
+
+def test_an_unwritable_state_folder_still_applies_and_says_so(tmp_path: Path):
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the folder should be")
+    shadow = ConfigShadow(local_config(blocker))
+    report = shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
+    assert report is not None and report["status"] == "applied"
+    assert report["warnings"] and shadow.current.gate.pulse_ms == 700
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def test_merge_is_key_by_key_within_sections():
+    merged = shadow_mod.merge({"gate": {"a": 1, "b": 2}, "es1": {"c": [1]}}, {"gate": {"b": 3}, "x": {}})
+    assert merged == {"gate": {"a": 1, "b": 3}, "es1": {"c": [1]}, "x": {}}
+
+
+def test_write_atomic_replaces_whole_files(tmp_path: Path):
+    target = tmp_path / "sub" / "f.json"
+    shadow_mod.write_atomic(target, b"one")
+    shadow_mod.write_atomic(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["f.json"]
+    assert target.stat().st_mode & 0o777 == 0o600
