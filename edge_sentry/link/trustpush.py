@@ -1,0 +1,200 @@
+"""Trust push: a signed trust list from the fleet replaces the sentry's own, or is refused and reported.
+
+The `trust` topic carries a COSE_Sign1 (signed by the fleet's trust-root key, `trust.root_key`)
+around the CBOR form of a trust list (DESIGN section 3). A list is accepted only when the signature
+holds under that key and its version is higher than the one in use; anything else (no root key
+configured, bad or missing signature, malformed envelope or list, a lower version, an equal version
+with other content) is refused: the list in use stays, and a `trust-rejected` event says why. The
+retained list comes again at every reconnect: the same version with the same content is simply
+"unchanged" and reported by nobody.
+
+Accepted lists are kept in `state_dir/trust.json` (JSON form, atomic replace) rather than over
+`trust.file`: the provisioned file may be read-only and stays as the installer left it. At start,
+`load_initial` takes whichever of the two has the higher version. Then listeners get the new list
+(the daemon swaps it into the verifier and updates the `state` topic's trust version).
+
+Never logs or reports a list's keys; reasons are short tokens an operator's tool can count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..codes import cose
+from ..codes.trust import TrustList
+from ..errors import CodeError, TrustListError
+from .shadow import write_atomic
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trust.json"
+MAX_TRUST_BYTES = 8 << 20  # a DCC list with every EU signer certificate is a few hundred KB
+
+#: Reasons of a refusal, as they appear in `trust-rejected` events.
+REASONS = (
+    "no-root-key",  # trust.root_key not configured or unreadable: nothing can be verified
+    "too-large",
+    "malformed",  # not a COSE_Sign1
+    "unsupported-algorithm",
+    "bad-signature",  # not signed by the trust-root key
+    "invalid",  # signed, but the list inside does not follow the format
+    "old-version",  # lower than the list in use, or equal with other content
+)
+
+Listener = Callable[[TrustList], None]
+Record = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one pushed list: "accepted", "rejected" or "unchanged"."""
+
+    status: str
+    reason: str | None = None
+    detail: str | None = None
+    version: int | None = None
+    event: dict[str, Any] | None = None
+
+
+def load_initial(
+    trust_file: str | os.PathLike[str] | None, state_dir: str | os.PathLike[str]
+) -> tuple[TrustList | None, str | None]:
+    """The newest usable list of `trust.file` and the pushed one in `state_dir`, and the problem
+    when neither is usable (None, reason). A broken file is skipped with a warning when the other
+    one loads."""
+    found: list[TrustList] = []
+    problems: list[str] = []
+    for path in (trust_file, Path(state_dir) / STATE_FILE):
+        if path is None:
+            continue
+        if path != trust_file and not Path(path).exists():
+            continue
+        try:
+            found.append(TrustList.load(path))
+        except TrustListError as exc:
+            log.warning("trust list unusable: %s", exc)
+            problems.append(str(exc))
+    if found:
+        return max(found, key=lambda t: t.version), None
+    return None, "; ".join(problems) or "no trust.file configured, and no list pushed yet"
+
+
+class TrustPush:
+    """Decides on pushed trust lists; `trust` is the list in use.
+
+    `root_key` is the loaded trust-root public key (None: every push is refused as `no-root-key`).
+    `record` receives the `trust-updated` / `trust-rejected` events (the outbox's `put`, so they
+    reach the `event` topic with an id and a seq). Listeners run after the swap on the caller's
+    thread; their errors are logged.
+    """
+
+    def __init__(
+        self,
+        trust: TrustList,
+        root_key: Ed25519PublicKey | None,
+        state_dir: str | os.PathLike[str],
+        *,
+        record: Record | None = None,
+        max_bytes: int = MAX_TRUST_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.trust = trust
+        self.root_key = root_key
+        self.path = Path(state_dir) / STATE_FILE
+        self.max_bytes = max_bytes
+        self._record = record
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def handle(self, payload: bytes) -> Outcome:
+        """Check one pushed list; swap it in and keep it when accepted, report a refusal."""
+        if not bytes(payload):
+            return Outcome("unchanged", detail="empty message (a cleared retained list)")
+        with self._lock:
+            current = self.trust
+            try:
+                pushed = self._verify(bytes(payload))
+            except _Refusal as exc:
+                return self._refuse(exc.reason, exc.detail, None, current)
+            if pushed.version < current.version:
+                detail = f"version {pushed.version} is lower than {current.version} in use"
+                return self._refuse("old-version", detail, pushed.version, current)
+            if pushed.version == current.version:
+                if pushed.to_mapping() == current.to_mapping():
+                    return Outcome("unchanged", version=pushed.version)
+                detail = f"version {pushed.version} is in use with other content"
+                return self._refuse("old-version", detail, pushed.version, current)
+            kept = True
+            try:
+                write_atomic(self.path, pushed.to_json().encode())
+            except OSError as exc:
+                # Still swapped in: a newer list may carry revocations that must hold now.
+                kept = False
+                log.error("trust list %d not kept on disk: %s", pushed.version, exc.strerror)
+            self.trust = pushed  # the swap: one reference assignment
+        log.info("trust list %d accepted (was %d)", pushed.version, current.version)
+        for listener in list(self._listeners):
+            try:
+                listener(pushed)
+            except Exception:
+                log.exception("trust listener %r failed", listener)
+        event = self._event("trust-updated", version=pushed.version, previous=current.version, persisted=kept)
+        return Outcome("accepted", version=pushed.version, event=event)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _verify(self, payload: bytes) -> TrustList:
+        if self.root_key is None:
+            raise _Refusal("no-root-key", "trust.root_key is not configured or cannot be read")
+        if len(payload) > self.max_bytes:
+            raise _Refusal("too-large", f"{len(payload)} bytes, more than {self.max_bytes}")
+        try:
+            message = cose.decode_sign1(payload)
+        except CodeError as exc:
+            raise _Refusal("malformed", str(exc)) from None
+        try:
+            genuine = cose.verify(message, self.root_key)
+        except cose.UnsupportedAlgorithmError as exc:
+            raise _Refusal("unsupported-algorithm", str(exc)) from None
+        if not genuine:
+            raise _Refusal("bad-signature", "not signed by the trust-root key")
+        try:
+            return TrustList.from_cbor(message.payload)
+        except TrustListError as exc:
+            raise _Refusal("invalid", str(exc)) from None
+
+    def _refuse(self, reason: str, detail: str, version: int | None, current: TrustList) -> Outcome:
+        log.warning("trust list refused (%s): %s; keeping version %d", reason, detail, current.version)
+        event = self._event(
+            "trust-rejected", reason=reason, detail=detail, version=version, current=current.version
+        )
+        return Outcome("rejected", reason, detail, version, event)
+
+    def _event(self, name: str, **details: Any) -> dict[str, Any]:
+        event = {"event": name, "t": int(self._clock() * 1000), **details}
+        if self._record is not None:
+            try:
+                self._record(event)
+            except Exception:
+                log.exception("could not record %s", name)
+        return event
+
+
+class _Refusal(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail

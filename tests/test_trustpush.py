@@ -1,0 +1,214 @@
+"""Trust push: only a newer list signed by the fleet's trust-root key replaces the one in use; every
+refusal keeps the old list, writes nothing and is reported as a `trust-rejected` event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from codes_helpers import trust_doc, trust_list
+
+from edge_sentry.codes import cose, keys
+from edge_sentry.codes.trust import TrustList
+from edge_sentry.link.trustpush import STATE_FILE, TrustPush, load_initial
+
+
+class Events:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.items.append(event)
+
+
+@pytest.fixture
+def root():
+    return keys.generate()
+
+
+@pytest.fixture
+def issuer():
+    return keys.generate()
+
+
+@pytest.fixture
+def events() -> Events:
+    return Events()
+
+
+@pytest.fixture
+def push(tmp_path: Path, root, issuer, events: Events) -> TrustPush:
+    return TrustPush(trust_list(issuer, version=5), root.public_key(), tmp_path, record=events)
+
+
+def test_a_newer_signed_list_is_accepted_kept_and_announced(push: TrustPush, root, issuer, tmp_path, events):
+    swapped: list[TrustList] = []
+    push.add_listener(swapped.append)
+    newer = trust_list(issuer, keys.generate(), version=6)
+    outcome = push.handle(newer.signed(root))
+    assert outcome.status == "accepted" and outcome.version == 6
+    assert push.trust.version == 6 and push.trust.to_mapping() == newer.to_mapping()
+    assert swapped == [push.trust]
+    kept = TrustList.load(tmp_path / STATE_FILE)
+    assert kept.to_mapping() == newer.to_mapping()
+    assert (tmp_path / STATE_FILE).read_bytes().lstrip().startswith(b"{")  # the JSON form
+    assert [e["event"] for e in events.items] == ["trust-updated"]
+    assert events.items[0]["version"] == 6 and events.items[0]["previous"] == 5
+    assert events.items[0]["persisted"] is True
+
+
+def test_the_same_list_again_is_unchanged_and_not_reported(push: TrustPush, root, events):
+    same = TrustList.from_mapping(push.trust.to_mapping())
+    outcome = push.handle(same.signed(root))
+    assert outcome.status == "unchanged"
+    assert events.items == []
+
+
+def test_an_empty_message_changes_nothing(push: TrustPush, events):
+    before = push.trust
+    assert push.handle(b"").status == "unchanged"
+    assert push.trust is before and events.items == []
+
+
+def _unsupported_alg(root, body: bytes) -> bytes:
+    protected = cose.encode_header({cose.HEADER_ALG: -65535, cose.HEADER_KID: keys.kid_of(root)})
+    return cose.encode_sign1(protected, {}, body, b"\x00" * 64)
+
+
+REFUSALS = {
+    "signed by another key": (
+        lambda root, issuer: trust_list(issuer, version=9).signed(keys.generate()),
+        "bad-signature",
+    ),
+    "tampered after signing": (
+        lambda root, issuer: (
+            trust_list(issuer, version=9).signed(root).replace(b"test-issuer", b"evil-issuer")
+        ),
+        "bad-signature",
+    ),
+    "not signed at all": (lambda root, issuer: trust_list(issuer, version=9).to_cbor(), "malformed"),
+    "the JSON file form": (
+        lambda root, issuer: trust_list(issuer, version=9).to_json().encode(),
+        "malformed",
+    ),
+    "garbage": (lambda root, issuer: b"\x9f\x00garbage", "malformed"),
+    "trailing bytes": (
+        lambda root, issuer: trust_list(issuer, version=9).signed(root) + b"\x00",
+        "malformed",
+    ),
+    "signed, not a trust list": (
+        lambda root, issuer: cose.sign1(root, cbor2.dumps({"version": 9}), kid=keys.kid_of(root)),
+        "invalid",
+    ),
+    "signed, not CBOR": (
+        lambda root, issuer: cose.sign1(root, b"\xff\xff", kid=keys.kid_of(root)),
+        "invalid",
+    ),
+    "unknown key in the list": (
+        lambda root, issuer: cose.sign1(
+            root, cbor2.dumps({**trust_doc(issuer, version=9), "extra": 1}), kid=keys.kid_of(root)
+        ),
+        "invalid",
+    ),
+    "unsupported algorithm": (
+        lambda root, issuer: _unsupported_alg(root, trust_list(issuer, version=9).to_cbor()),
+        "unsupported-algorithm",
+    ),
+    "lower version": (lambda root, issuer: trust_list(issuer, version=4).signed(root), "old-version"),
+    "same version, other content": (
+        lambda root, issuer: trust_list(issuer, keys.generate(), version=5).signed(root),
+        "old-version",
+    ),
+}
+
+
+@pytest.mark.parametrize("make, reason", REFUSALS.values(), ids=REFUSALS.keys())
+def test_a_refused_list_keeps_the_old_one_and_is_reported(
+    push: TrustPush, root, issuer, tmp_path: Path, events: Events, make, reason: str
+):
+    swapped: list[TrustList] = []
+    push.add_listener(swapped.append)
+    before = push.trust
+    outcome = push.handle(make(root, issuer))
+    assert (outcome.status, outcome.reason) == ("rejected", reason)
+    assert push.trust is before and swapped == []
+    assert not (tmp_path / STATE_FILE).exists()
+    assert len(events.items) == 1
+    event = events.items[0]
+    assert event["event"] == "trust-rejected" and event["reason"] == reason
+    assert event["current"] == 5 and isinstance(event["detail"], str) and isinstance(event["t"], int)
+
+
+def test_without_a_root_key_nothing_is_accepted(tmp_path: Path, root, issuer, events: Events):
+    push = TrustPush(trust_list(issuer, version=1), None, tmp_path, record=events)
+    outcome = push.handle(trust_list(issuer, version=2).signed(root))
+    assert (outcome.status, outcome.reason) == ("rejected", "no-root-key")
+    assert push.trust.version == 1
+    assert events.items[0]["reason"] == "no-root-key"
+
+
+def test_an_oversized_message_is_refused_unread(tmp_path: Path, root, issuer):
+    push = TrustPush(trust_list(issuer, version=1), root.public_key(), tmp_path, max_bytes=64)
+    outcome = push.handle(trust_list(issuer, version=2).signed(root))
+    assert (outcome.status, outcome.reason) == ("rejected", "too-large")
+
+
+def test_an_unwritable_state_folder_still_swaps_the_newer_list_in(tmp_path: Path, root, issuer, events):
+    blocker = tmp_path / "state"
+    blocker.write_text("not a folder")
+    push = TrustPush(trust_list(issuer, version=1), root.public_key(), blocker, record=events)
+    outcome = push.handle(trust_list(issuer, version=2).signed(root))
+    assert outcome.status == "accepted" and push.trust.version == 2
+    assert events.items[0]["persisted"] is False
+
+
+def test_a_failing_listener_or_recorder_does_not_undo_the_swap(tmp_path: Path, root, issuer):
+    def broken(*_: Any) -> None:
+        raise RuntimeError("bug")
+
+    push = TrustPush(trust_list(issuer, version=1), root.public_key(), tmp_path, record=broken)
+    push.add_listener(broken)
+    assert push.handle(trust_list(issuer, version=2).signed(root)).status == "accepted"
+    assert push.trust.version == 2
+
+
+# -- after a restart ----------------------------------------------------------------------------
+
+
+def test_a_restart_finds_the_pushed_list(push: TrustPush, root, issuer, tmp_path: Path):
+    push.handle(trust_list(issuer, version=7).signed(root))
+    found, problem = load_initial(None, tmp_path)
+    assert problem is None and found is not None and found.version == 7
+    again = TrustPush(found, root.public_key(), tmp_path)
+    assert again.handle(trust_list(issuer, version=7).signed(root)).status == "unchanged"
+
+
+def test_the_higher_version_of_the_file_and_the_pushed_list_wins(tmp_path: Path, root, issuer):
+    state = tmp_path / "state"
+    TrustPush(trust_list(issuer, version=1), root.public_key(), state).handle(
+        trust_list(issuer, version=7).signed(root)
+    )
+    provisioned = tmp_path / "trust.json"
+    provisioned.write_text(trust_list(issuer, version=3).to_json())
+    assert load_initial(provisioned, state)[0].version == 7
+    provisioned.write_text(trust_list(issuer, version=9).to_json())
+    assert load_initial(provisioned, state)[0].version == 9
+
+
+def test_a_broken_file_is_skipped_when_the_other_loads(tmp_path: Path, issuer):
+    provisioned = tmp_path / "trust.json"
+    provisioned.write_text(trust_list(issuer, version=3).to_json())
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / STATE_FILE).write_text("{broken")
+    found, problem = load_initial(provisioned, state)
+    assert found is not None and found.version == 3 and problem is None
+
+
+def test_no_usable_list_says_why(tmp_path: Path):
+    found, problem = load_initial(tmp_path / "missing.json", tmp_path)
+    assert found is None and "missing.json" in (problem or "")
+    found, problem = load_initial(None, tmp_path)
+    assert found is None and "trust.file" in (problem or "")
