@@ -1,0 +1,365 @@
+"""Remote commands: a request runs at most once, only before its deadline, and is answered with the
+contract's statuses; the pulse-gate tests drive a real gate on mock pins and read the relay's pin."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from gate_helpers import Rig, gate_rig
+
+from edge_sentry.link.commands import (
+    STATE_FILE,
+    Command,
+    CommandError,
+    CommandRejected,
+    Commands,
+    builtin_commands,
+)
+
+NOW = 1_795_000_000.0
+NOW_MS = int(NOW * 1000)
+JPEG = b"\xff\xd8\xff\xe0 a still \xff\xd9"
+
+
+def request(deadline: Any = NOW_MS + 30_000, **extra: Any) -> bytes:
+    body = {} if deadline is None else {"deadline": deadline}
+    body.update(extra)
+    return cbor2.dumps(body)
+
+
+class Calls:
+    """Counts calls of the callbacks the built-in commands are given."""
+
+    def __init__(self) -> None:
+        self.restarts = 0
+        self.selftests: list[Sequence[str] | None] = []
+        self.snapshots = 0
+        self.allow = False
+        self.synced: bool | None = True
+
+    def restart(self) -> None:
+        self.restarts += 1
+
+    def snapshot(self) -> bytes:
+        self.snapshots += 1
+        return JPEG
+
+    def selftest(self, parts: Sequence[str] | None) -> list[dict[str, Any]]:
+        self.selftests.append(parts)
+        return [{"part": "clock", "status": "pass", "detail": "synchronised"}]
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    with gate_rig() as r:
+        yield r
+
+
+@pytest.fixture
+def calls() -> Calls:
+    return Calls()
+
+
+def make(state: Path, rig: Rig, calls: Calls, **kwargs: Any) -> Commands:
+    commands = builtin_commands(
+        grant=rig.gate.grant,
+        request_restart=calls.restart,
+        allow_snapshot=lambda: calls.allow,
+        snapshot=calls.snapshot,
+        selftest=calls.selftest,
+        selftest_parts=("clock", "relay", "camera"),
+    )
+    return Commands(state, commands, clock=lambda: NOW, clock_synced=lambda: calls.synced, **kwargs)
+
+
+@pytest.fixture
+def commands(tmp_path: Path, rig: Rig, calls: Calls) -> Commands:
+    return make(tmp_path, rig, calls)
+
+
+def remote_grants(rig: Rig) -> list[dict[str, Any]]:
+    return [d for d in rig.events.of("grant") if d["mode"] == "remote"]
+
+
+# -- pulse-gate ---------------------------------------------------------------------------------
+
+
+def test_pulse_gate_grants_once_with_mode_remote(commands: Commands, rig: Rig):
+    reply = commands.handle("pulse-gate", request(), b"id-1")
+    assert reply is not None
+    assert reply.response == {"status": "ok", "result": {"granted": True}, "t": NOW_MS}
+    assert len(remote_grants(rig)) == 1
+    assert rig.intervals("relay"), "the relay never switched on"
+
+
+@pytest.mark.parametrize("late_ms", [0, 1, 3_600_000])
+def test_a_pulse_gate_after_its_deadline_is_expired_and_never_moves_the_relay(
+    commands: Commands, rig: Rig, late_ms: int
+):
+    reply = commands.handle("pulse-gate", request(NOW_MS - late_ms), b"id-late")
+    assert reply is not None and reply.response["status"] == "expired"
+    assert "error" in reply.response and "result" not in reply.response
+    assert rig.events.of("grant") == []
+    assert rig.intervals("relay") == []
+    assert not rig.relay_on()
+
+
+def test_a_redelivered_request_is_neither_run_nor_answered_again(commands: Commands, rig: Rig):
+    first = commands.handle("pulse-gate", request(), b"same")
+    assert first is not None and first.response["status"] == "ok"
+    assert commands.handle("pulse-gate", request(), b"same") is None
+    assert commands.handle("pulse-gate", request(NOW_MS - 1), b"same") is None
+    assert len(remote_grants(rig)) == 1
+
+
+def test_a_redelivery_after_a_restart_is_answered_once_more_and_not_run(
+    tmp_path: Path, rig: Rig, calls: Calls
+):
+    first = make(tmp_path, rig, calls).handle("pulse-gate", request(), b"before-restart")
+    assert first is not None
+    again = make(tmp_path, rig, calls)
+    reply = again.handle("pulse-gate", request(), b"before-restart")
+    assert reply is not None and reply.response == first.response
+    assert again.handle("pulse-gate", request(), b"before-restart") is None
+    assert len(remote_grants(rig)) == 1
+
+
+def test_a_request_interrupted_by_a_crash_is_not_run_after_the_restart(tmp_path: Path, calls: Calls):
+    """The id is written down before the command runs: the second process (started while the
+    first is still inside the command, as after a crash) finds it and does not run it."""
+    runs: list[str] = []
+    seen_by_restarted: list[Any] = []
+
+    def pulse(_args: Any) -> Any:
+        runs.append("first")
+        restarted = Commands(tmp_path, {"pulse-gate": Command(lambda a: runs.append("again"))},
+                             clock=lambda: NOW)  # fmt: skip
+        seen_by_restarted.append(restarted.handle("pulse-gate", request(), b"crash"))
+        return {"granted": True}
+
+    Commands(tmp_path, {"pulse-gate": Command(pulse)}, clock=lambda: NOW).handle(
+        "pulse-gate", request(), b"crash"
+    )
+    assert runs == ["first"]
+    (reply,) = seen_by_restarted
+    assert reply is not None and reply.response["status"] == "error"
+    assert "not run again" in reply.response["error"]
+
+
+def test_a_refused_grant_is_an_error(commands: Commands, rig: Rig):
+    rig.gate.set_fault("camera")  # secure fail mode: no automatic or remote grant
+    reply = commands.handle("pulse-gate", request(), b"fault")
+    assert reply is not None and reply.response["status"] == "error"
+    assert rig.intervals("relay") == []
+
+
+def test_pulse_gate_is_refused_while_the_clock_is_unsynchronised(commands: Commands, rig: Rig, calls):
+    calls.synced = False
+    reply = commands.handle("pulse-gate", request(), b"unsynced")
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert rig.events.of("grant") == []
+    # a self-test is still worth running on such a clock
+    reply = commands.handle("selftest", request(), b"unsynced-selftest")
+    assert reply is not None and reply.response["status"] == "ok"
+
+
+def test_pulse_gate_takes_no_args(commands: Commands, rig: Rig):
+    reply = commands.handle("pulse-gate", request(args={"hold_s": 60}), b"args")
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert rig.events.of("grant") == []
+
+
+# -- bad requests -------------------------------------------------------------------------------
+
+BAD_REQUESTS = {
+    "no deadline": request(None),
+    "deadline a text": request("tomorrow"),
+    "deadline a boolean": request(True),
+    "deadline NaN": request(float("nan")),
+    "deadline too far ahead": request(NOW_MS + 2 * 3600 * 1000),
+    "unknown key": request(when="now"),
+    "args not a map": request(args=[1, 2]),
+    "args with non-text keys": request(args={1: 2}),
+    "not a map": cbor2.dumps([NOW_MS + 1000]),
+    "malformed CBOR": b"\xa1\x68deadline",
+    "malformed JSON": b'{"deadline": ',
+    "a JSON number": b"  [1]",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("payload", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_a_bad_request_is_rejected_and_not_run(commands: Commands, rig: Rig, payload: bytes):
+    reply = commands.handle("pulse-gate", payload, b"bad")
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert isinstance(reply.response["error"], str) and reply.response["t"] == NOW_MS
+    assert rig.events.of("grant") == []
+
+
+def test_an_oversized_request_is_rejected(tmp_path: Path, rig: Rig, calls: Calls):
+    commands = make(tmp_path, rig, calls, max_bytes=100)
+    reply = commands.handle("pulse-gate", request(args={"pad": "x" * 200}), b"big")
+    assert reply is not None and reply.response["status"] == "rejected"
+
+
+@pytest.mark.parametrize("correlation", [None, b""])
+def test_a_request_without_correlation_data_is_rejected(commands: Commands, rig: Rig, correlation):
+    reply = commands.handle("pulse-gate", request(), correlation)
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert rig.events.of("grant") == []
+
+
+def test_an_unknown_command_is_answered_as_such(commands: Commands):
+    reply = commands.handle("open-sesame", request(), b"x")
+    assert reply is not None and reply.response["status"] == "unknown-command"
+    reply = commands.handle("open-sesame", b"garbage", b"y")
+    assert reply is not None and reply.response["status"] == "unknown-command"
+
+
+def test_json_typed_by_hand_is_accepted(commands: Commands, rig: Rig):
+    payload = json.dumps({"deadline": NOW_MS + 5000, "args": {}}).encode()
+    reply = commands.handle("pulse-gate", payload, b"json")
+    assert reply is not None and reply.response["status"] == "ok"
+
+
+def test_a_command_that_crashes_is_an_error(tmp_path: Path):
+    def broken(_args: Any) -> Any:
+        raise KeyError("secret detail")
+
+    commands = Commands(tmp_path, {"x": Command(broken)}, clock=lambda: NOW)
+    reply = commands.handle("x", request(), b"1")
+    assert reply is not None and reply.response == {
+        "status": "error",
+        "error": "failed (KeyError)",
+        "t": NOW_MS,
+    }
+
+
+def test_command_errors_and_refusals_carry_their_message(tmp_path: Path):
+    def fails(_args: Any) -> Any:
+        raise CommandError("relay driver absent")
+
+    def refuses(_args: Any) -> Any:
+        raise CommandRejected("not now")
+
+    commands = Commands(tmp_path, {"f": Command(fails), "r": Command(refuses)}, clock=lambda: NOW)
+    assert commands.handle("f", request(), b"1").response["error"] == "relay driver absent"
+    assert commands.handle("r", request(), b"2").response == {"status": "rejected", "error": "not now",
+                                                              "t": NOW_MS}  # fmt: skip
+
+
+# -- restart, snapshot, selftest ----------------------------------------------------------------
+
+
+def test_restart_answers_first_and_stops_after(commands: Commands, calls: Calls):
+    reply = commands.handle("restart", request(), b"r1")
+    assert reply is not None and reply.response["status"] == "ok"
+    assert calls.restarts == 0, "restart must wait until the answer is sent"
+    assert reply.after is not None
+    reply.after()
+    assert calls.restarts == 1
+
+
+def test_a_restart_request_redelivered_after_the_restart_does_not_restart_again(
+    tmp_path: Path, rig: Rig, calls: Calls
+):
+    reply = make(tmp_path, rig, calls).handle("restart", request(), b"loop?")
+    assert reply is not None and reply.after is not None
+    reply.after()
+    again = make(tmp_path, rig, calls).handle("restart", request(), b"loop?")
+    assert again is not None and again.after is None
+    assert calls.restarts == 1
+
+
+def test_snapshot_needs_the_opt_in(commands: Commands, calls: Calls):
+    reply = commands.handle("snapshot", request(), b"s1")
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert calls.snapshots == 0
+    calls.allow = True
+    reply = commands.handle("snapshot", request(), b"s2")
+    assert reply is not None and reply.response["status"] == "ok"
+    assert reply.response["result"] == {"content_type": "image/jpeg", "image": JPEG}
+
+
+def test_a_snapshot_is_never_written_to_disk(tmp_path: Path, rig: Rig, calls: Calls):
+    calls.allow = True
+    make(tmp_path, rig, calls).handle("snapshot", request(), b"s")
+    assert JPEG not in (tmp_path / STATE_FILE).read_bytes()
+    again = make(tmp_path, rig, calls).handle("snapshot", request(), b"s")
+    assert again is not None and again.response["status"] == "error"
+    assert calls.snapshots == 1
+
+
+def test_snapshot_without_a_camera_is_an_error(tmp_path: Path, rig: Rig):
+    commands = Commands(
+        tmp_path,
+        builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: True,
+                         snapshot=None, selftest=lambda parts: []),
+        clock=lambda: NOW,
+    )  # fmt: skip
+    reply = commands.handle("snapshot", request(), b"s")
+    assert reply is not None and reply.response["status"] == "error"
+
+
+def test_selftest_runs_the_asked_parts_and_reports_each(commands: Commands, calls: Calls):
+    reply = commands.handle("selftest", request(args={"parts": ["clock"]}), b"t1")
+    assert reply is not None and reply.response["status"] == "ok"
+    assert reply.response["result"]["passed"] is True
+    assert reply.response["result"]["parts"][0]["part"] == "clock"
+    assert calls.selftests == [["clock"]]
+    commands.handle("selftest", request(), b"t2")
+    assert calls.selftests[-1] is None
+
+
+@pytest.mark.parametrize("args", [{"parts": ["warp-drive"]}, {"parts": "clock"}, {"verbose": True}])
+def test_selftest_refuses_unknown_parts_and_args(commands: Commands, calls: Calls, args):
+    reply = commands.handle("selftest", request(args=args), b"bad-args")
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert calls.selftests == []
+
+
+def test_a_failed_part_is_an_ok_response_that_did_not_pass(tmp_path: Path, rig: Rig):
+    commands = Commands(
+        tmp_path,
+        builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: False,
+                         snapshot=None,
+                         selftest=lambda parts: [{"part": "camera", "status": "fail", "detail": "dark"}]),
+        clock=lambda: NOW,
+    )  # fmt: skip
+    reply = commands.handle("selftest", request(), b"t")
+    assert reply is not None and reply.response["result"]["passed"] is False
+
+
+# -- the remembered ids -------------------------------------------------------------------------
+
+
+def test_responses_are_cbor_encodable(commands: Commands, calls: Calls):
+    calls.allow = True
+    for i, name in enumerate(("pulse-gate", "restart", "snapshot", "selftest", "nope")):
+        reply = commands.handle(name, request(), f"c{i}".encode())
+        assert reply is not None
+        assert cbor2.loads(cbor2.dumps(reply.response)) == reply.response
+
+
+def test_the_remembered_ids_are_bounded(tmp_path: Path, rig: Rig, calls: Calls):
+    commands = make(tmp_path, rig, calls, max_ids=3)
+    for i in range(5):
+        commands.handle("selftest", request(), f"id-{i}".encode())
+    kept = json.loads((tmp_path / STATE_FILE).read_text())
+    assert len(kept) == 3
+    assert commands.handle("selftest", request(), b"id-4") is None  # recent: remembered
+
+
+def test_an_unreadable_id_file_is_ignored_with_a_warning(tmp_path: Path, rig: Rig, calls: Calls, caplog):
+    (tmp_path / STATE_FILE).write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="edge_sentry.link.commands"):
+        commands = make(tmp_path, rig, calls)
+    assert any("commands.json" in r.getMessage() for r in caplog.records)
+    reply = commands.handle("pulse-gate", request(), b"fresh")
+    assert reply is not None and reply.response["status"] == "ok"
