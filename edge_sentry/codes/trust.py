@@ -162,9 +162,7 @@ class TrustList:
 
     def dcc_signers(self, kid: bytes) -> tuple[Signer, ...]:
         """The usable DCC signer certificates with this kid, in list order (several may share one)."""
-        return tuple(
-            key.signer for key in self.lookup("dcc", kid) if isinstance(key, DccKey) and key.signer
-        )
+        return tuple(key.signer for key in self.lookup("dcc", kid) if isinstance(key, DccKey) and key.signer)
 
     def is_kid_revoked(self, kid: bytes) -> bool:
         return kid in self.revoked_kids
