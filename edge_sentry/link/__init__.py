@@ -1,0 +1,21 @@
+"""The fleet link: MQTT topics, payloads and the connection (DESIGN.md section 5).
+
+`topics` and `payloads` are pure (no I/O); `mqtt.Link` owns the connection, drains the outbox and
+runs the handlers that the config shadow, the trust push and the commands register.
+"""
+
+from .mqtt import Link, LinkError, MessageProperties
+from .payloads import PayloadError, decode, encode
+from .topics import TopicError, TopicParts, Topics
+
+__all__ = [
+    "Link",
+    "LinkError",
+    "MessageProperties",
+    "PayloadError",
+    "TopicError",
+    "TopicParts",
+    "Topics",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,70 @@
+"""Fixtures shared by the test modules.
+
+MQTT tests run against a real Mosquitto (tests/broker.py), never a mocked client and never the
+system broker on 1883:
+
+- `broker` (module scope): a started `Broker` on free loopback ports, its own CA, password file
+  and ACL; one per test module, so modules never share retained messages or sessions. Attributes:
+  `host`, `port`, `tls_port`, `ca`, `client_certs[user] -> (cert, key)`, `passwords[user]`,
+  `site`, `devices` (device users, `devices[0]` is the default), `operator`; methods `stop()` and
+  `start()` (a restart on the same ports: persistence keeps retained messages and sessions),
+  `kill()`, `log_tail()`, `config(state_dir, device=, tls=, **mqtt)`, `subscriber(topics, **opts)`.
+  A test that stops it must start it again (try/finally), for the tests after it in the module.
+- `broker_config(device=None, *, tls=False, **mqtt)`: an edge_sentry Config for a sentry logged in
+  as `device` (plain listener with its password, or TLS with its client certificate), with its
+  state folder and outbox under the test's tmp_path and short reconnect backoffs.
+- `subscriber(topics="#", **opts)`: an operator-side `Subscriber` recording what arrives (see
+  tests/broker.py for persistent sessions); closed at the end of the test.
+
+If Mosquitto is missing the MQTT tests fail (not skip) with the way to install it: CI installs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from broker import MISSING_MOSQUITTO, Broker, Subscriber, find_mosquitto
+
+from edge_sentry.config import Config
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    executable = find_mosquitto()
+    if executable is None:
+        pytest.fail(MISSING_MOSQUITTO, pytrace=False)
+    instance = Broker(tmp_path_factory.mktemp("broker"), executable=executable)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.close()
+
+
+@pytest.fixture
+def broker_config(broker: Broker, tmp_path: Any) -> Callable[..., Config]:
+    made: list[str] = []
+
+    def make(device: str | None = None, *, tls: bool = False, **mqtt: Any) -> Config:
+        # Each call gets its own folder, so two sentries in one test do not share an outbox.
+        folder = tmp_path / f"sentry-{len(made)}"
+        made.append(str(folder))
+        return broker.config(folder, device=device, tls=tls, **mqtt)
+
+    return make
+
+
+@pytest.fixture
+def subscriber(broker: Broker) -> Iterator[Callable[..., Subscriber]]:
+    opened: list[Subscriber] = []
+
+    def make(topics: Any = "#", **options: Any) -> Subscriber:
+        sub = broker.subscriber(topics, **options)
+        opened.append(sub)
+        return sub
+
+    yield make
+    for sub in opened:
+        sub.close()
