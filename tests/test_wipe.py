@@ -53,6 +53,8 @@ def state(tmp_path: Path) -> Path:
         db.insert({"correlation": "abc"})
     (state_dir / "config.json").write_text('{"version": 4}')
     (state_dir / "trust.json").write_text('{"version": 7}')
+    (state_dir / "commands.json").write_text('[{"correlation": "abc"}]')
+    (state_dir / "boot_count").write_text("3\n")
     (state_dir / ".config.json.1234.5678.tmp").write_text('{"version"')  # a crash mid-replace
     (state_dir / "notes.txt").write_text("the installer's notes")
     return state_dir

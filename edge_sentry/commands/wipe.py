@@ -1,9 +1,9 @@
 """`edge-sentry wipe [--yes]`: erase what the sentry stored on this device (decommissioning, handover).
 
-What it erases: the outbox (`outbox.path`: every event not yet sent, with its sealed subject), and the
-state the sentry keeps under `device.state_dir` (seq reservation, and whatever else the sentry writes
-there: shadow, last good config, pushed trust list, answered command ids), and a log file when the
-config names one. What it leaves: the config and the trust file and keys it names (an installer's
+What it erases: the outbox (`outbox.path`: every event not yet sent, with its sealed subject), the
+state the sentry keeps under `device.state_dir` (applied config overlays, pushed trust list, answered
+command ids, boot counter, any log in the sentry's format), and a log file when the config names
+one. What it leaves: the config and the trust file and keys it names (an installer's
 files, not records), and the systemd journal, which the sentry does not own: the output says so.
 
 Only files the sentry created, never `rm -rf`. A file counts as the sentry's when
@@ -13,19 +13,22 @@ Only files the sentry created, never `rm -rf`. A file counts as the sentry's whe
   (starts with storage.MAGIC, or is a `*.log`/`*.log.tmp` file cut short before its magic was whole);
   every log the sentry keeps uses that format; or
 - its path relative to the state directory is in STATE_FILES (state kept in another format: the
-  applied config overlays, the pushed trust list), or is the temporary file a crash left beside one.
+  applied config overlays, the pushed trust list, answered command ids, the boot counter), or is
+  the temporary file a crash left beside one.
 Anything else is left in place and listed; folders are removed only once empty; the state directory
 itself stays (systemd owns it via StateDirectory=).
-Refusals (exit 1, nothing erased): a state directory or outbox that is `/`, the user's home or one of
-its ancestors (except a folder named `edge-sentry`: the service account's home is its state directory),
-a state directory with entries of which none is the sentry's (the config probably names the wrong
-folder), and an outbox locked by a running daemon (the outbox holds an exclusive flock on
-`<outbox>/lock` while open; wipe takes the same lock and keeps it until done, so no daemon can start
-mid-wipe). Without `--yes`, wipe asks on the terminal; with no terminal on stdin it refuses (exit 2).
+Refusals (exit 1, nothing erased): a state directory or outbox that is `/`, one of the user's home's
+ancestors, or the home itself unless it is named `edge-sentry` (install.sh makes the service account's
+home its state directory, /var/lib/edge-sentry); a state directory with entries of which none is the
+sentry's (the config probably names the wrong folder); an outbox locked by a running daemon (the
+outbox holds an exclusive flock on `<outbox>/lock` while open; wipe takes the same lock and keeps it
+until done, so no daemon can start mid-wipe). Without `--yes`, wipe asks on the terminal; with no
+terminal on stdin it refuses (exit 2).
 
 Files are unlinked, not scrubbed: flash storage remaps blocks, so overwriting in place proves nothing.
-After a wipe the outbox starts empty and its seq numbers start again from 1 (the fleet tells a new
-run by the event ids, UUIDv7, which never repeat).
+After a wipe the outbox starts empty and its seq numbers start again from 1, as on a new device: the
+"never reused" promise of seq holds between wipes, and the fleet tells the events apart by their ids
+(UUIDv7), which never repeat. The boot counter starts again too.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ STATE_FILES: frozenset[str] = frozenset(
     {
         "config.json",  # link/shadow.py: the applied desired-config overlays
         "trust.json",  # link/trustpush.py: the last trust list pushed and accepted
+        "commands.json",  # link/commands.py: answered correlation ids and their responses
+        "boot_count",  # link/mqtt.py: the start counter
+        "boot_count.tmp",  # link/mqtt.py: its copy before the rename
     }
 )
 # What link/shadow.py's write_atomic leaves beside a state file when a crash beats its rename.
