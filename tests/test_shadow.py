@@ -148,7 +148,7 @@ BAD_DOCUMENTS = {
     "NaN in JSON": (b'{"version": 2, "config": {"gate": {"max_open_s": NaN}}}', ""),
     "NaN in CBOR": (desired(2, {"gate": {"max_open_s": float("nan")}}), "gate.max_open_s"),
     "huge integer": (desired(2, {"gate": {"max_open_s": 10**400}}), "gate.max_open_s"),
-    "non-text key": (desired(2, {"gate": {1: 2}}), "gate.1"),
+    "non-text key": (desired(2, {"gate": {1: 2}}), ""),
     "keys that disagree": (desired(2, {"gate": {"pulse_ms": 9000, "max_open_s": 2}}), "gate.pulse_ms"),
     "device id": (desired(2, {"device": {"id": "sentry-2"}}), "device.id"),
     "site": (desired(2, {"device": {"site": "elsewhere"}}), "device.site"),
@@ -185,7 +185,7 @@ def test_an_oversized_document_is_rejected_before_it_is_read(state: Path):
     shadow = ConfigShadow(local_config(state), max_bytes=1024)
     report = shadow.handle(DEVICE, desired(1, {"device": {"venue_name": "x" * 2000}}))
     assert report is not None and report["status"] == "rejected"
-    assert "more than the 1024 allowed" in report["errors"][0]["message"]
+    assert "over the 1024-byte limit" in report["errors"][0]["message"]
     assert shadow.version == 0
 
 

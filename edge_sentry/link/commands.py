@@ -37,9 +37,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .shadow import PayloadError, decode_input, write_atomic
+from . import payloads, topics
+from .payloads import PayloadError
+from .shadow import write_atomic
+
+if TYPE_CHECKING:
+    from .mqtt import Link, MessageProperties
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +118,11 @@ class Commands:
         self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._load()
 
-    def handle(self, name: str, payload: bytes, correlation: bytes | None) -> Reply | None:
-        """Decide on one request to `cmd/{name}`; None when nothing is to be sent (a redelivery)."""
+    def handle(
+        self, name: str, payload: bytes, correlation: bytes | None, content_type: str | None = None
+    ) -> Reply | None:
+        """Decide on one request to `cmd/{name}` (CBOR or JSON, by `content_type` or its first
+        byte); None when nothing is to be sent (a redelivery)."""
         if not correlation:
             return self._reply(REJECTED, error="correlation data is required")
         correlation = bytes(correlation)
@@ -126,7 +134,7 @@ class Commands:
             if entry is not None:
                 return self._redelivered(name, key, entry)
             command = self.commands.get(name)
-            reply, args = self._check(name, command, payload)
+            reply, args = self._check(name, command, payload, content_type)
             if reply is not None or command is None:
                 self._remember(key, reply.response if reply else None, keep=True)
                 return reply
@@ -147,16 +155,35 @@ class Commands:
             self._remember(key, reply.response, keep=command.keep_result)
             return reply
 
+    def attach(self, link: Link) -> None:
+        """Answer requests on `cmd/+` of `link` on their response topic, then run what must follow
+        the answer (a restart). A request without a response topic is not run: nobody would ever
+        learn what it did."""
+
+        def on_request(topic: str, payload: bytes, props: MessageProperties) -> None:
+            name = topic.rsplit("/", 1)[-1]
+            if not props.response_topic:
+                log.warning("command %s without a response topic: not run", name)
+                return
+            reply = self.handle(name, payload, props.correlation_data, props.content_type)
+            if reply is None:
+                return
+            link.respond(props.response_topic, props.correlation_data, reply.response)
+            if reply.after is not None:
+                reply.after()
+
+        link.subscribe(f"{topics.CMD}/+", on_request)
+
     # -- internals --------------------------------------------------------------------------
 
     def _check(
-        self, name: str, command: Command | None, payload: bytes
+        self, name: str, command: Command | None, payload: bytes, content_type: str | None
     ) -> tuple[Reply | None, Mapping[str, Any]]:
         """The answer when the request must not run (with no args), else (None, args)."""
         if command is None:
             return self._reply(UNKNOWN, error=f"no command {name!r}"), {}
         try:
-            request = decode_input(payload, max_bytes=self.max_bytes, what="request")
+            request = payloads.decode(payload, content_type, max_size=self.max_bytes, expect=dict)
         except PayloadError as exc:
             return self._reply(REJECTED, error=str(exc)), {}
         if not isinstance(request, Mapping):

@@ -46,12 +46,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..codes import cose
 from ..config import Config, from_mapping, to_mapping
-from ..errors import CodeError, ConfigError, EdgeSentryError
+from ..errors import ConfigError
 from ..storage import fsync_dir
+from . import payloads, topics
+from .payloads import PayloadError
+
+if TYPE_CHECKING:
+    from .mqtt import Link, MessageProperties
 
 log = logging.getLogger(__name__)
 
@@ -110,54 +114,6 @@ SECRETS = frozenset({"mqtt.password"})
 SECRET_MARK = "<set>"
 
 Listener = Callable[[Config], None]
-
-
-class PayloadError(EdgeSentryError):
-    """A message that is not one well-formed CBOR or JSON item; the message says why."""
-
-
-def decode_input(payload: bytes, *, max_bytes: int, what: str = "payload") -> Any:
-    """Decode an operator's message: CBOR, or JSON for people typing by hand.
-
-    JSON is recognised by its first non-blank byte, `{` or `[`: no CBOR map or array starts with
-    those bytes (they are a text string and a byte string there), so no content type is needed.
-    Strict in both forms: one item only, no duplicate keys, no NaN or infinities.
-    """
-    if not isinstance(payload, bytes | bytearray | memoryview):
-        raise PayloadError(f"{what}: must be bytes")
-    payload = bytes(payload)
-    if len(payload) > max_bytes:
-        raise PayloadError(f"{what}: {len(payload)} bytes, more than the {max_bytes} allowed")
-    if not payload.strip():
-        raise PayloadError(f"{what}: empty")
-    if payload.lstrip()[:1] in (b"{", b"["):
-        try:
-            return json.loads(
-                payload.decode("utf-8"),
-                object_pairs_hook=_no_duplicates,
-                parse_constant=_no_constant,
-            )
-        except UnicodeDecodeError:
-            raise PayloadError(f"{what}: JSON that is not UTF-8") from None
-        except (ValueError, RecursionError) as exc:
-            raise PayloadError(f"{what}: not valid JSON ({exc})") from None
-    try:
-        return cose.loads(payload, what=what)
-    except CodeError as exc:
-        raise PayloadError(str(exc)) from None
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -401,8 +357,9 @@ class ConfigShadow:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def handle(self, source: str, payload: bytes) -> dict[str, Any] | None:
-        """Decide on one desired document from `source` ("site" or "device").
+    def handle(self, source: str, payload: bytes, content_type: str | None = None) -> dict[str, Any] | None:
+        """Decide on one desired document from `source` ("site" or "device"), CBOR or JSON (by
+        `content_type`, else by its first byte).
 
         Returns the `config/reported` document to publish (retained), or None when the document
         is ignored: an empty payload (a cleared retained message) or a version at or below the
@@ -417,7 +374,7 @@ class ConfigShadow:
             applied = self._applied
             versions = {SITE: applied.site.version, DEVICE: applied.device.version}
             try:
-                doc = decode_input(payload, max_bytes=self.max_bytes, what="desired config")
+                doc = payloads.decode(payload, content_type, max_size=self.max_bytes, expect=dict)
             except PayloadError as exc:
                 versions[source] = None  # type: ignore[assignment]
                 log.warning("config: %s desired document rejected: %s", source, exc)
@@ -453,6 +410,31 @@ class ConfigShadow:
         if warnings:
             report["warnings"] = warnings
         return report
+
+    def attach(self, link: Link) -> None:
+        """Take desired documents from `link` and publish each report, retained, on
+        `config/reported`; publish the current report after every connect (before the retained
+        desired documents come in again) and keep the `state` topic's versions up to date."""
+
+        def publish(report: dict[str, Any]) -> None:
+            link.publish(topics.CONFIG_REPORTED, report, retain=True)
+
+        def handler(source: str) -> Callable[[str, bytes, MessageProperties], None]:
+            def on_desired(_topic: str, payload: bytes, props: MessageProperties) -> None:
+                report = self.handle(source, payload, props.content_type)
+                if report is not None:
+                    publish(report)
+
+            return on_desired
+
+        def versions(_config: Config | None = None) -> None:
+            link.update_state(config_version=self.version, site_config_version=self.site_version)
+
+        versions()
+        self.add_listener(versions)
+        link.add_connect_hook(lambda: publish(self.report()))
+        link.subscribe(topics.CONFIG_DESIRED, handler(DEVICE))
+        link.subscribe(link.topics.site_config_desired, handler(SITE))
 
     # -- internals --------------------------------------------------------------------------
 

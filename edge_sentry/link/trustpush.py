@@ -25,14 +25,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..codes import cose
 from ..codes.trust import TrustList
 from ..errors import CodeError, TrustListError
+from . import topics
 from .shadow import write_atomic
+
+if TYPE_CHECKING:
+    from .mqtt import Link, MessageProperties
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +157,19 @@ class TrustPush:
                 log.exception("trust listener %r failed", listener)
         event = self._event("trust-updated", version=pushed.version, previous=current.version, persisted=kept)
         return Outcome("accepted", version=pushed.version, event=event)
+
+    def attach(self, link: Link) -> None:
+        """Take pushed lists from the `trust` topic of `link` and keep the `state` topic's trust
+        version current. Without a `record`, the trust events go straight to the `event` topic."""
+        if self._record is None:
+            self._record = lambda event: link.publish(topics.EVENT, event)
+        link.update_state(trust_version=self.trust.version)
+        self.add_listener(lambda trust: link.update_state(trust_version=trust.version))
+
+        def on_trust(_topic: str, payload: bytes, _props: MessageProperties) -> None:
+            self.handle(payload)
+
+        link.subscribe(topics.TRUST, on_trust)
 
     # -- internals --------------------------------------------------------------------------
 
