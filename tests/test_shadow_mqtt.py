@@ -1,0 +1,145 @@
+"""The config shadow over a real broker: retained desired documents (site-wide and the device's own)
+are applied or rejected, and the outcome is retained on `config/reported` for the operator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cbor2
+import pytest
+
+from edge_sentry.config import Config
+from edge_sentry.link import Link
+from edge_sentry.link.shadow import ConfigShadow
+
+WAIT = 20.0
+
+
+@pytest.fixture
+def sentries(broker) -> Iterator[Callable[[Config], tuple[ConfigShadow, Link]]]:
+    """A shadow attached to a started link; stopped at the end, and every retained document the
+    test left on the broker cleared, so the next test of the module starts from nothing."""
+    made: list[Link] = []
+
+    def make(config: Config) -> tuple[ConfigShadow, Link]:
+        shadow = ConfigShadow(config)
+        link = Link(config)
+        shadow.attach(link)
+        made.append(link)
+        link.start()
+        assert link.wait_connected(WAIT), broker.log_tail()
+        return shadow, link
+
+    yield make
+    for link in made:
+        link.stop(2.0)
+    cleaner = broker.subscriber("nothing/at/all")
+    try:
+        site = f"sentry/v1/{broker.site}"
+        for topic in [f"{site}/all/config/desired"] + [
+            f"{site}/{d}/config/{k}" for d in broker.devices for k in ("desired", "reported")
+        ]:
+            cleaner.publish(topic, b"", retain=True)
+    finally:
+        cleaner.close()
+
+
+def desired(version: int, config: dict[str, Any]) -> bytes:
+    return cbor2.dumps({"version": version, "config": config})
+
+
+def body(message: Any) -> dict[str, Any]:
+    return cbor2.loads(message.payload)
+
+
+def reported(version: int, status: str = "applied") -> Callable[[Any], bool]:
+    return lambda m: body(m)["version"] == version and body(m)["status"] == status
+
+
+def test_a_retained_desired_config_is_applied_and_reported_retained(
+    broker, broker_config, subscriber, sentries
+):
+    config = broker_config()
+    prefix = f"sentry/v1/{broker.site}/{config.device.id}"
+    operator = subscriber(f"{prefix}/config/reported")
+    operator.publish(f"{prefix}/config/desired", desired(3, {"gate": {"pulse_ms": 700}}), retain=True)
+    shadow, _ = sentries(config)  # connects after the push: the retained document catches it up
+    found = operator.wait_for(f"{prefix}/config/reported", reported(3), WAIT)
+    assert found is not None, broker.log_tail()
+    assert body(found)["effective"]["gate"]["pulse_ms"] == 700 and body(found)["errors"] == []
+    assert shadow.current.gate.pulse_ms == 700
+    assert body(found)["effective"]["mqtt"]["password"] == "<set>"
+    late = subscriber(f"{prefix}/config/reported")  # the outcome stays on the broker
+    assert late.wait_for(f"{prefix}/config/reported", lambda m: m.retain and reported(3)(m), WAIT)
+
+
+def test_site_wide_defaults_merge_under_the_device_config(broker, broker_config, subscriber, sentries):
+    config = broker_config()
+    prefix = f"sentry/v1/{broker.site}/{config.device.id}"
+    operator = subscriber(f"{prefix}/config/reported")
+    operator.publish(
+        f"sentry/v1/{broker.site}/all/config/desired",
+        desired(4, {"gate": {"pulse_ms": 500, "passback_s": 10}}),
+        retain=True,
+    )
+    operator.publish(f"{prefix}/config/desired", desired(2, {"gate": {"pulse_ms": 700}}), retain=True)
+    shadow, _ = sentries(config)
+    done = operator.wait_for(
+        f"{prefix}/config/reported", lambda m: (body(m)["site_version"], body(m)["version"]) == (4, 2), WAIT
+    )
+    assert done is not None, broker.log_tail()
+    assert body(done)["status"] == "applied"
+    assert (shadow.current.gate.pulse_ms, shadow.current.gate.passback_s) == (700, 10)
+
+
+def test_a_bad_desired_config_is_rejected_by_key_path_and_nothing_changes(
+    broker, broker_config, subscriber, sentries
+):
+    config = broker_config()
+    prefix = f"sentry/v1/{broker.site}/{config.device.id}"
+    operator = subscriber(f"{prefix}/config/reported")
+    shadow, _ = sentries(config)
+    before = shadow.current
+    operator.publish(
+        f"{prefix}/config/desired",
+        desired(5, {"gate": {"pulse_ms": "fast"}, "device": {"id": "other"}}),
+        retain=True,
+    )
+    found = operator.wait_for(f"{prefix}/config/reported", reported(5, "rejected"), WAIT)
+    assert found is not None, broker.log_tail()
+    assert {e["path"] for e in body(found)["errors"]} == {"gate.pulse_ms", "device.id"}
+    assert shadow.current is before and shadow.version == 0
+
+
+def test_after_a_restart_the_kept_config_is_reported_and_the_retained_one_not_applied_twice(
+    broker, broker_config, subscriber, sentries
+):
+    config = broker_config()
+    prefix = f"sentry/v1/{broker.site}/{config.device.id}"
+    operator = subscriber([f"{prefix}/config/reported", f"{prefix}/state"])
+    operator.publish(f"{prefix}/config/desired", desired(6, {"es1": {"max_age_s": 45}}), retain=True)
+    _, link = sentries(config)
+    assert operator.wait_for(f"{prefix}/config/reported", reported(6), WAIT) is not None
+    link.stop(2.0)
+
+    again = ConfigShadow(config)
+    applied: list[Config] = []
+    again.add_listener(applied.append)
+    assert again.current.es1.max_age_s == 45 and again.version == 6
+    link = Link(config)
+    again.attach(link)
+    link.start()
+    try:
+        assert link.wait_connected(WAIT)
+        # the state topic tells the fleet which version runs
+        state = operator.wait_for(
+            f"{prefix}/state", lambda m: body(m).get("online") and body(m).get("config_version") == 6, WAIT
+        )
+        assert state is not None
+        # a later push proves the redelivered version 6 was handled (in order) without applying
+        operator.publish(f"{prefix}/config/desired", desired(7, {"es1": {"max_age_s": 40}}), retain=True)
+        assert operator.wait_for(f"{prefix}/config/reported", reported(7), WAIT) is not None
+    finally:
+        link.stop(2.0)
+    assert [c.es1.max_age_s for c in applied] == [40]

@@ -1,0 +1,72 @@
+"""Trust push over a real broker: a signed newer list is taken and announced; a forged one is reported
+and the old list kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from codes_helpers import trust_list
+
+from edge_sentry.codes import keys
+from edge_sentry.link import Link
+from edge_sentry.link.trustpush import STATE_FILE, TrustPush, load_initial
+
+WAIT = 20.0
+
+
+@pytest.fixture
+def root():
+    return keys.generate()
+
+
+@pytest.fixture
+def attached(broker, broker_config, root) -> Iterator[tuple[TrustPush, Link, Any]]:
+    config = broker_config()
+    push = TrustPush(trust_list(keys.generate(), version=3), root.public_key(), config.device.state_dir)
+    link = Link(config)
+    push.attach(link)
+    link.start()
+    assert link.wait_connected(WAIT), broker.log_tail()
+    try:
+        yield push, link, config
+    finally:
+        link.stop(2.0)
+        cleaner = broker.subscriber("nothing/at/all")
+        cleaner.publish(f"{link.topics.prefix}/trust", b"", retain=True)
+        cleaner.close()
+
+
+def body(message: Any) -> dict[str, Any]:
+    return cbor2.loads(message.payload)
+
+
+def test_a_signed_newer_list_is_taken_kept_and_announced(broker, subscriber, root, attached):
+    push, link, config = attached
+    prefix = link.topics.prefix
+    operator = subscriber([f"{prefix}/event", f"{prefix}/state"])
+    operator.publish(f"{prefix}/trust", trust_list(keys.generate(), version=8).signed(root), retain=True)
+    event = operator.wait_for(f"{prefix}/event", lambda m: body(m)["event"] == "trust-updated", WAIT)
+    assert event is not None, broker.log_tail()
+    assert (body(event)["version"], body(event)["previous"]) == (8, 3)
+    assert push.trust.version == 8
+    state = operator.wait_for(f"{prefix}/state", lambda m: body(m).get("trust_version") == 8, WAIT)
+    assert state is not None
+    found, _ = load_initial(None, config.device.state_dir)
+    assert found is not None and found.version == 8
+
+
+def test_a_forged_list_is_reported_and_the_old_one_kept(broker, subscriber, attached):
+    push, link, config = attached
+    prefix = link.topics.prefix
+    operator = subscriber(f"{prefix}/event")
+    forger = keys.generate()
+    operator.publish(f"{prefix}/trust", trust_list(keys.generate(), version=99).signed(forger), retain=True)
+    event = operator.wait_for(f"{prefix}/event", lambda m: body(m)["event"] == "trust-rejected", WAIT)
+    assert event is not None, broker.log_tail()
+    assert body(event)["reason"] == "bad-signature" and body(event)["current"] == 3
+    assert push.trust.version == 3
+    assert not (Path(config.device.state_dir) / STATE_FILE).exists()
