@@ -10,7 +10,7 @@ a malformed scan batch could carry an event. This module does no I/O and never l
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import cbor2
@@ -207,23 +207,45 @@ def _check_top(value: Any, expect: type[dict] | type[list] | None) -> None:
         raise PayloadError(f"payload must be a map or an array, not {_type_name(value)}")
 
 
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+_TEXT = frozenset({str})
+
+
 def _check_tree(value: Any, max_depth: int) -> None:
-    """Text keys everywhere and bounded depth; iterative, so depth costs no Python stack."""
+    """Text keys everywhere and bounded depth; iterative, so depth costs no Python stack. The fast
+    pass keeps no paths (it runs on every outgoing batch); only a problem found pays for a second
+    pass that names where it is."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            _raise_located(value, max_depth)
+        if isinstance(node, Mapping):
+            if not _TEXT.issuperset(map(type, node)):
+                _raise_located(value, max_depth)
+            children: Iterable[Any] = node.values()
+        else:
+            children = node
+        if _LEAVES.issuperset(map(type, children)):  # the usual case, decided in C
+            continue
+        for child in children:
+            if type(child) not in _LEAVES and isinstance(child, Mapping | list | tuple):
+                stack.append((child, depth + 1))
+
+
+def _raise_located(value: Any, max_depth: int) -> None:
     stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
     while stack:
         node, depth, path = stack.pop()
-        if isinstance(node, Mapping):
-            children = []
-            for key, child in node.items():
-                if not isinstance(key, str):
-                    raise PayloadError(f"map keys must be text: {path} has a {type(key).__name__} key")
-                children.append((child, f"{path}.{key}"))
-        elif isinstance(node, list | tuple):
-            children = [(child, f"{path}[{i}]") for i, child in enumerate(node)]
-        else:
+        if not isinstance(node, Mapping | list | tuple):
             continue
         if depth > max_depth:
             raise PayloadError(f"payload is nested more than {max_depth} levels deep at {path}")
-        stack.extend(
-            (child, depth + 1, p) for child, p in children if isinstance(child, Mapping | list | tuple)
-        )
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                if not isinstance(key, str):
+                    raise PayloadError(f"map keys must be text: {path} has a {type(key).__name__} key")
+                stack.append((child, depth + 1, f"{path}.{key}"))
+        else:
+            stack.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(node))
+    raise PayloadError("payload has non-text keys or is nested too deeply")
