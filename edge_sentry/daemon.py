@@ -29,6 +29,7 @@ from .errors import EdgeSentryError, TrustListError
 from .eventlog import EventLog
 from .gpio import GateDevices, build_devices, make_pin_factory
 from .outbox import Outbox
+from .privacy import Sealer
 from .sentry import Sentry
 from .service import Notifier
 from .verifier import Verifier
@@ -103,6 +104,7 @@ class Daemon:
 
     def run(self, duration: float | None = None) -> int:
         config = self.config
+        sealer = Sealer.from_config(config.privacy)  # a set but unusable key is a config error
         demo = DemoIssuer.create() if self._is_demo() else None
         trust, trust_problem = self._load_trust(demo)
         factory = make_pin_factory(config.gpio.pin_factory)
@@ -132,6 +134,7 @@ class Daemon:
             devices,
             self._record,
             on_progress=self.notifier.progress,
+            sealer=sealer,
         )
         previous = {
             sig: signal.signal(sig, self._handle_signal) for sig in (signal.SIGTERM, signal.SIGINT)

@@ -2,8 +2,9 @@
 
 In JSON format each line is one object with `event`, `t` and its details, so that a log shipper or a
 test can follow decisions without parsing prose. The human format is for a technician's terminal.
-Event dicts never carry code texts or subjects (the scan event has none), so nothing here filters them:
-the guarantee sits where events are built.
+Event dicts never carry code texts. A scan event may carry its subject sealed to the health
+authority; the log leaves it out all the same, because logs (the journal under systemd) outlive
+`privacy.retention_days` and DESIGN section 4 keeps subjects out of them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class EventLog:
                 pass
 
     def format(self, event: dict[str, Any]) -> str:
+        if "subject" in event:
+            event = {k: v for k, v in event.items() if k != "subject"}
         if self.fmt == "json":
             return json.dumps(event, separators=(",", ":"), default=_jsonable, sort_keys=False)
         return _human(event)

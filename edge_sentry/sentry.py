@@ -26,6 +26,7 @@ from .config import Config
 from .errors import CameraError
 from .gate import Gate
 from .gpio import GateDevices
+from .privacy import Sealer
 from .verifier import Decision
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Sentry:
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[], None] | None = None,
+        sealer: Sealer | None = None,
     ):
         self.config = config
         self.source = source
@@ -86,6 +88,7 @@ class Sentry:
         self._wall = wall_clock
         self._clock = clock
         self._on_progress = on_progress or (lambda: None)
+        self.sealer = sealer
         self._last_seen: dict[bytes, float] = {}
         self._camera_faulted = False
         self._verifier_faulted = False
@@ -127,6 +130,9 @@ class Sentry:
             issuer=decision.issuer if decision else None,
             latency_ms=round(latency_ms, 3) if latency_ms is not None else None,
         )
+        # Sealed to the health authority, bound to this event's place and time; absent without a key.
+        if self.sealer is not None and decision is not None and decision.sub is not None:
+            event["subject"] = self.sealer.seal(decision.sub, event)
         return event
 
     def _on_gate_event(self, name: str, details: dict[str, Any]) -> None:
