@@ -16,7 +16,7 @@ id edge-sentry >/dev/null 2>&1 || useradd --system --home-dir /var/lib/edge-sent
 for group in gpio video; do getent group "$group" >/dev/null && usermod -a -G "$group" edge-sentry; done
 
 mkdir -p "$prefix" /etc/edge-sentry
-cp -r "$src/edge_sentry" "$src/setup.cfg" "$src/pyproject.toml" "$src/README.md" "$prefix/"
+cp -r "$src/edge_sentry" "$src/hw_tests" "$src/setup.cfg" "$src/pyproject.toml" "$src/README.md" "$prefix/"
 # picamera2 and lgpio come from apt: the venv must see the system's site packages.
 [ -x "$prefix/.venv/bin/python" ] || python3 -m venv --system-site-packages "$prefix/.venv"
 "$prefix/.venv/bin/pip" install --quiet --disable-pip-version-check "$prefix"
