@@ -419,6 +419,11 @@ def run_all(rig: Rig, only: Iterable[str] | None = None) -> list[dict[str, Any]]
     return out
 
 
+def remote_runner(rig: Rig) -> Callable[[Sequence[str] | None], list[dict[str, Any]]]:
+    """What the MQTT `selftest` command calls: the named parts, or REMOTE_DEFAULT when none are."""
+    return lambda parts: run_all(rig, REMOTE_DEFAULT if parts is None else parts)
+
+
 def passed(results: Iterable[dict[str, Any]]) -> bool:
     """True when no part failed (skips are not failures)."""
     return all(r["status"] != FAIL for r in results)

@@ -363,3 +363,20 @@ def test_an_unreadable_id_file_is_ignored_with_a_warning(tmp_path: Path, rig: Ri
     assert any("commands.json" in r.getMessage() for r in caplog.records)
     reply = commands.handle("pulse-gate", request(), b"fresh")
     assert reply is not None and reply.response["status"] == "ok"
+
+
+def test_a_result_that_json_cannot_hold_is_remembered_without_it(tmp_path: Path):
+    runs: list[int] = []
+
+    def raw(_args: Any) -> Any:
+        runs.append(1)
+        return {"blob": b"\x00\x01"}
+
+    commands = Commands(tmp_path, {"raw": Command(raw)}, clock=lambda: NOW)
+    reply = commands.handle("raw", request(), b"r")
+    assert reply is not None and reply.response["result"] == {"blob": b"\x00\x01"}
+    kept = json.loads((tmp_path / STATE_FILE).read_text())
+    assert kept[0]["response"]["status"] == "error"
+    again = Commands(tmp_path, {"raw": Command(raw)}, clock=lambda: NOW).handle("raw", request(), b"r")
+    assert again is not None and again.response["status"] == "error"
+    assert runs == [1]

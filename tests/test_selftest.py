@@ -316,9 +316,12 @@ def test_skips_do_not_fail_a_run():
     assert not selftest.passed([{"status": PASS}, {"status": FAIL}])
 
 
-def test_the_remote_default_leaves_the_strike_alone():
+def test_the_remote_default_leaves_the_strike_alone(tmp_path: Path):
     assert "relay" not in selftest.REMOTE_DEFAULT
     assert set(selftest.REMOTE_DEFAULT) | {"relay"} == set(selftest.PARTS)
+    run = selftest.remote_runner(Rig(config(tmp_path), clock_synced=lambda: True))
+    assert [r["part"] for r in run(["clock"])] == ["clock"]
+    assert [r["part"] for r in run(None)] == list(selftest.REMOTE_DEFAULT)
 
 
 # -- the command line ---------------------------------------------------------------------------

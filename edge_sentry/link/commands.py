@@ -114,7 +114,8 @@ class Commands:
         self._clock = clock
         self._clock_synced = clock_synced or (lambda: None)
         self._lock = threading.Lock()
-        # key -> {"response": dict | None, "resend": bool}; insertion order = age
+        # key -> {"response": as answered, "stored": as written to disk, "resend": bool}, oldest
+        # first; a None response: the command was started and never finished
         self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._load()
 
@@ -238,7 +239,7 @@ class Commands:
 
     def _remember(self, key: str, response: dict[str, Any] | None, *, keep: bool) -> None:
         stored = response
-        if response is not None and not keep:
+        if response is not None and (not keep or not _is_json(response)):
             stored = {"status": ERROR, "error": "answered before a restart; the result is not kept",
                       "t": response["t"]}  # fmt: skip
         self._seen[key] = {"response": response, "stored": stored, "resend": False}
@@ -247,9 +248,9 @@ class Commands:
             self._seen.popitem(last=False)
         entries = [{"key": k, "response": e["stored"]} for k, e in self._seen.items()]
         try:
-            write_atomic(self.path, json.dumps(entries, default=_not_json).encode())
-        except (OSError, ValueError, TypeError) as exc:
-            log.error("command ids not kept on disk: %s", getattr(exc, "strerror", None) or exc)
+            write_atomic(self.path, json.dumps(entries).encode())
+        except OSError as exc:
+            log.error("command ids not kept on disk: %s", exc.strerror)
 
     def _load(self) -> None:
         try:
@@ -268,8 +269,13 @@ class Commands:
             self._seen.clear()
 
 
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not kept")
+def _is_json(value: Any) -> bool:
+    """Whether `value` can go into the JSON state file as it is (bytes, for one, cannot)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 # -- the built-in commands ----------------------------------------------------------------------

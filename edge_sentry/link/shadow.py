@@ -286,8 +286,9 @@ def build(local: Config, site: Mapping[str, Any], device: Mapping[str, Any]) -> 
 
 
 def _strip_local(local: Config, overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """The overlay without local-only keys (which `build` has checked equal the local values), so
-    that a secret echoed in a full dump is never written to the state file."""
+    """The overlay without local-only keys (`build` has checked that they equal the local values):
+    the state file keeps only what an operator may change, and a later edit of the local file is
+    not masked by a stale copy of it."""
     out: dict[str, Any] = {}
     for section, keys in overlay.items():
         kept = {k: v for k, v in keys.items() if not _matches(f"{section}.{k}", LOCAL_ONLY)}
@@ -340,10 +341,11 @@ class ConfigShadow:
         """The applied version of the site-wide desired config (0: none)."""
         return self._applied.site.version
 
-    def pending_restart(self) -> list[str]:
-        """Keys whose applied value differs from the running one and is not picked up live."""
+    def pending_restart(self, config: Config | None = None) -> list[str]:
+        """Keys whose applied value (of `config`, default the current one) differs from the one
+        this process started with and is not picked up live."""
         before = flatten(to_mapping(self.started))
-        after = flatten(to_mapping(self.current))
+        after = flatten(to_mapping(config if config is not None else self.current))
         changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
         return sorted(k for k in changed if not _matches(k, LIVE))
 
@@ -372,11 +374,11 @@ class ConfigShadow:
             return None
         with self._lock:
             applied = self._applied
-            versions = {SITE: applied.site.version, DEVICE: applied.device.version}
+            versions: dict[str, int | None] = {SITE: applied.site.version, DEVICE: applied.device.version}
             try:
                 doc = payloads.decode(payload, content_type, max_size=self.max_bytes, expect=dict)
             except PayloadError as exc:
-                versions[source] = None  # type: ignore[assignment]
+                versions[source] = None
                 log.warning("config: %s desired document rejected: %s", source, exc)
                 return self._report(applied, "rejected", [("", str(exc))], versions[SITE], versions[DEVICE])
             version = doc.get("version") if isinstance(doc, Mapping) else None
@@ -390,7 +392,7 @@ class ConfigShadow:
                     source, version, applied.overlay(source).version,
                 )  # fmt: skip
                 return None
-            versions[source] = version if isinstance(version, int) else None  # type: ignore[assignment]
+            versions[source] = version if isinstance(version, int) and not isinstance(version, bool) else None
             try:
                 version, overlay = _check_document(doc)
                 others = applied.device if source == SITE else applied.site
@@ -405,8 +407,8 @@ class ConfigShadow:
             warnings = self._persist(candidate)
             self._applied = candidate  # the swap: one reference assignment
             log.info("config: %s desired version %d applied", source, version)
+            report = self._report(candidate, "applied", [], candidate.site.version, candidate.device.version)
         self._notify(candidate.config)
-        report = self.report()
         if warnings:
             report["warnings"] = warnings
         return report
@@ -452,7 +454,7 @@ class ConfigShadow:
             "status": status,
             "errors": [{"path": p, "message": m} for p, m in problems],
             "effective": redacted(applied.config),
-            "restart": self.pending_restart() if status == "applied" else [],
+            "restart": self.pending_restart(applied.config) if status == "applied" else [],
             "t": int(self._clock() * 1000),
         }
 
