@@ -95,10 +95,16 @@ class DccConfig:
 
     The defaults follow the EU's common acceptance periods where they exist (14 days after a vaccine
     dose, 270 days for a primary series, 180 days after recovery) and take PCR and rapid antigen tests
-    up to 48 hours old. `accept = []` takes no DCC at all (`unsupported`, no signature is checked).
-    A zero `vaccination_max_days` or `recovery_max_days` means no limit of the venue's own (the
-    certificate's own `du` still bounds a recovery). Empty `products` accepts every vaccine product;
-    empty `target_disease` every disease code. Dates are compared as UTC calendar days.
+    up to 48 hours old (between the EU's 24 hours for rapid and 72 for PCR tests, one key for both).
+    `accept = []` takes no DCC at all (`unsupported`, no signature is checked). A zero
+    `vaccination_max_days` or `recovery_max_days` means no limit of the venue's own (the certificate's
+    own `du` still bounds a recovery). Empty `products` accepts every vaccine product; empty
+    `target_disease` every disease code. Dates are compared as UTC calendar days.
+
+    `skew_s` is the clock tolerance around the CWT's iat and exp, the signer certificate's validity and
+    a test's sample time. It is a key of its own rather than `es1.skew_s` because that one is tuned
+    together with ES1's one-minute codes, while a DCC lives for months: a venue may well want to be
+    stricter, or more lenient, with one than with the other. Same default, 30 s.
     """
 
     accept: list[str] = field(

@@ -103,6 +103,23 @@ def test_unsupported(verifier: Verifier, text: str, scheme: str | None) -> None:
     assert (decision.verdict, decision.reason, decision.scheme) == ("deny", "unsupported", scheme)
 
 
+def test_es1_decisions_do_not_depend_on_the_dcc_rule_set() -> None:
+    from edge_sentry.config import DccConfig
+
+    for dcc in (DccConfig(), DccConfig(accept=[], skew_s=0)):
+        verifier = Verifier(
+            Es1Config(), GateConfig(), DeviceConfig(venue="arena"), trust_list(KEY), dcc=dcc
+        )
+        assert verifier.verify(code(), NOW).reason == "ok"
+        assert verifier.verify(code(iat=NOW + 30, sub=OTHER_SUB), NOW).reason == "ok"  # es1.skew_s
+        assert verifier.verify(code(iat=NOW + 31), NOW).reason == "not-yet-valid"
+
+
+def test_an_hc1_text_goes_to_the_dcc_path(verifier: Verifier) -> None:
+    decision = verifier.verify("HC1:" + base45.encode(b"\x78\x9c"), NOW)
+    assert (decision.verdict, decision.reason, decision.scheme) == ("deny", "malformed", "dcc")
+
+
 def test_unknown_key(verifier: Verifier) -> None:
     stranger = es1.issue(Ed25519PrivateKey.generate(), issuer="x", lifetime_s=60, iat=NOW)
     decision = verifier.verify(stranger, NOW)
