@@ -322,12 +322,14 @@ class _Connection:
     receive_max: int = _UNLIMITED_RECEIVE
     error: str | None = None
     ended: threading.Event = field(default_factory=threading.Event)
+    answered: set[str] = field(default_factory=set)  # filters whose SUBACK came on this connection
 
 
 @dataclass
 class _Subscription:
     qos: int
     handlers: list[Handler]
+    ident: int  # MQTT 5 subscription identifier: tells which subscription a delivery is for
 
 
 # -- the link ------------------------------------------------------------------------------------
@@ -401,6 +403,7 @@ class Link:
         self._held: OrderedDict[tuple[str, Any], _Outgoing] = OrderedDict()
         self._held_seq = 0
         self._subs: dict[str, _Subscription] = {}
+        self._next_ident = 0
         self._suback: dict[tuple[int, int], list[str]] = {}
         self._state_fields: dict[str, Any] = {}
         self._hooks: list[Callable[[], None]] = []
@@ -497,6 +500,17 @@ class Link:
     def wait_connected(self, timeout: float | None = None) -> bool:
         return self.wait_state(CONNECTED, timeout=timeout)
 
+    def wait_subscribed(self, timeout: float | None = None) -> bool:
+        """Wait until connected and every subscription has its SUBACK on this connection: from then
+        on, a message published to a subscribed topic reaches the handlers (before, it may not)."""
+
+        def ready() -> bool:
+            live = self._live
+            return live is not None and set(self._subs) <= live.answered
+
+        with self._changed:
+            return self._changed.wait_for(ready, timeout)
+
     def stats(self) -> dict[str, Any]:
         """Counters for health reports: connects, refusals, disconnects, published (messages),
         events_sent, acked (events acknowledged by PUBACK), puback_failures, dropped (QoS 0 while
@@ -576,7 +590,8 @@ class Link:
         with self._lock:
             sub = self._subs.get(topic_filter)
             if sub is None:
-                sub = self._subs[topic_filter] = _Subscription(qos, [])
+                self._next_ident += 1
+                sub = self._subs[topic_filter] = _Subscription(qos, [], self._next_ident)
             sub.handlers.append(handler)
             sub.qos = max(sub.qos, qos)
             conn = self._live
@@ -743,16 +758,20 @@ class Link:
     # -- subscribing ----------------------------------------------------------------------------
 
     def _send_subscribe(self, conn: _Connection, filters: list[str]) -> None:
+        """One SUBSCRIBE per filter, since a subscription identifier belongs to the whole packet."""
         with self._lock:
-            wanted = [(f, self._subs[f].qos) for f in filters if f in self._subs]
-        if not wanted or conn.client is None:
+            wanted = [(f, self._subs[f].qos, self._subs[f].ident) for f in filters if f in self._subs]
+        if conn.client is None:
             return
-        # no_local: the device never needs its own messages back.
-        request = [(f, SubscribeOptions(qos=q, noLocal=True)) for f, q in wanted]
-        rc, mid = conn.client.subscribe(request)
-        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-            with self._lock:
-                self._suback[(conn.gen, mid)] = [f for f, _ in wanted]
+        for topic_filter, qos, ident in wanted:
+            props = Properties(PacketTypes.SUBSCRIBE)
+            props.SubscriptionIdentifier = ident
+            # no_local: the device never needs its own messages back.
+            options = SubscribeOptions(qos=qos, noLocal=True)
+            rc, mid = conn.client.subscribe([(topic_filter, options)], properties=props)
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                with self._lock:
+                    self._suback[(conn.gen, mid)] = [topic_filter]
 
     # -- paho callbacks (network thread: record and hand over, never block) ---------------------
 
@@ -801,6 +820,8 @@ class Link:
         with self._lock:
             if self._live is conn:
                 self._live = None
+            for key in [k for k in self._suback if k[0] == conn.gen]:
+                del self._suback[key]
         waiting = self._tracker.close(conn.gen)
         for record in waiting:
             if isinstance(record, _Outgoing):
@@ -845,8 +866,10 @@ class Link:
 
     def _on_subscribe(self, _client: paho.Client, conn: _Connection, mid: int,
                       reasons: list[ReasonCode], _properties: Properties | None) -> None:
-        with self._lock:
+        with self._changed:
             filters = self._suback.pop((conn.gen, mid), [])
+            conn.answered.update(filters)
+            self._changed.notify_all()
         for i, reason in enumerate(reasons):
             if reason.is_failure:
                 name = filters[i] if i < len(filters) else "?"
@@ -862,7 +885,9 @@ class Link:
             log.warning("message on %s dropped: %d bytes, over mqtt.max_payload (%d)",
                         message.topic, size, self.mqtt.max_payload)
             return
-        item = ("message", message.topic, bytes(message.payload), _incoming_properties(message))
+        idents = getattr(message.properties, "SubscriptionIdentifier", None) or []
+        item = ("message", message.topic, bytes(message.payload),
+                (_incoming_properties(message), frozenset(idents)))
         if not self._enqueue_handler(item):
             self._count("rejected")
             log.warning("message on %s dropped: handlers are %d messages behind",
@@ -1135,8 +1160,13 @@ class Link:
                         self._count("handler_errors")
                         log.exception("link connect hook %r failed", hook)
                 continue
+            props, idents = props
             with self._lock:
-                matching = [h for f, s in self._subs.items() if paho.topic_matches_sub(f, topic)
+                # With overlapping filters the broker sends one copy per subscription, each naming
+                # its subscription: each handler then sees each message once. A broker that names
+                # none gets the filters matched here.
+                matching = [h for f, s in self._subs.items()
+                            if (s.ident in idents if idents else paho.topic_matches_sub(f, topic))
                             for h in s.handlers]
             for handler in matching:
                 try:
