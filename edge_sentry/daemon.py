@@ -1,8 +1,10 @@
 """Puts the parts together for `edge-sentry run`: config in, a running sentry out, a clean stop.
 
-What it must never do: exit because a part is unwell. A broken trust file, a camera that will not open
-or a full disk put the gate in its fail mode and raise an event; only a config error or pins that
-cannot be claimed stop the start (exit 2 / 1), because then there is no gate to keep safe.
+What it must never do: exit because a part is unwell. A broken trust file, a camera that will not open,
+an unreachable broker or a full disk put the gate in its fail mode or raise an event; only a config
+error or pins that cannot be claimed stop the start (exit 2 / 1), because then there is no gate to keep
+safe. The config in force is the file's overlaid with what operators pushed and this device applied
+(the shadow keeps the last good one on disk), so a restart never loses a pushed config.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, TextIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gpiozero.pins.mock import MockFactory
 
+from . import selftest
 from .camera import open_source
 from .camera.base import FrameSource
 from .codes import keys
@@ -25,11 +28,14 @@ from .codes.trust import TrustList
 from .config import Config
 from .decoder import Decoder
 from .demo import DemoIssuer, DemoSource, press_button, shut_simulated_door
-from .errors import EdgeSentryError, TrustListError
+from .errors import EdgeSentryError
 from .eventlog import EventLog
 from .gpio import GateDevices, build_devices, make_pin_factory
+from .link.shadow import ConfigShadow
+from .link.trustpush import TrustPush, load_initial
 from .outbox import Outbox
 from .privacy import Sealer
+from .remote import RESTART_EXIT, Remote
 from .sentry import Sentry
 from .service import Notifier
 from .verifier import Verifier
@@ -43,12 +49,15 @@ class Daemon:
     """One run of the sentry: build, run until stopped, close everything in reverse order."""
 
     def __init__(self, config: Config, *, stream: TextIO | None = None):
-        self.config = config
-        self.events = EventLog(config.log.format, stream)
+        self.shadow = ConfigShadow(config)
+        self.config = self.shadow.current
+        self.events = EventLog(self.config.log.format, stream)
         self.stop_event = threading.Event()
         self.notifier = Notifier()
         self.sentry: Sentry | None = None
         self.outbox: Outbox | None = None
+        self.remote: Remote | None = None
+        self.exit_status = 0
 
     # -- assembly -------------------------------------------------------------------------------
 
@@ -57,18 +66,16 @@ class Daemon:
         return cam.source == "synthetic" and cam.scene == "demo"
 
     def _load_trust(self, demo: DemoIssuer | None) -> tuple[TrustList, str | None]:
-        """The trust list, and why it is unusable (None when fine)."""
-        path = self.config.trust.file
-        if path is None:
-            if demo is not None:
-                log.warning("no trust.file: trusting only the in-memory demo issuer")
-                return demo.trust, None
-            return TrustList.empty(), "no trust.file configured"
-        try:
-            return TrustList.load(path), None
-        except TrustListError as exc:
-            log.error("trust list unusable: %s", exc)
-            return TrustList.empty(), str(exc)
+        """The trust list (the file's or the newer pushed one), and why it is unusable."""
+        config = self.config
+        if config.trust.file is None and demo is not None:
+            log.warning("no trust.file: trusting only the in-memory demo issuer")
+            return demo.trust, None
+        trust, problem = load_initial(config.trust.file, config.device.state_dir)
+        if trust is None:
+            log.error("trust list unusable: %s", problem)
+            return TrustList.empty(), problem
+        return trust, None
 
     def _root_key(self) -> Ed25519PublicKey | None:
         path = self.config.trust.root_key
@@ -89,12 +96,22 @@ class Daemon:
         assert self.outbox is not None
         return self.outbox.put(event)
 
+    def _on_durable(self, event: dict[str, Any]) -> None:
+        self.events.write(event)
+        if self.remote is not None:
+            self.remote.wake()
+
     def _on_alarm(self, name: str, details: dict[str, Any]) -> None:
         """Outbox alarms: logged directly, since the outbox may be the thing that is full."""
         log.warning("outbox alarm %s: %s", name, details)
         event = {"event": name, "t": int(time.time() * 1000), **details}
         if self.outbox is None or self.outbox.put(event) is None:
             self.events.write(event)
+
+    def _request_restart(self) -> None:
+        log.warning("restart requested by the fleet")
+        self.exit_status = RESTART_EXIT
+        self.stop_event.set()
 
     # -- running --------------------------------------------------------------------------------
 
@@ -103,10 +120,12 @@ class Daemon:
         self.stop_event.set()
 
     def run(self, duration: float | None = None) -> int:
+        """Run until stopped; the exit status (0, or RESTART_EXIT after a remote `restart`)."""
         config = self.config
         sealer = Sealer.from_config(config.privacy)  # a set but unusable key is a config error
         demo = DemoIssuer.create() if self._is_demo() else None
         trust, trust_problem = self._load_trust(demo)
+        root_key = self._root_key()
         factory = make_pin_factory(config.gpio.pin_factory)
         devices = build_devices(config.gpio, factory)
         if isinstance(factory, MockFactory):
@@ -117,7 +136,7 @@ class Daemon:
             max_events=config.outbox.max_events,
             queue_size=config.outbox.queue_size,
             retention_days=config.privacy.retention_days,
-            on_durable=self.events.write,
+            on_durable=self._on_durable,
             on_alarm=self._on_alarm,
         )
         try:
@@ -125,7 +144,7 @@ class Daemon:
         except Exception:
             devices.close()
             raise
-        verifier = Verifier(config.es1, config.gate, config.device, trust, self._root_key())
+        verifier = Verifier(config.es1, config.gate, config.device, trust, root_key, dcc=config.dcc)
         self.sentry = sentry = Sentry(
             config,
             self._source(demo, devices),
@@ -136,17 +155,30 @@ class Daemon:
             on_progress=self.notifier.progress,
             sealer=sealer,
         )
-        previous = {
-            sig: signal.signal(sig, self._handle_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-        }
+        push = TrustPush(trust, root_key, config.device.state_dir, record=self._record)
+        rig = selftest.Rig(
+            config, devices=devices, gate=sentry.gate, decoder=sentry.decoder, trust=trust,
+            trust_problem=trust_problem, root_key=root_key,
+        )
+        self._follow_pushes(verifier, push, rig, had_problem=trust_problem is not None)
+        previous = {}
+        if threading.current_thread() is threading.main_thread():  # only there can signals be taken
+            previous = {
+                sig: signal.signal(sig, self._handle_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+            }
         try:
             self._record(self._start_event(trust, started))
             if trust_problem is not None:
                 self._record({"event": "trust-invalid", "t": int(time.time() * 1000)})
                 sentry.gate.set_fault("verifier")
-            self._check_trust(trust)
+            if config.mqtt is not None:
+                self.remote = Remote(
+                    config, self.shadow, push, self.outbox, sentry, rig, self._request_restart
+                )
+                self.remote.start()
+            self._check_trust(push.trust)
             watcher = threading.Thread(
-                target=self._watch_trust, args=(trust,), name="trust-age", daemon=True
+                target=self._watch_trust, args=(push,), name="trust-age", daemon=True
             )
             watcher.start()
             self.notifier.ready(f"deciding at {config.device.site}/{config.device.entrance}")
@@ -159,8 +191,36 @@ class Daemon:
             sentry.close()
             devices.close()
             self._record({"event": "stop", "t": int(time.time() * 1000), **self._summary()})
+            self.outbox.flush(2.0)
+            if self.remote is not None:
+                self.remote.stop()
             self.outbox.stop()
-        return 0
+        return self.exit_status
+
+    def _follow_pushes(
+        self, verifier: Verifier, push: TrustPush, rig: selftest.Rig, *, had_problem: bool
+    ) -> None:
+        """Apply what operators push to the running parts: plain attribute swaps, read by the hot
+        loop at its next code, so a push never waits for a decision and a decision never sees
+        half of a push."""
+        sentry = self.sentry
+        assert sentry is not None
+        problem = [had_problem]
+
+        def on_trust(new: TrustList) -> None:
+            verifier.trust = new
+            rig.trust, rig.trust_problem = new, None
+            if problem[0]:
+                problem[0] = False
+                sentry.gate.clear_fault("verifier")
+
+        def on_config(new: Config) -> None:
+            verifier.es1 = new.es1
+            verifier.dcc = new.dcc
+            logging.getLogger().setLevel(new.log.level.upper())
+
+        push.add_listener(on_trust)
+        self.shadow.add_listener(on_config)
 
     def _start_event(self, trust: TrustList, started: float) -> dict[str, Any]:
         config = self.config
@@ -173,6 +233,7 @@ class Daemon:
             "camera": config.camera.source,
             "fail_mode": config.gate.fail_mode,
             "trust_version": trust.version,
+            "config_version": self.shadow.version,
             "startup_ms": round((time.monotonic() - started) * 1000, 1),
         }
 
@@ -188,16 +249,17 @@ class Daemon:
         }
 
     def _check_trust(self, trust: TrustList) -> None:
-        if trust.version and trust.is_stale(time.time(), self.config.trust.max_age_h):
+        policy = self.shadow.current.trust
+        if trust.version and trust.is_stale(time.time(), policy.max_age_h):
             self._record(
                 {
                     "event": "trust-stale",
                     "t": int(time.time() * 1000),
                     "age_h": round(trust.age_s(time.time()) / 3600, 1),
-                    "policy": self.config.trust.stale_policy,
+                    "policy": policy.stale_policy,
                 }
             )
 
-    def _watch_trust(self, trust: TrustList) -> None:
+    def _watch_trust(self, push: TrustPush) -> None:
         while not self.stop_event.wait(_TRUST_CHECK_S):
-            self._check_trust(trust)
+            self._check_trust(push.trust)

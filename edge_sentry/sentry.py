@@ -35,6 +35,8 @@ Record = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 # Gate events that the scan events already say: a scan's grant or deny is not recorded twice.
 _COVERED_BY_SCAN = {"deny", "grant-refused"}
+# Grants that let a person in without a scan: each is a scan event of that mode (DESIGN section 4).
+_PERSON_MODES = {"manual", "exit", "assisted"}
 
 
 class Decodes(Protocol):
@@ -142,6 +144,12 @@ class Sentry:
                 mode = details.get("mode", "scan")
                 if mode == "scan":
                     return  # the hot loop records the scan with its latency
+                if mode not in _PERSON_MODES:
+                    # A remote pulse or a self-test: a gate event, not somebody's entry.
+                    event = self._base("gate-pulse")
+                    event.update(mode=mode)
+                    self.record(event)
+                    return
                 context = details.get("context")
                 decision = context if isinstance(context, Decision) else None
                 if mode == "assisted" and decision is not None:

@@ -100,6 +100,7 @@ LOCAL_ONLY = frozenset(
 LIVE = frozenset(
     {
         "es1.*",
+        "dcc.*",
         "trust.max_age_h",
         "trust.stale_policy",
         "health.interval_s",

@@ -1,0 +1,118 @@
+"""The sentry's side of the fleet: the MQTT link and what rides on it, wired to the running parts.
+
+The link drains the outbox; the config shadow, the trust push and the remote commands take what
+operators send; the health reporter publishes the figures. Everything here runs beside the hot loop
+and reaches into it only through attribute swaps (a new trust list, new ES1 rules) and the gate's own
+thread-safe `grant`, so nothing here can stall a decision. Without an `[mqtt]` section none of it
+starts.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import selftest
+from .config import Config
+from .health import HealthReporter
+from .link import Link
+from .link.commands import Commands, builtin_commands
+from .link.shadow import ConfigShadow
+from .link.trustpush import TrustPush
+from .outbox import Outbox
+from .sentry import Sentry
+
+log = logging.getLogger(__name__)
+
+#: Exit status of a remote `restart`: systemd starts the sentry again (Restart=always).
+RESTART_EXIT = 75
+
+
+class Remote:
+    """Link, shadow, trust push, commands and health for one run of the daemon."""
+
+    def __init__(
+        self,
+        config: Config,
+        shadow: ConfigShadow,
+        push: TrustPush,
+        outbox: Outbox,
+        sentry: Sentry,
+        rig: selftest.Rig,
+        request_restart: Callable[[], None],
+    ):
+        self.config = config
+        self.shadow = shadow
+        self.push = push
+        self.outbox = outbox
+        self.sentry = sentry
+        self.link = Link(config, outbox)
+        commands = Commands(
+            config.device.state_dir,
+            builtin_commands(
+                grant=sentry.gate.grant,
+                request_restart=request_restart,
+                allow_snapshot=lambda: shadow.current.privacy.allow_snapshot,
+                snapshot=self._snapshot_source(),
+                selftest=selftest.remote_runner(rig),
+                selftest_parts=tuple(selftest.PARTS),
+            ),
+            clock_synced=selftest.clock_synchronised,
+        )
+        shadow.attach(self.link)
+        push.attach(self.link)
+        commands.attach(self.link)
+        self.health = HealthReporter(
+            self._publish_health,
+            self._collect,
+            lambda: shadow.current.health.interval_s,
+            state_dir=config.device.state_dir,
+        )
+        # A report sent while disconnected is lost (QoS 0): send a fresh one on every connect, so
+        # the retained health never lags a reconnect by a whole interval.
+        self.link.add_connect_hook(lambda: self._publish_health(self.health.sample_now()))
+
+    def _snapshot_source(self) -> Callable[[], bytes] | None:
+        """A JPEG of the camera's main stream, where the camera can take one (the Pi camera)."""
+        still = getattr(self.sentry.source, "still", None)
+        if still is None:
+            return None
+
+        def snapshot() -> bytes:
+            from PIL import Image
+
+            out = io.BytesIO()
+            Image.fromarray(still()).save(out, format="JPEG", quality=80)
+            return out.getvalue()
+
+        return snapshot
+
+    def _publish_health(self, report: dict[str, Any]) -> None:
+        self.link.publish("health", report, qos=0, retain=True)
+
+    def _collect(self) -> dict[str, Any]:
+        stats = self.sentry.stats
+        return {
+            "frames": stats.frames,
+            "decode_ms": list(stats.decode_ms),
+            "latency_ms": list(stats.latency_ms),
+            "outbox": self.outbox.stats(),
+            "link": self.link.state(),
+            "gate": str(self.sentry.gate.state),
+            "config_version": self.shadow.version,
+            "trust_version": self.push.trust.version,
+        }
+
+    def wake(self) -> None:
+        """The outbox has a new durable event: the drain need not wait for its next poll."""
+        self.link.wake()
+
+    def start(self) -> None:
+        self.link.start()
+        self.health.start()
+
+    def stop(self) -> None:
+        self.health.stop()
+        self.link.stop()

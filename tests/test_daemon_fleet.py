@@ -1,0 +1,132 @@
+"""The whole daemon against a real broker: scans reach the fleet, pushed config is applied, commands
+are answered, and a remote restart ends the run with the restart status."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import cbor2
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_sentry.config import from_mapping
+from edge_sentry.daemon import Daemon
+from edge_sentry.remote import RESTART_EXIT
+
+WAIT = 20.0
+
+
+@contextmanager
+def running(daemon: Daemon) -> Iterator[dict[str, Any]]:
+    """The daemon on its own thread for the block; its exit status in the yielded dict afterwards."""
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.update(status=daemon.run()), name="test-daemon")
+    thread.start()
+    try:
+        yield outcome
+    finally:
+        daemon.stop_event.set()
+        thread.join(15)
+        assert not thread.is_alive()
+
+
+def make_daemon(broker, tmp_path, **sections: Any) -> Daemon:
+    mapping = broker.config_mapping(tmp_path)
+    mapping["gate"] = {"pulse_ms": 200}
+    mapping.update(sections)
+    return Daemon(from_mapping(mapping), stream=io.StringIO())
+
+
+def scans(sub, topic: str) -> list[dict[str, Any]]:
+    return [event for m in sub.on(topic) for event in cbor2.loads(m.payload)]
+
+
+def test_scans_reach_the_fleet_and_leave_the_outbox(broker, subscriber, tmp_path):
+    daemon = make_daemon(broker, tmp_path)
+    prefix = f"sentry/v1/{broker.site}/{broker.devices[0]}"
+    sub = subscriber(f"{prefix}/#")
+    with running(daemon):
+        assert sub.wait(lambda: any(e["verdict"] == "accept" for e in scans(sub, f"{prefix}/scan")), WAIT)
+        assert sub.wait_for(f"{prefix}/state", lambda m: cbor2.loads(m.payload)["online"], WAIT)
+        assert sub.wait_for(f"{prefix}/health", timeout=WAIT) is not None
+        assert daemon.outbox is not None
+        accepted = [e for e in scans(sub, f"{prefix}/scan") if e["verdict"] == "accept"]
+        assert accepted[0]["mode"] == "scan" and accepted[0]["scheme"] == "es1"
+        assert sub.wait(lambda: daemon.outbox.stats()["depth"] == 0, WAIT)
+    offline = sub.wait_for(f"{prefix}/state", lambda m: not cbor2.loads(m.payload)["online"], WAIT)
+    assert offline is not None
+    events = [cbor2.loads(m.payload)["event"] for m in sub.on(f"{prefix}/event")]
+    assert "start" in events
+
+
+def test_retained_desired_config_is_applied_at_start(broker, subscriber, tmp_path):
+    device = broker.devices[0]
+    prefix = f"sentry/v1/{broker.site}/{device}"
+    sub = subscriber(f"{prefix}/config/reported")
+    version = int(time.time())
+    sub.publish(
+        f"{prefix}/config/desired",
+        cbor2.dumps({"version": version, "config": {"es1": {"max_age_s": 90}}}),
+        retain=True,
+    )
+    try:
+        daemon = make_daemon(broker, tmp_path)
+        with running(daemon):
+            report = sub.wait_for(
+                f"{prefix}/config/reported",
+                lambda m: cbor2.loads(m.payload).get("version") == version,
+                WAIT,
+            )
+            assert report is not None
+            assert cbor2.loads(report.payload)["status"] == "applied"
+            assert daemon.sentry is not None
+            assert sub.wait(lambda: daemon.sentry.verifier.es1.max_age_s == 90, WAIT)
+    finally:
+        sub.publish(f"{prefix}/config/desired", b"", retain=True)  # clear it for later tests
+
+
+def ask(sub, prefix: str, name: str, request: dict[str, Any]) -> dict[str, Any]:
+    reply_topic = f"{prefix}/reply/{uuid.uuid4().hex[:8]}"
+    correlation = uuid.uuid4().bytes
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = reply_topic
+    props.CorrelationData = correlation
+    sub.publish(f"{prefix}/cmd/{name}", cbor2.dumps(request), properties=props)
+    answer = sub.wait_for(
+        reply_topic, lambda m: m.properties.get("CorrelationData") == correlation, WAIT
+    )
+    assert answer is not None, f"no answer to {name}"
+    return cbor2.loads(answer.payload)
+
+
+def test_pulse_gate_and_restart_commands(broker, subscriber, tmp_path):
+    device = broker.devices[0]
+    prefix = f"sentry/v1/{broker.site}/{device}"
+    sub = subscriber(f"{prefix}/#")
+    daemon = make_daemon(broker, tmp_path, clock={"unsynced_clock": "verify"})
+    with running(daemon) as outcome:
+        assert sub.wait_for(f"{prefix}/state", lambda m: cbor2.loads(m.payload)["online"], WAIT)
+        deadline = int((time.time() + 30) * 1000)
+        answer = ask(sub, prefix, "pulse-gate", {"deadline": deadline})
+        if answer["status"] == "rejected":
+            # This machine's clock is not synchronised: a remote pulse is refused, by design.
+            assert "clock" in str(answer).lower()
+        else:
+            assert answer["status"] == "ok"
+            assert sub.wait(
+                lambda: any(
+                    cbor2.loads(m.payload).get("event") == "gate-pulse" for m in sub.on(f"{prefix}/event")
+                ),
+                WAIT,
+            )
+        late = ask(sub, prefix, "pulse-gate", {"deadline": int((time.time() - 5) * 1000)})
+        assert late["status"] == "expired"
+        assert ask(sub, prefix, "restart", {"deadline": deadline})["status"] == "ok"
+        assert sub.wait(lambda: "status" in outcome, WAIT)
+    assert outcome["status"] == RESTART_EXIT
