@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 from gate_helpers import TOLERANCE_S, fast_config, gate_rig, wait_until
@@ -123,7 +124,16 @@ def test_a_storm_of_overlapping_grants_never_holds_the_relay_past_max_open_s():
         stretches = rig.stretches()
         assert len(stretches) >= 3
         assert max(stretches) <= 0.4 + TOLERANCE_S
-        assert min(rig.gaps()) >= 0.1 - TOLERANCE_S  # every cut is followed by a rest
+        # Every cut (a stretch that reached max_open_s) is followed by a full rest. A pulse that
+        # ended on its own (a loaded machine starved the grant threads for a pulse's length) may
+        # be followed by the next grant at once.
+        intervals = rig.intervals()
+        after_cuts = [
+            nxt[0] - prev[1]
+            for prev, nxt in pairwise(intervals)
+            if prev[1] - prev[0] >= 0.4 - TOLERANCE_S
+        ]
+        assert after_cuts and min(after_cuts) >= 0.1 - TOLERANCE_S
         assert rig.gate.snapshot()["relay"]["longest_on_s"] <= 0.4 + TOLERANCE_S
 
 
