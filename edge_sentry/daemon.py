@@ -144,7 +144,7 @@ class Daemon:
         except Exception:
             devices.close()
             raise
-        verifier = Verifier(config.es1, config.gate, config.device, trust, root_key, dcc=config.dcc)
+        verifier = Verifier.from_config(config, trust, root_key)
         self.sentry = sentry = Sentry(
             config,
             self._source(demo, devices),

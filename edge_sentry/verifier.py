@@ -69,7 +69,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from .codes import dcc, dcc_rules, es1, vc1
 from .codes.cose import UnsupportedAlgorithmError
 from .codes.trust import TrustList
-from .config import DccConfig, DeviceConfig, Es1Config, GateConfig
+from .config import Config, DccConfig, DeviceConfig, Es1Config, GateConfig
 from .errors import CodeError
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,13 @@ class Verifier:
         self.trust = trust
         self.root_key = root_key
         self.passback = PassbackWindow(gate.passback_s)
+
+    @classmethod
+    def from_config(
+        cls, config: Config, trust: TrustList, root_key: Ed25519PublicKey | None = None
+    ) -> Verifier:
+        """The verifier for one entrance with every section of `config` that rules a decision."""
+        return cls(config.es1, config.gate, config.device, trust, root_key, dcc=config.dcc)
 
     def verify(self, text: str, now: float) -> Decision:
         """Decide on one decoded text at time `now` (seconds since 1970). Never raises."""

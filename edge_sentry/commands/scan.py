@@ -91,7 +91,7 @@ def handle(args: argparse.Namespace, config: Config) -> int:
             failed = True
             print(json.dumps({"image": path, "error": str(exc)}))
             continue
-        verifier = Verifier(config.es1, config.gate, config.device, trust, root_key)
+        verifier = Verifier.from_config(config, trust, root_key)
         started = time.perf_counter()
         codes = scan_image(y, decoder, verifier, time.time() if now is None else now)
         ms = (time.perf_counter() - started) * 1000

@@ -94,7 +94,7 @@ def handle(args: argparse.Namespace, config: Config) -> int:
     except (EdgeSentryError, OSError, UnicodeDecodeError) as exc:
         print(f"edge-sentry verify: {_one_line(exc)}", file=sys.stderr)
         return 2
-    verifier = Verifier(config.es1, config.gate, config.device, trust, root_key)
+    verifier = Verifier.from_config(config, trust, root_key)
     decision = verifier.verify(text, now)
     print(json.dumps(summary(decision)))
     return 0 if decision.accepted else 1
