@@ -58,6 +58,8 @@ class Daemon:
         self.outbox: Outbox | None = None
         self.remote: Remote | None = None
         self.exit_status = 0
+        self._logged_early: set[str] = set()
+        self._early_lock = threading.Lock()
 
     # -- assembly -------------------------------------------------------------------------------
 
@@ -97,16 +99,25 @@ class Daemon:
         return self.outbox.put(event)
 
     def _on_durable(self, event: dict[str, Any]) -> None:
-        self.events.write(event)
+        with self._early_lock:
+            early = event.get("id") in self._logged_early
+            self._logged_early.discard(event.get("id"))
+        if not early:
+            self.events.write(event)
         if self.remote is not None:
             self.remote.wake()
 
     def _on_alarm(self, name: str, details: dict[str, Any]) -> None:
-        """Outbox alarms: logged directly, since the outbox may be the thing that is full."""
+        """Outbox alarms (`disk-low`, `outbox-full`) are logged at once, not once durable: the
+        outbox may be the very thing that cannot write. They still go to the outbox for the fleet."""
         log.warning("outbox alarm %s: %s", name, details)
         event = {"event": name, "t": int(time.time() * 1000), **details}
-        if self.outbox is None or self.outbox.put(event) is None:
-            self.events.write(event)
+        with self._early_lock:  # held across put(), so on_durable cannot see the id before this does
+            stamped = self.outbox.put(event) if self.outbox is not None else None
+            if stamped is not None:
+                self._logged_early.add(stamped["id"])
+                event = stamped
+        self.events.write(event)
 
     def _request_restart(self) -> None:
         log.warning("restart requested by the fleet")
