@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from cryptography import x509
@@ -48,6 +48,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+if TYPE_CHECKING:
+    from edge_sentry.config import Config
 
 SITE = "arena"
 DEVICES = ("gate-1", "gate-2")
@@ -423,7 +426,7 @@ class Broker:
             "mqtt": mqtt_section,
         }
 
-    def config(self, state_dir: Path, **options: Any) -> Any:
+    def config(self, state_dir: Path, **options: Any) -> Config:
         """`config_mapping()` as an edge_sentry Config (imported here so the broker helper stays
         usable without the package)."""
         from edge_sentry.config import from_mapping

@@ -399,7 +399,6 @@ class Link:
         self._changed = threading.Condition(self._lock)
         self._state = STOPPED
         self._live: _Connection | None = None  # the connection that has its CONNACK
-        self._current: _Connection | None = None  # the connection being attempted or used
         self._held: OrderedDict[tuple[str, Any], _Outgoing] = OrderedDict()
         self._held_seq = 0
         self._subs: dict[str, _Subscription] = {}
@@ -954,8 +953,6 @@ class Link:
             self._set_state(DISCONNECTED)
             return None
         conn.client = self._new_client(conn, password, context)
-        with self._lock:
-            self._current = conn
         self._set_state(CONNECTING, unless=(REFUSED,))
         try:
             conn.client.connect(self.mqtt.host, self.mqtt.port, self.mqtt.keepalive_s, clean_start=True)
@@ -1001,9 +998,6 @@ class Link:
         if not conn.down:  # paho never reported the end (stop, or no CONNACK): do it ourselves
             normal = ReasonCode(PacketTypes.DISCONNECT, "Normal disconnection")
             self._on_disconnect(client, conn, None, normal, None)
-        with self._lock:
-            if self._current is conn:
-                self._current = None
 
     # -- drain thread ---------------------------------------------------------------------------
 
