@@ -1,0 +1,339 @@
+"""The fleet tools' pure parts (no broker): topics and client ids, the retained snapshot and its
+table, desired-config files and versions, the outcome watches and exit codes, command arguments,
+the tail's lines; and the usage errors that stop a command before it connects."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from broker import free_port
+
+from edge_sentry.config import Config, from_mapping
+from edge_sentry.fleet import command as cmd
+from edge_sentry.fleet import push, status, tail
+from edge_sentry.fleet.client import (
+    FleetError,
+    Message,
+    check_device,
+    device_topic,
+    operator_client_id,
+    site_filter,
+    split_topic,
+)
+from edge_sentry.link.topics import TopicError
+
+SITE = "arena"
+NOW_MS = 1_795_000_000_000
+
+
+def msg(device: str, kind: str, body: Any, *, raw: bytes | None = None) -> Message:
+    payload = raw if raw is not None else cbor2.dumps(body)
+    return Message(f"sentry/v1/{SITE}/{device}/{kind}", payload, retain=True, content_type="application/cbor")
+
+
+# -- topics and ids ------------------------------------------------------------------------------
+
+
+def test_operator_client_ids_are_fleet_prefixed_random_and_safe():
+    first, second = operator_client_id("ops team/1"), operator_client_id("ops team/1")
+    assert first.startswith("fleet-ops_team_1-") and first != second
+    assert all(c.isalnum() or c in "-_." for c in first)
+    assert operator_client_id(None).startswith("fleet-")
+
+
+def test_site_topics_are_built_and_read_back():
+    assert site_filter(SITE, "state") == "sentry/v1/arena/+/state"
+    assert site_filter(SITE, "scan", "gate-1") == "sentry/v1/arena/gate-1/scan"
+    assert device_topic(SITE, "all", "config/desired") == "sentry/v1/arena/all/config/desired"
+    assert split_topic(SITE, "sentry/v1/arena/gate-1/config/reported") == ("gate-1", "config/reported")
+    assert split_topic(SITE, "sentry/v1/other/gate-1/state") is None
+    assert split_topic(SITE, "sentry/v1/arena/gate-1") is None
+
+
+def test_wildcards_in_ids_and_the_site_wide_slot_are_refused():
+    with pytest.raises(TopicError):
+        site_filter("arena/#", "state")
+    with pytest.raises(TopicError):
+        check_device("gate+")
+    with pytest.raises(FleetError):
+        check_device("all")
+
+
+# -- the snapshot and the table ------------------------------------------------------------------
+
+
+def test_a_snapshot_keeps_the_latest_retained_documents_per_sentry():
+    snap = status.Snapshot(SITE)
+    snap.feed(msg("gate-1", "state", {"online": True, "firmware": "1.2", "config_version": 4,
+                                      "site_config_version": 2, "trust_version": 9, "t": NOW_MS - 5000}))
+    snap.feed(msg("gate-1", "health", {"t": NOW_MS - 1000, "outbox": {"depth": 3, "oldest_age_s": 75.0},
+                                       "link": "connected", "gate": "fault"}))
+    snap.feed(msg("gate-1", "config/reported", {"version": 5, "site_version": 2, "status": "rejected",
+                                                "errors": [{"path": "gate.pulse_ms", "message": "too low"}]}))
+    snap.feed(msg("all", "config/desired", {"version": 1, "config": {}}))
+    (row,) = snap.rows()
+    assert row["device"] == "gate-1" and row["online"] is True and row["last_seen"] == NOW_MS - 1000
+    assert (row["config_version"], row["site_config_version"], row["trust_version"]) == (4, 2, 9)
+    assert row["config_status"] == "rejected"
+    assert row["config_errors"] == [{"path": "gate.pulse_ms", "message": "too low"}]
+    assert (row["outbox_depth"], row["outbox_oldest_age_s"], row["alarms"]) == (3, 75.0, ["gate-fault"])
+    assert row["cpu_temp_c"] is None and row["throttled"] is None  # not reported: not made up
+    assert set(row) == set(status.ROW_KEYS)
+    assert snap.devices["gate-1"].versions("device") == [4, 5]
+    assert snap.devices["gate-1"].versions("site") == [2, 2]
+
+
+def test_a_cleared_retained_message_forgets_it_and_an_unreadable_one_is_named_not_quoted():
+    snap = status.Snapshot(SITE)
+    snap.feed(msg("gate-1", "health", {"t": 1}))
+    snap.feed(msg("gate-1", "health", None, raw=b""))
+    snap.feed(msg("gate-2", "state", None, raw=b"\xa1\x63abc"))  # truncated CBOR
+    assert snap.devices["gate-1"].health is None
+    assert "gate-2" not in snap.devices
+    (problem,) = snap.problems
+    assert problem.startswith("sentry/v1/arena/gate-2/state: malformed CBOR")
+
+
+def test_the_table_shows_dashes_for_what_a_sentry_did_not_say():
+    snap = status.Snapshot(SITE)
+    snap.feed(msg("gate-7", "state", {"online": False, "reason": "lost"}))
+    text = status.table(snap.rows(), now=NOW_MS / 1000)
+    header, line = text.splitlines()
+    assert header.startswith("DEVICE  ONLINE")
+    assert line.split() == ["gate-7", "NO", "(lost)", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0, "0s"), (59.9, "59s"), (60, "1m"), (7200, "2h"),
+                                                (172800, "2d"), (-3, "0s")])
+def test_ages_are_shown_in_the_largest_whole_unit(seconds, shown):
+    assert status.age(seconds) == shown
+
+
+# -- desired-config files and versions -----------------------------------------------------------
+
+
+def test_toml_and_json_files_give_sections(tmp_path: Path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[gate]\npulse_ms = 700\n[es1]\naccept_status = [0, 1]\n')
+    assert push.load_desired(toml) == ({"gate": {"pulse_ms": 700}, "es1": {"accept_status": [0, 1]}}, None)
+    doc = tmp_path / "doc.json"
+    doc.write_text(json.dumps({"version": 12, "config": {"log": {"level": "debug"}}}))
+    assert push.load_desired(doc) == ({"log": {"level": "debug"}}, 12)
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("[gate\n", "not valid TOML"),
+    ('{"gate": ', "not valid JSON"),
+    ("", "at least one [section]"),
+    ("pulse_ms = 700\n", "pulse_ms: must be a section of keys"),
+    ("[trust]\nissued = 2026-11-26T00:00:00Z\n", "trust.issued: must be text, a number"),
+    ("[gate.deeper]\nx = 1\n", "gate.deeper: must be text"),
+])
+def test_a_file_that_cannot_be_a_desired_config_is_refused_by_name(tmp_path: Path, text: str, fragment: str):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(push.UsageError) as err:
+        push.load_desired(path)
+    assert str(err.value).startswith(str(path)) and fragment in str(err.value)
+
+
+def test_a_missing_file_is_named(tmp_path: Path):
+    with pytest.raises(push.UsageError, match=r"nothing\.toml: cannot read"):
+        push.load_desired(tmp_path / "nothing.toml")
+
+
+def test_the_next_version_is_one_above_every_known_one():
+    assert push.next_version([]) == 1
+    assert push.next_version([3, 9, 4]) == 10
+
+
+# -- watches and exit codes ----------------------------------------------------------------------
+
+
+def test_a_config_watch_takes_only_reports_of_its_version_and_source():
+    watch = push.ConfigWatch(["gate-1", "gate-2"], 4, push.SITE)
+    watch.see("gate-1", "config/reported", {"version": 4, "site_version": 3, "status": "applied"})
+    watch.see("gate-3", "config/reported", {"version": 0, "site_version": 4, "status": "applied"})
+    assert watch.pending() == ["gate-1", "gate-2"]
+    watch.see("gate-1", "config/reported", {"version": 0, "site_version": 4, "status": "applied",
+                                            "restart": ["camera.fps"]})
+    watch.see("gate-2", "config/reported", {"version": 2, "site_version": 4, "status": "rejected",
+                                            "errors": [{"path": "gate.pulse_ms", "message": "too low"}]})
+    one, two = watch.finish([], 5)
+    assert (one.status, one.restart) == ("applied", ["camera.fps"])
+    assert (two.status, two.errors) == ("rejected", [("gate.pulse_ms", "too low")])
+    assert push.describe(two) == ["gate-2: rejected (version 4)", "  gate.pulse_ms: too low"]
+    assert push.describe(one)[1] == "  takes effect after a restart: camera.fps"
+
+
+def test_a_trust_watch_hears_the_state_or_the_events():
+    watch = push.TrustWatch(["a", "b", "c", "d"], 8)
+    watch.see("a", "state", {"online": True, "trust_version": 8})
+    watch.see("b", "event", {"event": "trust-updated", "version": 8, "previous": 3})
+    watch.see("c", "event", {"event": "trust-rejected", "reason": "bad-signature", "version": None,
+                             "detail": "not signed by the trust-root key", "current": 3})
+    watch.see("d", "state", {"online": True, "trust_version": 3})
+    outcomes = watch.finish(["d"], 5)
+    assert [o.status for o in outcomes] == ["accepted", "accepted", "rejected", "offline"]
+    assert outcomes[2].detail == "bad-signature: not signed by the trust-root key; keeps version 3"
+
+
+@pytest.mark.parametrize(("statuses", "code"), [
+    (["applied", "accepted"], 0),
+    (["applied", "rejected", "no-answer"], 1),
+    (["applied", "offline"], 3),
+    (["no-answer"], 3),
+    ([], 0),
+])
+def test_exit_status_puts_a_rejection_before_a_missing_answer(statuses, code):
+    assert push.exit_status([push.Outcome("d", s) for s in statuses]) == code
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def test_command_arguments_are_json_when_they_can_be_and_text_otherwise():
+    parsed = cmd.parse_args(['parts=["camera","clock"]', "n=3", "on=true", "note=hi there", 'id="3"', "e="])
+    assert parsed == {
+        "parts": ["camera", "clock"], "n": 3, "on": True, "note": "hi there", "id": "3", "e": ""
+    }
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=3", " =3"])
+def test_an_argument_without_a_key_is_refused(bad):
+    with pytest.raises(cmd.ArgError, match="must be KEY=VALUE"):
+        cmd.parse_args([bad])
+
+
+def test_an_argument_given_twice_is_refused():
+    with pytest.raises(cmd.ArgError, match="given twice"):
+        cmd.parse_args(["a=1", "a=2"])
+
+
+def test_a_request_carries_its_deadline_in_ms_and_args_only_when_given():
+    assert cmd.request(1234.9, {}) == {"deadline": 1234}
+    assert cmd.request(5, {"parts": ["clock"]}) == {"deadline": 5, "args": {"parts": ["clock"]}}
+
+
+def test_each_call_gets_its_own_response_topic_under_the_sentry():
+    first, second = cmd.response_topic(SITE, "gate-1"), cmd.response_topic(SITE, "gate-1")
+    assert first.startswith("sentry/v1/arena/gate-1/reply/") and first != second
+    assert cmd.request_topic(SITE, "gate-1", "pulse-gate") == "sentry/v1/arena/gate-1/cmd/pulse-gate"
+    with pytest.raises(TopicError):
+        cmd.request_topic(SITE, "gate-1", "a/b")
+
+
+def test_a_snapshot_answer_prints_its_image_as_base64():
+    shown = cmd.printable({"status": "ok", "result": {"image": b"\xff\xd8", "parts": [b"\x00"]}})
+    image = base64.b64encode(b"\xff\xd8").decode()
+    assert shown == {"status": "ok", "result": {"image": image, "parts": ["AA=="]}}
+    json.dumps(shown)
+
+
+# -- tail ----------------------------------------------------------------------------------------
+
+SEALED = {"v": 1, "kid": b"\x01" * 8, "enc": b"\xab" * 32, "ct": b"\xcd" * 40}
+
+
+def test_a_scan_batch_becomes_one_event_per_scan_with_its_device():
+    batch = [
+        {"id": "e1", "event": "scan", "t": NOW_MS, "verdict": "accept", "reason": "ok", "subject": SEALED},
+        {"id": "e2", "event": "scan", "t": NOW_MS, "verdict": "deny", "reason": "stale", "device": "x"},
+    ]
+    events, problem = tail.events_of(msg("gate-1", "scan", batch), SITE)
+    assert problem is None
+    assert [(e["id"], e["device"]) for e in events] == [("e1", "gate-1"), ("e2", "x")]
+
+
+def test_an_unreadable_message_is_reported_without_its_content():
+    events, problem = tail.events_of(msg("gate-1", "scan", {"not": "an array"}), SITE)
+    assert events == []
+    assert problem == "unreadable scan message from gate-1: payload must be an array, not a map"
+    events, problem = tail.events_of(msg("gate-1", "scan", [{"id": "e1"}, 7]), SITE)
+    assert [e["id"] for e in events] == ["e1"] and "1 entries" in (problem or "")
+    assert tail.events_of(msg("gate-1", "health", {"t": 1}), SITE) == ([], None)
+
+
+def test_lines_say_a_subject_is_sealed_and_never_show_it():
+    event = {"id": "e1", "event": "scan", "t": NOW_MS, "device": "gate-1", "verdict": "accept",
+             "reason": "ok", "mode": "scan", "latency_ms": 8.25, "subject": SEALED}
+    human = tail.human_line(event)
+    assert human.startswith("gate-1  ") and "ACCEPT" in human and human.endswith("subject=sealed")
+    as_json = json.loads(tail.json_line(event))
+    assert as_json["subject"] == "sealed" and as_json["id"] == "e1"
+    for line in (human, tail.json_line(event)):
+        assert "abab" not in line and "cdcd" not in line and "q6ur" not in line
+
+
+# -- usage errors stop before any connection -----------------------------------------------------
+
+
+def fleet(argv: list[str], config: Config) -> int:
+    from edge_sentry.commands import fleet as fleet_command
+
+    parser = argparse.ArgumentParser(prog="edge-sentry")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fleet_command.register(sub)
+    args = parser.parse_args(["fleet", *argv])
+    return args.func(args, config)
+
+
+@pytest.fixture
+def nowhere(tmp_path: Path) -> Config:
+    """A broker that is not there: a command that reached the network would exit 4, not 2."""
+    return from_mapping({"device": {"id": "console", "site": SITE, "state_dir": str(tmp_path)},
+                         "mqtt": {"host": "127.0.0.1", "port": free_port()}})
+
+
+def usage(capsys: pytest.CaptureFixture[str], prefix: str, fragment: str) -> None:
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith(prefix) and fragment in captured.err
+
+
+def test_no_mqtt_section_is_a_usage_error(capsys):
+    assert fleet(["status"], Config()) == 2
+    usage(capsys, "edge-sentry fleet status: ", "no [mqtt] section")
+
+
+def test_a_push_without_a_target_is_a_usage_error(nowhere, tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[gate]\npulse_ms = 700\n")
+    assert fleet(["push-config", str(path)], nowhere) == 2
+    usage(capsys, "edge-sentry fleet push-config: ", "give --device ID")
+
+
+def test_a_bad_config_file_is_a_usage_error(nowhere, tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[gate\n")
+    assert fleet(["push-config", str(path), "--device", "gate-1"], nowhere) == 2
+    usage(capsys, "edge-sentry fleet push-config: ", "not valid TOML")
+
+
+def test_a_bad_trust_list_or_root_key_is_a_usage_error(nowhere, tmp_path, capsys):
+    trust = tmp_path / "trust.json"
+    trust.write_text('{"version": 2}')
+    assert fleet(["push-trust", str(trust), "--root-key", str(tmp_path / "none.pem"), "--site", SITE],
+                 nowhere) == 2
+    usage(capsys, "edge-sentry fleet push-trust: ", "trust.json")
+    trust.write_text(json.dumps({"version": 2, "issued": "2026-11-26T00:00:00Z", "keys": [],
+                                 "revoked": {"kids": [], "subs": []}}))
+    assert fleet(["push-trust", str(trust), "--root-key", str(tmp_path / "none.pem"), "--site", SITE],
+                 nowhere) == 2
+    usage(capsys, "edge-sentry fleet push-trust: ", "none.pem: no such key file")
+
+
+def test_a_bad_arg_is_a_usage_error(nowhere, capsys):
+    assert fleet(["command", "selftest", "--device", "gate-1", "--arg", "parts"], nowhere) == 2
+    usage(capsys, "edge-sentry fleet command: ", "--arg 'parts': must be KEY=VALUE")
+
+
+def test_a_wildcard_in_a_device_id_is_a_usage_error(nowhere, capsys):
+    assert fleet(["tail", "--device", "#"], nowhere) == 2
+    usage(capsys, "edge-sentry fleet tail: ", "device id")
