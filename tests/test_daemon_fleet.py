@@ -112,6 +112,9 @@ def test_pulse_gate_and_restart_commands(broker, subscriber, tmp_path):
     daemon = make_daemon(broker, tmp_path, clock={"unsynced_clock": "verify"})
     with running(daemon) as outcome:
         assert sub.wait_for(f"{prefix}/state", lambda m: cbor2.loads(m.payload)["online"], WAIT)
+        # The birth goes out at CONNACK, before the command subscription is active.
+        assert sub.wait(lambda: daemon.remote is not None, WAIT)
+        assert daemon.remote is not None and daemon.remote.link.wait_subscribed(WAIT)
         deadline = int((time.time() + 30) * 1000)
         answer = ask(sub, prefix, "pulse-gate", {"deadline": deadline})
         if answer["status"] == "rejected":
