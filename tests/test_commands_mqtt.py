@@ -71,7 +71,7 @@ def remote(broker, broker_config, subscriber) -> Iterator[Remote]:
         commands.attach(link)
         link.start()
         try:
-            assert link.wait_connected(WAIT), broker.log_tail()
+            assert link.wait_subscribed(WAIT), broker.log_tail()
             operator = subscriber(f"{link.topics.prefix}/reply/#")
             yield Remote(link, rig, operator, restarted)
         finally:

@@ -28,7 +28,7 @@ def sentries(broker) -> Iterator[Callable[[Config], tuple[ConfigShadow, Link]]]:
         shadow.attach(link)
         made.append(link)
         link.start()
-        assert link.wait_connected(WAIT), broker.log_tail()
+        assert link.wait_subscribed(WAIT), broker.log_tail()
         return shadow, link
 
     yield make
@@ -131,7 +131,7 @@ def test_after_a_restart_the_kept_config_is_reported_and_the_retained_one_not_ap
     again.attach(link)
     link.start()
     try:
-        assert link.wait_connected(WAIT)
+        assert link.wait_subscribed(WAIT)
         # the state topic tells the fleet which version runs
         state = operator.wait_for(
             f"{prefix}/state", lambda m: body(m).get("online") and body(m).get("config_version") == 6, WAIT

@@ -30,7 +30,7 @@ def attached(broker, broker_config, root) -> Iterator[tuple[TrustPush, Link, Any
     link = Link(config)
     push.attach(link)
     link.start()
-    assert link.wait_connected(WAIT), broker.log_tail()
+    assert link.wait_subscribed(WAIT), broker.log_tail()
     try:
         yield push, link, config
     finally:
