@@ -208,6 +208,11 @@ def test_status_shows_each_sentry_from_its_retained_state_and_health(
     assert "under_voltage (since boot: throttled)" in by_device[GHOST]
 
 
+def test_status_of_a_site_without_sentries_is_an_empty_array(ops, capsys):
+    assert fleet(["status", "--json", "--site", "nobody-here", "--wait", "0.2"], ops) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
 def test_status_over_tls_with_the_operator_certificate(broker, sentries, tmp_path, capsys):
     sentries("gate-1")
     cert, key = broker.client_certs[broker.operator]
@@ -504,3 +509,23 @@ def test_an_untrusted_broker_certificate_is_named(broker, tmp_path, capsys):
                              ca=str(other_ca), cert=str(cert), key=str(key))
     assert fleet(["status"], config) == 4
     one_error_line(capsys.readouterr(), "TLS")
+
+
+def test_the_client_subscribes_again_after_a_broker_restart(broker, ops):
+    from edge_sentry.fleet.client import FleetClient
+
+    topic = f"sentry/v1/{broker.site}/{GHOST}/health"
+    assert ops.mqtt is not None
+    with FleetClient(ops.mqtt) as client:
+        client.subscribe([topic])
+        broker.stop()
+        broker.start()  # same ports; the client finds it again by itself
+        publisher = broker.subscriber("nothing/at/all")
+        try:
+            # Retained: it reaches the client whenever its new subscription comes, before or after.
+            publisher.publish(topic, cbor2.dumps({"t": 1}), retain=True)
+            message = client.receive(WAIT)
+            assert message is not None and message.topic == topic and message.retain
+        finally:
+            publisher.publish(topic, b"", retain=True)
+            publisher.close()

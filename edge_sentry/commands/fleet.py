@@ -51,7 +51,9 @@ class UsageError(EdgeSentryError):
     """An option that cannot be used; nothing was sent."""
 
 
-def register(sub: Any) -> None:
+def register(sub: Any) -> Any:
+    """Add `fleet` and its sub-commands to `sub`; return the sub-command set, so that other fleet
+    commands (the back end's) can add theirs beside these."""
     parser = sub.add_parser(
         "fleet",
         help="operate the fleet through the broker: status, push-config, push-trust, command, tail",
@@ -117,6 +119,7 @@ def register(sub: Any) -> None:
     p.add_argument("--count", type=int, metavar="N", help="stop after N events")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.set_defaults(func=handle, run=run_tail)
+    return fleet
 
 
 def _site(p: argparse.ArgumentParser) -> None:
