@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -42,13 +43,19 @@ from .verifier import Verifier
 
 log = logging.getLogger(__name__)
 
-_TRUST_CHECK_S = 60.0
+_WATCH_S = 60.0
 
 
 class Daemon:
     """One run of the sentry: build, run until stopped, close everything in reverse order."""
 
-    def __init__(self, config: Config, *, stream: TextIO | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        stream: TextIO | None = None,
+        clock_probe: Callable[[], bool | None] = selftest.clock_synchronised,
+    ):
         self.shadow = ConfigShadow(config)
         self.config = self.shadow.current
         self.events = EventLog(self.config.log.format, stream)
@@ -59,6 +66,9 @@ class Daemon:
         self.remote: Remote | None = None
         self.exit_status = 0
         self._logged_early: set[str] = set()
+        self._trust_stale = False
+        self._clock_synced: bool | None = None
+        self._clock_probe = clock_probe
         self._early_lock = threading.Lock()
 
     # -- assembly -------------------------------------------------------------------------------
@@ -165,6 +175,7 @@ class Daemon:
             self._record,
             on_progress=self.notifier.progress,
             sealer=sealer,
+            refusal=self._refusal,
         )
         push = TrustPush(trust, root_key, config.device.state_dir, record=self._record)
         rig = selftest.Rig(
@@ -188,8 +199,9 @@ class Daemon:
                 )
                 self.remote.start()
             self._check_trust(push.trust)
+            self._check_clock()
             watcher = threading.Thread(
-                target=self._watch_trust, args=(push,), name="trust-age", daemon=True
+                target=self._watch, args=(push,), name="edge-sentry-watch", daemon=True
             )
             watcher.start()
             self.notifier.ready(f"deciding at {config.device.site}/{config.device.entrance}")
@@ -259,9 +271,20 @@ class Daemon:
             "camera_faults": stats.camera_faults,
         }
 
+    def _refusal(self) -> str | None:
+        """Why a valid code must not open the gate now, by the configured policies (None: it may).
+        Read by the hot loop per decision: two flags, set by the watcher thread."""
+        current = self.shadow.current
+        if self._trust_stale and current.trust.stale_policy == "deny":
+            return "trust-stale"
+        if self._clock_synced is False and current.clock.unsynced_clock == "deny":
+            return "clock-unsynced"
+        return None
+
     def _check_trust(self, trust: TrustList) -> None:
         policy = self.shadow.current.trust
-        if trust.version and trust.is_stale(time.time(), policy.max_age_h):
+        stale = bool(trust.version) and trust.is_stale(time.time(), policy.max_age_h)
+        if stale and not self._trust_stale:
             self._record(
                 {
                     "event": "trust-stale",
@@ -270,7 +293,22 @@ class Daemon:
                     "policy": policy.stale_policy,
                 }
             )
+        self._trust_stale = stale
 
-    def _watch_trust(self, push: TrustPush) -> None:
-        while not self.stop_event.wait(_TRUST_CHECK_S):
+    def _check_clock(self) -> None:
+        synced = self._clock_probe()
+        if synced is False and self._clock_synced is not False:
+            self._record(
+                {
+                    "event": "clock-unsynced",
+                    "t": int(time.time() * 1000),
+                    "policy": self.shadow.current.clock.unsynced_clock,
+                }
+            )
+        self._clock_synced = synced
+
+    def _watch(self, push: TrustPush) -> None:
+        """Trust-list age and clock synchronisation, checked once a minute beside the hot loop."""
+        while not self.stop_event.wait(_WATCH_S):
             self._check_trust(push.trust)
+            self._check_clock()

@@ -79,6 +79,7 @@ class Sentry:
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[], None] | None = None,
         sealer: Sealer | None = None,
+        refusal: Callable[[], str | None] | None = None,
     ):
         self.config = config
         self.source = source
@@ -91,6 +92,8 @@ class Sentry:
         self._clock = clock
         self._on_progress = on_progress or (lambda: None)
         self.sealer = sealer
+        # Why a valid code must not open the gate right now (None: it may); read per decision.
+        self.refusal = refusal or (lambda: None)
         self._last_seen: dict[bytes, float] = {}
         self._camera_faulted = False
         self._verifier_faulted = False
@@ -210,12 +213,14 @@ class Sentry:
             event.update(reason=decision.reason)
             self.record(event)
             return
-        granted = None
+        refused: str | None = None
         if decision.accepted:
-            t_relay = self.gate.grant("scan", decision)
+            refused = self.refusal()
+            t_relay = None if refused is not None else self.gate.grant("scan", decision)
             if t_relay is None:
-                # The gate refused (a secure fault): the code was good, the entry is not.
-                granted = False
+                # The code is good, the entry is not: a policy (stale trust list, unsynchronised
+                # clock) or a secure fault says no, and staff decide instead.
+                refused = refused or "fault"
                 self.gate.deny(decision.reason)
                 t_relay = self._clock()
         elif decision.reason == "assist":
@@ -227,7 +232,10 @@ class Sentry:
         latency = (t_relay - frame.t) * 1000
         self.stats.decisions += 1
         self.stats.latency_ms.append(latency)
-        self.record(self._scan_event(decision, "scan", latency, granted=granted))
+        event = self._scan_event(decision, "scan", latency, granted=False if refused else None)
+        if refused is not None:
+            event["refused"] = refused
+        self.record(event)
 
     def _forget_old(self, now: float) -> None:
         if len(self._last_seen) > 64 or self._last_seen:
