@@ -18,7 +18,9 @@ from PIL import Image
 
 from edge_sentry.camera.synthetic import entrance_background
 
-PHOTO_DIR = Path(os.environ.get("EDGE_SENTRY_QR_PHOTOS", "/work/shared/data/qr-photos"))
+# The photo set sits in shared/ beside the checkout (DESIGN.md's home), wherever that checkout is.
+_BESIDE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "qr-photos"
+PHOTO_DIR = Path(os.environ.get("EDGE_SENTRY_QR_PHOTOS", str(_BESIDE)))
 IMAGE_SUFFIXES = (".webp", ".png", ".jpg", ".jpeg")
 
 
