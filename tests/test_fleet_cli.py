@@ -123,7 +123,8 @@ def sentries(broker: Broker, broker_config: Callable[..., Config], subscriber: A
         link.start()
         sentry = Sentry(device, link, shadow, trust, prefix)
         made.append(sentry)
-        assert link.wait_connected(WAIT), broker.log_tail()
+        # Commands are not retained: one sent before the sentry's SUBACK would be lost.
+        assert link.wait_subscribed(WAIT), broker.log_tail()
         born = watcher.wait_for(f"{prefix}/state", lambda m: cbor2.loads(m.payload).get("online") is True,
                                 timeout=WAIT)
         assert born is not None, broker.log_tail()
