@@ -253,6 +253,7 @@ def _print_outcomes(outcomes: list[push.Outcome]) -> None:
 def run_push_config(args: argparse.Namespace, config: Config) -> int:
     site, device = _targets(args, config)
     _positive(args.timeout, "--timeout")
+    _positive(args.wait, "--wait")
     if args.version is not None and args.version < 0:
         raise UsageError("--version: must be 0 or more")
     sections, file_version = push.load_desired(args.file)
@@ -306,6 +307,7 @@ def _desired_version(message: Any) -> list[int]:
 def run_push_trust(args: argparse.Namespace, config: Config) -> int:
     site, device = _targets(args, config)
     _positive(args.timeout, "--timeout")
+    _positive(args.wait, "--wait")
     trust = TrustList.load(args.file)
     root = keys.load_private_key(args.root_key)
     signed = trust.signed(root)
