@@ -4,11 +4,15 @@ are answered, and a remote restart ends the run with the restart status."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -133,3 +137,42 @@ def test_pulse_gate_and_restart_commands(broker, subscriber, tmp_path):
         assert ask(sub, prefix, "restart", {"deadline": deadline})["status"] == "ok"
         assert sub.wait(lambda: "status" in outcome, WAIT)
     assert outcome["status"] == RESTART_EXIT
+
+
+def test_fleet_status_and_tail_see_a_running_daemon(broker, tmp_path):
+    """The operator's CLI, as a real process, against a sentry that is really running."""
+    operator = tmp_path / "operator.toml"
+    operator.write_text(
+        f'[device]\nsite = "{broker.site}"\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'username = "{broker.operator}"\npassword = "{broker.passwords[broker.operator]}"\n'
+    )
+    exe = str(Path(sys.executable).with_name("edge-sentry"))
+    daemon = make_daemon(broker, tmp_path)
+    with running(daemon):
+        assert wait_until(lambda: daemon.remote is not None)
+        assert daemon.remote is not None and daemon.remote.link.wait_subscribed(WAIT)
+        tail = subprocess.run(
+            [exe, "--config", str(operator), "fleet", "tail", "--json", "--count", "1",
+             "--duration", str(WAIT)],
+            capture_output=True, text=True, timeout=WAIT + 10, stdin=subprocess.DEVNULL,
+        )
+        status = subprocess.run(
+            [exe, "--config", str(operator), "fleet", "status", "--json", "--wait", "2"],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        )
+    assert status.returncode == 0, status.stderr
+    rows = {row["device"]: row for row in json.loads(status.stdout)}
+    assert rows[broker.devices[0]]["online"] is True
+    assert tail.returncode == 0, tail.stderr
+    first = json.loads(tail.stdout.splitlines()[0])
+    assert first["device"] == broker.devices[0] and "event" in first
+
+
+def wait_until(predicate, timeout: float = WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
