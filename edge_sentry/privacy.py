@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,12 +46,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 
+from .codes.keys import KID_LENGTH, kid_of
 from .config import PrivacyConfig
 from .errors import ConfigError, EdgeSentryError
 
 SUBJECT_VERSION = 1
 INFO = b"edge-sentry subject v1"
-KID_LENGTH = 8
 ENC_LENGTH = 32
 TAG_LENGTH = 16
 MAX_SUB_LENGTH = 256  # an ES1 sub is 16 bytes; anything far longer is a bug, not a pseudonym
@@ -84,16 +83,8 @@ class AuthorityKeyError(EdgeSentryError):
 # --- keys -------------------------------------------------------------------------------------
 
 
-def raw_public_key(key: X25519PublicKey | X25519PrivateKey) -> bytes:
-    """The 32-byte raw form of the authority's public key."""
-    public = key.public_key() if isinstance(key, X25519PrivateKey) else key
-    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def key_id(key: X25519PublicKey | X25519PrivateKey | bytes) -> bytes:
-    """First 8 bytes of SHA-256 of the raw public key: the same rule as ES1 key ids."""
-    raw = key if isinstance(key, bytes) else raw_public_key(key)
-    return hashlib.sha256(raw).digest()[:KID_LENGTH]
+# Key ids follow the ES1 rule (first 8 bytes of SHA-256 of the raw public key).
+key_id = kid_of
 
 
 def _read_key_file(path: str | os.PathLike[str]) -> bytes:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
 
 from edge_sentry import privacy
+from edge_sentry.codes import keys
 from edge_sentry.config import PrivacyConfig
 from edge_sentry.errors import ConfigError
 from edge_sentry.outbox import Outbox
@@ -222,7 +223,7 @@ def test_save_key_pair_never_overwrites(tmp_path, authority):
 
 
 def test_a_raw_base64_public_key_is_accepted(tmp_path, authority):
-    raw = privacy.raw_public_key(authority)
+    raw = keys.raw_public_key(authority)
     (tmp_path / "a.pub").write_text(base64.b64encode(raw).decode() + "\n")
     assert privacy.load_public_key(tmp_path / "a.pub").public_bytes_raw() == raw
 

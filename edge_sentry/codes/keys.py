@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from ..errors import EdgeSentryError
 
@@ -31,13 +32,17 @@ def generate() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def raw_public_key(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
-    """The 32-byte raw form of a public key (the form trust lists carry)."""
-    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+RawKey = Ed25519PublicKey | Ed25519PrivateKey | X25519PublicKey | X25519PrivateKey
+
+
+def raw_public_key(key: RawKey) -> bytes:
+    """The 32-byte raw form of a public key (the form trust lists carry). X25519 keys too: the
+    health authority's key is named by the same rule as the issuers'."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey | X25519PrivateKey) else key
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def kid_of(key: Ed25519PublicKey | Ed25519PrivateKey | bytes) -> bytes:
+def kid_of(key: RawKey | bytes) -> bytes:
     """Key id: the first 8 bytes of SHA-256 of the 32-byte raw public key (DESIGN section 3)."""
     raw = key if isinstance(key, bytes) else raw_public_key(key)
     return hashlib.sha256(raw).digest()[:KID_LENGTH]
