@@ -57,3 +57,50 @@ class Pacer:
             self._sleep(due - now)
         self._next = index + 1
         return index, due
+
+
+class FrameTicker:
+    """Which frame a simulated source hands out next, and its timestamp.
+
+    Paced, frames follow the `Pacer`; unpaced, each `next` is the following frame at once (tests and
+    benchmarks). Once the source says its material has ended (`end`), every later `next` waits out its
+    timeout as a silent camera would, so a reader polling in a loop does not spin.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        *,
+        paced: bool,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.paced = paced
+        self._pacer = Pacer(fps, clock, sleep)
+        self._clock = clock
+        self._sleep = sleep
+        self._count = 0
+        self.exhausted = False
+
+    def start(self) -> None:
+        self._count = 0
+        self.exhausted = False
+        self._pacer.start()
+
+    def next(self, timeout: float) -> tuple[int, float] | None:
+        """`(index, timestamp)` of the next frame, or None when none is due within `timeout`."""
+        if self.exhausted:
+            if timeout > 0:
+                self._sleep(timeout)
+            return None
+        if self.paced:
+            return self._pacer.wait(timeout)
+        return self._count, self._clock()
+
+    def taken(self, index: int) -> None:
+        """Frame `index` was handed out: an unpaced source goes on from the one after it."""
+        self._count = index + 1
+
+    def end(self) -> None:
+        """The material has ended (said at once, so that a caller chaining sources loses no time)."""
+        self.exhausted = True

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from ..errors import CameraError
 from .base import Frame, FrameSource
-from .pacing import Pacer
+from .pacing import FrameTicker
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +83,15 @@ class ReplaySource(FrameSource):
         self.fps = fps
         self.loop = loop
         self.paced = paced
-        self._clock = clock
-        self._sleep = sleep
-        self._pacer = Pacer(fps, clock, sleep)
+        self._ticker = FrameTicker(fps, paced=paced, clock=clock, sleep=sleep)
         self._images: list[np.ndarray] = []
         self.files: list[Path] = []
-        self._count = 0
         self._started = False
-        self._exhausted = False
 
     @property
     def exhausted(self) -> bool:
         """True once a non-looping replay has shown its last image."""
-        return self._exhausted
+        return self._ticker.exhausted
 
     def start(self) -> None:
         paths = image_files(self.path)
@@ -121,33 +117,21 @@ class ReplaySource(FrameSource):
         for p, exc in failures:
             log.warning("replay: skipping unreadable image %s: %s", p, exc)
         self._images, self.files = images, files
-        self._count = 0
-        self._exhausted = False
         self._started = True
-        self._pacer.start()
+        self._ticker.start()
         log.info("replay camera: %d images from %s at %.1f fps", len(images), self.path, self.fps)
 
     def read(self, timeout: float) -> Frame | None:
         if not self._started:
             raise CameraError("replay camera read before start")
-        if self._exhausted:
-            # Nothing more will come: wait out the timeout as a silent camera would, so that a reader
-            # polling in a loop does not spin.
-            if timeout > 0:
-                self._sleep(timeout)
+        tick = self._ticker.next(timeout)
+        if tick is None:
             return None
-        if self.paced:
-            due = self._pacer.wait(timeout)
-            if due is None:
-                return None
-            index, t = due
-        else:
-            index, t = self._count, self._clock()
+        index, t = tick
         if not self.loop and index >= len(self._images):
-            # The end, reached just now: said at once, so that a caller moving on loses no time.
-            self._exhausted = True
+            self._ticker.end()
             return None
-        self._count = index + 1
+        self._ticker.taken(index)
         return Frame(y=self._images[index % len(self._images)], t=t, index=index)
 
     def stop(self) -> None:

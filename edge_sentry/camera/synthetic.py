@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from ..errors import CameraError
 from .base import Frame, FrameSource
-from .pacing import Pacer
+from .pacing import FrameTicker
 
 log = logging.getLogger(__name__)
 
@@ -395,26 +395,20 @@ class SyntheticSource(FrameSource):
         self.fps = fps
         self.loop = loop
         self.paced = paced
-        self._clock = clock
-        self._sleep = sleep
-        self._pacer = Pacer(fps, clock, sleep)
+        self._ticker = FrameTicker(fps, paced=paced, clock=clock, sleep=sleep)
         self._renderer: SceneRenderer | None = None
-        self._count = 0
-        self._exhausted = False
 
     @property
     def exhausted(self) -> bool:
         """True once a non-looping scene has played to its end."""
-        return self._exhausted
+        return self._ticker.exhausted
 
     def start(self) -> None:
         try:
             self._renderer = self.scene.renderer(self.width, self.height)
         except ValueError as exc:
             raise CameraError(f"synthetic scene cannot be rendered: {exc}") from None
-        self._count = 0
-        self._exhausted = False
-        self._pacer.start()
+        self._ticker.start()
         log.info(
             "synthetic camera: %d cues over %.1f s at %.1f fps",
             len(self.scene.cues),
@@ -425,26 +419,15 @@ class SyntheticSource(FrameSource):
     def read(self, timeout: float) -> Frame | None:
         if self._renderer is None:
             raise CameraError("synthetic camera read before start")
-        if self._exhausted:
-            # The scene is over: wait out the timeout as a silent camera would, so that a reader polling
-            # in a loop does not spin.
-            if timeout > 0:
-                self._sleep(timeout)
+        tick = self._ticker.next(timeout)
+        if tick is None:
             return None
-        if self.paced:
-            due = self._pacer.wait(timeout)
-            if due is None:
-                return None
-            index, t = due
-        else:
-            index, t = self._count, self._clock()
+        index, t = tick
         scene_t = index / self.fps
         if not self.loop and scene_t >= self.scene.duration:
-            # The end, reached just now: said at once, so that a caller chaining scenes (the demo plays
-            # pass after pass) loses no time.
-            self._exhausted = True
+            self._ticker.end()  # the demo chains pass after pass on this
             return None
-        self._count = index + 1
+        self._ticker.taken(index)
         try:
             y = self._renderer.render(scene_t % self.scene.duration, frame=index)
         except ValueError as exc:  # a cue whose text cannot be drawn as a QR code
