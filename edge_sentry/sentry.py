@@ -238,9 +238,9 @@ class Sentry:
         self.record(event)
 
     def _forget_old(self, now: float) -> None:
-        if len(self._last_seen) > 64 or self._last_seen:
-            stale = [k for k, seen in self._last_seen.items() if now - seen >= self._gap]
-            for k in stale:
+        """Drop codes out of sight for a whole gap: the map holds only what is in view now."""
+        if self._last_seen:
+            for k in [k for k, seen in self._last_seen.items() if now - seen >= self._gap]:
                 del self._last_seen[k]
 
     # -- the loop -------------------------------------------------------------------------------
