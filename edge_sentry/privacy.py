@@ -221,7 +221,15 @@ class Sealer:
     """Seals subjects to one authority public key; one per process, shared across threads."""
 
     def __init__(self, public_key: X25519PublicKey):
+        """Raises ValueError for a low-order point (all zeros, say): it loads like any key, but no
+        shared secret exists with it, so every `seal` would fail on the hot path instead of here."""
         self._recipient = KEMKey.from_pyca_cryptography_key(public_key)
+        try:
+            SUITE.create_sender_context(self._recipient, info=INFO)
+        except (PyHPKEError, ValueError):
+            raise ValueError(
+                "not a usable X25519 public key: a low-order point, with which no secret is shared"
+            ) from None
         self.kid = key_id(public_key)
 
     @classmethod

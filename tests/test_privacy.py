@@ -246,3 +246,28 @@ def test_an_ed25519_key_is_not_taken_for_an_authority_key(tmp_path):
     keys.save_public_key(keys.generate(), tmp_path / "issuer.pub.pem")
     with pytest.raises(privacy.AuthorityKeyError, match="not an X25519 key"):
         privacy.load_public_key(tmp_path / "issuer.pub.pem")
+
+
+# The small-order points of Curve25519 (RFC 7748 section 6.1 asks for their all-zero shared secret to be
+# refused): 0, 1, the two points of order 8, p - 1, p, p + 1.
+_LOW_ORDER_POINTS = [
+    bytes(32),
+    (1).to_bytes(32, "little"),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    (2**255 - 19 - 1).to_bytes(32, "little"),
+    (2**255 - 19).to_bytes(32, "little"),
+    (2**255 - 19 + 1).to_bytes(32, "little"),
+]
+
+
+@pytest.mark.parametrize("point", _LOW_ORDER_POINTS, ids=range(len(_LOW_ORDER_POINTS)))
+def test_a_low_order_authority_key_is_a_config_error_not_a_failure_per_scan(tmp_path, point):
+    # base64 of 32 zero bytes looks like any other key file (a placeholder left in a template), but
+    # no shared secret exists with such a point: every seal would raise on the hot path.
+    path = tmp_path / "authority.pub"
+    path.write_text(base64.b64encode(point).decode() + "\n")
+    with pytest.raises(ConfigError) as info:
+        privacy.Sealer.from_config(PrivacyConfig(authority_key=str(path)))
+    assert info.value.problems[0][0] == "privacy.authority_key"
+    assert "low-order" in info.value.problems[0][1]
