@@ -266,6 +266,41 @@ def test_a_failure_reason_code_in_the_puback_is_not_an_ack(tmp_path, outboxes, l
         assert box.stats()["depth"] == 12
 
 
+
+def test_a_broker_maximum_packet_size_splits_batches_and_never_loops_on_a_message_too_big(
+        tmp_path, outboxes, links, broker):
+    """Mosquitto drops a client that sends a packet over its max_packet_size, so a batch or a held
+    message too big for it would be sent again after every reconnect, for ever."""
+    with Broker(tmp_path / "small", extra_config="max_packet_size 4000",
+                executable=broker.executable) as small:
+        config = small.config(tmp_path / "sentry", batch_size=100)
+        box = outboxes(config)
+        events = [dict(scan(n), pad="x" * 100) for n in range(60)]
+        events.insert(30, dict(scan(99), pad="x" * 5000))  # can never fit, even alone
+        stamped = fill(box, events)
+        link = links(config, box)
+        sub = small.subscriber(f"{link.topics.prefix}/#")
+        try:
+            link.start()
+            assert link.wait_connected(WAIT)
+            link.publish("config/reported", {"pad": "x" * 5000}, retain=True)
+            link.publish("config/reported", {"version": 1}, retain=True)
+            assert wait_until(lambda: box.stats()["depth"] == 1), (link.stats(), small.log_tail())
+            assert sub.wait_for(link.topics.config_reported) is not None
+            expected = [e["seq"] for e in stamped if e["n"] != 99]
+
+            def sent() -> list[int]:
+                return [e["seq"] for m in sub.on(link.topics.scan) for e in cbor2.loads(m.payload)]
+
+            assert wait_until(lambda: len(sent()) >= len(expected))
+            assert sent() == expected
+            assert [e["n"] for e in box.pending(10)] == [99]  # left in the outbox, not acked
+            stats = link.stats()
+            assert stats["disconnects"] == 0 and stats["oversized"] == 2, stats
+        finally:
+            sub.close()
+
+
 # -- the ACL -------------------------------------------------------------------------------------
 
 

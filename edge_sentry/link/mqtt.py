@@ -21,13 +21,18 @@ Threads, each named, ended by one stop event and joined with timeouts:
   reason code (not authorised, quota...) is not an ack: the drain pauses for a backoff and sends
   again from the oldest pending event. On a lost connection it forgets what was in flight (still in
   the outbox) and starts again from the oldest pending event after the next CONNACK: duplicates
-  are possible, losses are not (the fleet dedupes by `id`).
+  are possible, losses are not (the fleet dedupes by `id`). A run is split into smaller `scan`
+  messages when it would exceed the Maximum Packet Size that the broker announced in its CONNACK
+  (a broker drops a client that sends a bigger packet, and the same batch would go out again after
+  every reconnect, for ever); an event too big to be sent even alone stays in the outbox, counted.
 - `link-handlers` runs subscription handlers and connect hooks, in arrival order.
 
 Other messages (`publish()`, `respond()`) are QoS 1 by default. While disconnected, QoS 1 and 2
 messages wait in memory (bounded; a newer retained message replaces an older one on the same topic)
 and go out after the next CONNACK; QoS 0 messages are dropped and counted (health is QoS 0 and
-re-sent every interval). Whatever must survive a restart goes through the outbox instead.
+re-sent every interval). A message over the broker's Maximum Packet Size is dropped and counted,
+for the same reason as an oversized batch. Whatever must survive a restart goes through the outbox
+instead.
 
 The session is clean on every connect: the device's memory is its outbox, and what an operator
 wants it to catch up on is retained (desired config, trust list).
@@ -213,6 +218,15 @@ def _publish_properties(
     return props if used else None
 
 
+def packet_size(topic: str, payload: bytes, qos: int, properties: Properties | None) -> int:
+    """Bytes of the MQTT 5 PUBLISH packet carrying `payload` (section 3.3: fixed header, topic,
+    packet id at QoS 1 and 2, properties), to compare with the broker's Maximum Packet Size."""
+    props = len(properties.pack()) if properties is not None else 1
+    remaining = 2 + len(topic.encode()) + (2 if qos else 0) + props + len(payload)
+    varint = 1 if remaining < 128 else 2 if remaining < 16_384 else 3 if remaining < 2_097_152 else 4
+    return 1 + varint + remaining
+
+
 def _incoming_properties(message: paho.MQTTMessage) -> MessageProperties:
     props = message.properties
     user = getattr(props, "UserProperty", None) or []
@@ -320,6 +334,7 @@ class _Connection:
     down: bool = False
     connected_at: float = 0.0
     receive_max: int = _UNLIMITED_RECEIVE
+    max_packet: int | None = None  # the broker's Maximum Packet Size (None: only the protocol's)
     error: str | None = None
     ended: threading.Event = field(default_factory=threading.Event)
     answered: set[str] = field(default_factory=set)  # filters whose SUBACK came on this connection
@@ -409,7 +424,7 @@ class Link:
         self._counters: dict[str, int] = dict.fromkeys(
             ("connects", "refusals", "disconnects", "published", "events_sent", "acked",
              "puback_failures", "dropped", "received", "rejected", "handler_errors",
-             "unencodable", "subscribe_failures"), 0)
+             "unencodable", "oversized", "subscribe_failures"), 0)
         self._last_error: str | None = None
         self._connected_since: float | None = None
         self._in_flight = 0
@@ -514,7 +529,9 @@ class Link:
         """Counters for health reports: connects, refusals, disconnects, published (messages),
         events_sent, acked (events acknowledged by PUBACK), puback_failures, dropped (QoS 0 while
         offline, or the held queue overflowing), received, rejected (too large, handler queue
-        full), handler_errors, in_flight, held, last_error, connected_since (epoch seconds)."""
+        full), handler_errors, unencodable and oversized (events left in the outbox; oversized also
+        counts other messages dropped for the broker's Maximum Packet Size), in_flight, held,
+        last_error, connected_since (epoch seconds)."""
         with self._lock:
             out: dict[str, Any] = dict(self._counters)
             out.update(
@@ -722,6 +739,16 @@ class Link:
         """Publish on `conn`; outside any lock of ours (paho takes its own)."""
         client = conn.client
         assert client is not None
+        if conn.max_packet is not None and (
+            packet_size(msg.topic, msg.payload, msg.qos, msg.properties) > conn.max_packet
+        ):
+            self._count("oversized")
+            self._error(f"a message on {msg.topic} is over the broker's maximum packet size")
+            log.error("message on %s dropped: %d bytes, over the broker's maximum packet size (%d)",
+                      msg.topic, len(msg.payload), conn.max_packet)
+            if msg.done is not None:
+                msg.done.set()
+            return False
         try:
             info = client.publish(msg.topic, msg.payload, msg.qos, msg.retain, msg.properties)
         except (ValueError, TypeError) as exc:
@@ -791,6 +818,8 @@ class Link:
         conn.connected_at = time.monotonic()
         receive_max = getattr(properties, "ReceiveMaximum", None)
         conn.receive_max = int(receive_max) if receive_max else _UNLIMITED_RECEIVE
+        max_packet = getattr(properties, "MaximumPacketSize", None)
+        conn.max_packet = int(max_packet) if max_packet else None
         self._receive_max_hint = conn.receive_max
         self._tracker.open(conn.gen)
         with self._lock:
@@ -1069,7 +1098,7 @@ class Link:
                 return cursor, in_flight
             if not events:
                 break
-            for topic, body, ids in self._messages(events):
+            for topic, body, ids in self._messages(events, conn.max_packet):
                 batch = _Batch(conn.gen, ids)
                 info = conn.client.publish(topic, body, 1, False, self._cbor_props)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -1086,39 +1115,54 @@ class Link:
             cursor = int(events[-1]["seq"])
         return cursor, in_flight
 
-    def _messages(self, events: list[dict[str, Any]]) -> Iterable[tuple[str, bytes, list[str]]]:
-        """Runs of scans as one `scan` array each; any other event alone on `event`."""
+    def _messages(self, events: list[dict[str, Any]],
+                  max_packet: int | None) -> Iterable[tuple[str, bytes, list[str]]]:
+        """Runs of scans as `scan` arrays; any other event alone on `event`; each under `max_packet`."""
         run: list[dict[str, Any]] = []
         for event in events:
             if event.get("event") == "scan":
                 run.append(event)
                 continue
             if run:
-                yield from self._encoded(self.topics.scan, run)
+                yield from self._encoded(self.topics.scan, run, max_packet)
                 run = []
-            yield from self._encoded(self.topics.event, [event])
+            yield from self._encoded(self.topics.event, [event], max_packet)
         if run:
-            yield from self._encoded(self.topics.scan, run)
+            yield from self._encoded(self.topics.scan, run, max_packet)
 
-    def _encoded(self, topic: str, events: list[dict[str, Any]]) -> Iterable[tuple[str, bytes, list[str]]]:
+    def _encoded(self, topic: str, events: list[dict[str, Any]],
+                 max_packet: int | None) -> Iterable[tuple[str, bytes, list[str]]]:
+        """`events` as messages on `topic` (one map on `event`, an array on `scan`), halving a run
+        until each message fits `max_packet`. An event that cannot be encoded, or is too big
+        alone, is left out (and so left in the outbox), logged by its id and seq only: the content
+        may carry a sealed subject."""
         single = topic == self.topics.event
         try:
-            yield topic, payloads.encode(events[0] if single else events), [e["id"] for e in events]
-            return
+            body = payloads.encode(events[0] if single else events)
         except PayloadError:
-            pass
-        good = []
-        for event in events:
-            try:
-                payloads.encode(event)
-                good.append(event)
-            except PayloadError as exc:
-                self._count("unencodable")
-                # Its id and seq only: the content may carry a sealed subject.
-                log.error("event %s (seq %s) cannot be encoded (%s); left in the outbox",
-                          event.get("id"), event.get("seq"), exc)
-        if good:
-            yield topic, payloads.encode(good), [e["id"] for e in good]
+            good = []
+            for event in events:
+                try:
+                    payloads.encode(event if single else [event])  # as it would be sent
+                    good.append(event)
+                except PayloadError as exc:
+                    self._count("unencodable")
+                    log.error("event %s (seq %s) cannot be encoded (%s); left in the outbox",
+                              event.get("id"), event.get("seq"), exc)
+            if good:
+                yield from self._encoded(topic, good, max_packet)
+            return
+        if max_packet is not None and packet_size(topic, body, 1, self._cbor_props) > max_packet:
+            if len(events) > 1:
+                half = len(events) // 2
+                yield from self._encoded(topic, events[:half], max_packet)
+                yield from self._encoded(topic, events[half:], max_packet)
+                return
+            self._count("oversized")
+            log.error("event %s (seq %s) is over the broker's maximum packet size (%d); left in the "
+                      "outbox", events[0].get("id"), events[0].get("seq"), max_packet)
+            return
+        yield topic, body, [e["id"] for e in events]
 
     def _ack(self, ids: list[str]) -> None:
         with self._lock:
