@@ -279,8 +279,11 @@ class Sentry:
                     self.source.start()
                     started = True
                 frame = self.source.read(timeout=cam.timeout_s)
-            except CameraError as exc:
-                self._camera_fault(str(exc))
+            except Exception as exc:
+                # Camera libraries fail with their own types too (an OSError on a replay folder,
+                # a RuntimeError from libcamera): any of them is a camera fault, never the loop's end.
+                cause = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
+                self._camera_fault(cause)
                 stop.wait(min(cam.timeout_s, 1.0))
                 continue
             if frame is None:

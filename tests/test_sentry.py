@@ -256,3 +256,43 @@ def test_synthetic_frames_through_replaced_decoder_settings(devices):
     sentry, recorder = make_sentry(config, source, devices, issuer)
     run_for(sentry, 0.5)
     assert recorder.scans()[:1] == [("scan", "accept", "ok")]
+
+
+class BrokenCamera(FrameSource):
+    """A camera whose library fails with its own exception type, not a CameraError."""
+
+    def __init__(self, fail_in: str):
+        self.fail_in = fail_in
+        self.reads = 0
+
+    def start(self) -> None:
+        if self.fail_in == "start":
+            raise PermissionError("replay folder not readable")
+
+    def read(self, timeout: float) -> Frame | None:
+        self.reads += 1
+        raise RuntimeError("driver gone")
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fail_in", ["start", "read"])
+def test_a_camera_failing_with_any_exception_is_a_fault_not_the_end_of_the_loop(devices, fail_in):
+    config = fast_config(fail_mode="secure")
+    issuer = DemoIssuer.create()
+    sentry, recorder = make_sentry(config, BrokenCamera(fail_in), devices, issuer)
+    stop = threading.Event()
+    runner = threading.Thread(target=sentry.run, args=(stop,), name="test-hot-loop")
+    runner.start()
+    try:
+        wait_until(lambda: recorder.named("camera-fault"), what="camera-fault")
+        assert runner.is_alive()  # still looping: the buttons keep working
+        press_button(devices.staff, 0.05)
+        wait_until(lambda: recorder.scans(), what="manual scan")
+        assert recorder.scans() == [("manual", "accept", "ok")]
+    finally:
+        stop.set()
+        runner.join(5)
+        sentry.close()
+    assert not runner.is_alive()
