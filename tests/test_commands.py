@@ -13,6 +13,8 @@ import cbor2
 import pytest
 from gate_helpers import Rig, gate_rig
 
+from edge_sentry import selftest
+from edge_sentry.config import Config
 from edge_sentry.link.commands import (
     STATE_FILE,
     Command,
@@ -334,6 +336,33 @@ def test_a_failed_part_is_an_ok_response_that_did_not_pass(tmp_path: Path, rig: 
     )  # fmt: skip
     reply = commands.handle("selftest", request(), b"t")
     assert reply is not None and reply.response["result"]["passed"] is False
+
+
+
+def test_a_selftest_of_the_relay_moves_the_strike_so_an_unsynchronised_clock_refuses_it(
+    tmp_path: Path, rig: Rig, calls: Calls
+):
+    """The relay part pulses the strike through the running gate, exactly as pulse-gate does: a
+    replayed request must not open the gate on a clock where every deadline looks fresh."""
+    parts = selftest.Rig(Config(), gate=rig.gate, clock_synced=lambda: calls.synced)
+    commands = Commands(
+        tmp_path,
+        builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: False,
+                         snapshot=None, selftest=selftest.remote_runner(parts),
+                         selftest_parts=tuple(selftest.PARTS)),
+        clock=lambda: NOW,
+        clock_synced=lambda: calls.synced,
+    )  # fmt: skip
+    calls.synced = False
+    reply = commands.handle("selftest", request(args={"parts": ["relay", "clock"]}), b"relay-unsynced")
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert rig.events.of("grant") == [] and rig.intervals("relay") == []
+    reply = commands.handle("selftest", request(args={"parts": ["clock"]}), b"clock-unsynced")
+    assert reply is not None and reply.response["status"] == "ok"
+    calls.synced = True
+    reply = commands.handle("selftest", request(args={"parts": ["relay"]}), b"relay-synced")
+    assert reply is not None and reply.response["result"]["passed"] is True
+    assert rig.intervals("relay")
 
 
 # -- the remembered ids -------------------------------------------------------------------------

@@ -4,9 +4,10 @@ A request is a map (CBOR, or JSON typed by hand) `{"deadline": ms, "args": {...}
 - `deadline` is required, in milliseconds since 1970 like every `t` on the wire. A request that
   arrives at or after it is answered `expired` and not run: a `pulse-gate` stuck in a queue while
   the sentry was offline must never open the gate later. A deadline more than `max_ahead_s` away is
-  `rejected`, so a captured request cannot be kept for replay; and a command that moves the strike
-  is `rejected` while the clock is known to be unsynchronised (a Pi without RTC boots with a clock
-  in the past, where every deadline looks fresh).
+  `rejected`, so a captured request cannot be kept for replay; and a request that moves the strike
+  (`pulse-gate`, or a `selftest` naming the `relay` part) is `rejected` while the clock is known
+  to be unsynchronised (a Pi without RTC boots with a clock in the past, where every deadline
+  looks fresh).
 - `args` (optional) are the command's own; unknown keys are `rejected`.
 
 The response is `{"status": "ok" | "error" | "expired" | "rejected" | "unknown-command", "result" |
@@ -70,12 +71,13 @@ class CommandRejected(Exception):
 @dataclass(frozen=True)
 class Command:
     """One command: `run(args)` returns the result (CBOR-encodable) or raises CommandError or
-    CommandRejected. `moves_gate`: refused while the clock is unsynchronised. `keep_result`: the
-    result may be written to the state file (False for images). `after`: called once the response
-    has been sent (restart)."""
+    CommandRejected. `moves_gate`: refused while the clock is unsynchronised; a callable decides
+    from the request's args (a self-test moves the strike only when it tests the relay).
+    `keep_result`: the result may be written to the state file (False for images). `after`: called
+    once the response has been sent (restart)."""
 
     run: Callable[[Mapping[str, Any]], Any]
-    moves_gate: bool = False
+    moves_gate: bool | Callable[[Mapping[str, Any]], bool] = False
     keep_result: bool = True
     after: Callable[[], None] | None = None
 
@@ -206,7 +208,8 @@ class Commands:
             return self._reply(EXPIRED, error="the deadline had passed when the request arrived"), {}
         if deadline - now_ms > self.max_ahead_s * 1000:
             return self._reply(REJECTED, error=f"deadline: more than {self.max_ahead_s:g} s ahead"), {}
-        if command.moves_gate and self._clock_synced() is False:
+        moves_gate = command.moves_gate(args) if callable(command.moves_gate) else command.moves_gate
+        if moves_gate and self._clock_synced() is False:
             why = "the clock is not synchronised: deadlines cannot be trusted"
             return self._reply(REJECTED, error=why), {}
         return None, args
@@ -281,6 +284,12 @@ def _is_json(value: Any) -> bool:
 # -- the built-in commands ----------------------------------------------------------------------
 
 
+def _tests_relay(args: Mapping[str, Any]) -> bool:
+    """Whether a `selftest` request names the relay part, which pulses the strike."""
+    parts = args.get("parts")
+    return isinstance(parts, list) and "relay" in parts
+
+
 def _no_args(args: Mapping[str, Any]) -> None:
     if args:
         raise CommandRejected("args: this command takes none (" + ", ".join(sorted(args)) + ")")
@@ -341,5 +350,5 @@ def builtin_commands(
         "pulse-gate": Command(pulse_gate, moves_gate=True),
         "restart": Command(restart, after=request_restart),
         "snapshot": Command(take_snapshot, keep_result=False),
-        "selftest": Command(run_selftest),
+        "selftest": Command(run_selftest, moves_gate=_tests_relay),
     }
