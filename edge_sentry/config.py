@@ -47,12 +47,31 @@ def _pin() -> dict[str, Any]:
     return _between(0, 27)
 
 
+# Site and device ids are levels of the MQTT topics `sentry/v1/{site}/{device}` (DESIGN section 5): a
+# separator or a wildcard in one would widen a subscription or an ACL grant, and the device slot `all`
+# addresses a whole site. link/topics.py refuses them too, but only once a broker is dialled.
+_TOPIC_FORBIDDEN = ("/", "+", "#", "\0")
+_SITE_WIDE = "all"
+
+
+def _topic_level(*reserved: str) -> dict[str, Any]:
+    message = "must be one MQTT topic level: not empty, without '/', '+', '#' or NUL"
+    if reserved:
+        message += ", and not " + " or ".join(repr(r) for r in reserved) + " (reserved)"
+    return _rule(
+        lambda v: bool(v.strip()) and not any(c in v for c in _TOPIC_FORBIDDEN) and v not in reserved,
+        message,
+    )
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     """Who this sentry is: the identity every event and MQTT topic carries."""
 
-    id: str = field(default_factory=lambda: "sentry-" + socket.gethostname(), metadata=_non_empty())
-    site: str = field(default="demo-site", metadata=_non_empty())
+    id: str = field(
+        default_factory=lambda: "sentry-" + socket.gethostname(), metadata=_topic_level(_SITE_WIDE)
+    )
+    site: str = field(default="demo-site", metadata=_topic_level())
     venue: str = field(default="demo-venue", metadata=_non_empty())
     entrance: str = field(default="main", metadata=_non_empty())
     venue_name: str = "Demo Venue"

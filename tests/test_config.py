@@ -126,3 +126,24 @@ def test_mqtt_rules(tmp_path):
     assert found["mqtt.backoff_min_s"] == "must not exceed mqtt.backoff_max_s"
     assert "not both" in found["mqtt.password_file"]
     assert found["mqtt.key"] == "cert and key go together"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("id", "gate/1"), ("id", "sentry+"), ("id", "#"), ("id", "a\0b"), ("id", "all"),
+        ("site", "arena/north"), ("site", "+"), ("site", "arena#2"),
+    ],
+)  # fmt: skip
+def test_site_and_device_id_must_be_one_mqtt_topic_level(tmp_path, key, value):
+    # Both are levels of sentry/v1/{site}/{device}: a '/', '+' or '#' would widen a subscription or
+    # an ACL grant, and device id 'all' is the site-wide slot. The link refuses them at connect time;
+    # the config must refuse them first, by key path, like any other unusable value.
+    with pytest.raises(ConfigError) as exc:
+        cfg.from_mapping({"device": {key: value}})
+    assert "topic level" in problems(exc)[f"device.{key}"]
+
+
+def test_ordinary_ids_and_an_all_site_are_fine():
+    config = cfg.from_mapping({"device": {"id": "sentry-0001.north_gate", "site": "all"}})
+    assert config.device.id == "sentry-0001.north_gate"
