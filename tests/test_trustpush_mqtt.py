@@ -70,3 +70,18 @@ def test_a_forged_list_is_reported_and_the_old_one_kept(broker, subscriber, atta
     assert body(event)["reason"] == "bad-signature" and body(event)["current"] == 3
     assert push.trust.version == 3
     assert not (Path(config.device.state_dir) / STATE_FILE).exists()
+
+
+def test_a_list_over_mqtt_max_payload_but_within_the_trust_cap_is_taken(broker, subscriber, root, attached):
+    """A real DCC list (every EU signer certificate) is a few hundred KB, over mqtt.max_payload's
+    default: the link must not drop it silently before the trust push can judge it."""
+    push, link, config = attached
+    prefix = link.topics.prefix
+    operator = subscriber(f"{prefix}/event")
+    revoked = tuple(i.to_bytes(16, "big") for i in range(9000))
+    signed = trust_list(keys.generate(), version=9, revoked_subs=revoked).signed(root)
+    assert config.mqtt.max_payload < len(signed) < push.max_bytes
+    operator.publish(f"{prefix}/trust", signed, retain=True)
+    event = operator.wait_for(f"{prefix}/event", lambda m: body(m)["event"].startswith("trust-"), WAIT)
+    assert event is not None, (link.stats(), broker.log_tail())
+    assert body(event)["event"] == "trust-updated" and push.trust.version == 9

@@ -345,6 +345,7 @@ class _Subscription:
     qos: int
     handlers: list[Handler]
     ident: int  # MQTT 5 subscription identifier: tells which subscription a delivery is for
+    max_payload: int  # bigger messages never reach these handlers
 
 
 # -- the link ------------------------------------------------------------------------------------
@@ -498,7 +499,8 @@ class Link:
 
     @property
     def max_payload(self) -> int:
-        """`mqtt.max_payload`: handlers pass it to payloads.decode(); bigger messages never reach them."""
+        """`mqtt.max_payload`: handlers pass it to payloads.decode(); bigger messages never reach them
+        (unless their subscription asked for a higher cap)."""
         return self.mqtt.max_payload
 
     def state(self) -> str:
@@ -593,23 +595,27 @@ class Link:
         topic = check_publish_topic(response_topic)
         return self._publish(topic, payload, 1, False, content_type, correlation_data=correlation_data)
 
-    def subscribe(self, topic: str, handler: Handler, *, qos: int = 1) -> str:
+    def subscribe(self, topic: str, handler: Handler, *, qos: int = 1, max_payload: int | None = None) -> str:
         """Call `handler(topic, payload, properties)` for every message matching `topic` (a kind
         under the device prefix such as `cmd/+`, or an absolute filter); returns the full filter.
 
         Handlers run one at a time on the `link-handlers` thread, in arrival order, and are
         subscribed again after every reconnect (a retained message then arrives again: handlers
-        must be idempotent). Messages over `mqtt.max_payload` are dropped before any handler sees
-        them. The broker does not echo this device's own messages back (MQTT 5 no-local).
+        must be idempotent). Messages over `max_payload` (default `mqtt.max_payload`) are dropped
+        before any handler sees them; a topic whose documents are legitimately bigger (a trust list
+        with every DCC signer is a few hundred KB) asks for its own cap. The broker does not echo
+        this device's own messages back (MQTT 5 no-local).
         """
         topic_filter = check_filter(self.topics.resolve(topic))
+        cap = max_payload if max_payload is not None else self.mqtt.max_payload
         with self._lock:
             sub = self._subs.get(topic_filter)
             if sub is None:
                 self._next_ident += 1
-                sub = self._subs[topic_filter] = _Subscription(qos, [], self._next_ident)
+                sub = self._subs[topic_filter] = _Subscription(qos, [], self._next_ident, cap)
             sub.handlers.append(handler)
             sub.qos = max(sub.qos, qos)
+            sub.max_payload = max(sub.max_payload, cap)
             conn = self._live
         if conn is not None:
             self._send_subscribe(conn, [topic_filter])
@@ -908,14 +914,16 @@ class Link:
     def _on_message(self, _client: paho.Client, _conn: _Connection, message: paho.MQTTMessage) -> None:
         size = len(message.payload)
         self._count("received")
-        if size > self.mqtt.max_payload:
+        idents = frozenset(getattr(message.properties, "SubscriptionIdentifier", None) or [])
+        with self._lock:
+            cap = max((s.max_payload for s in self._matching(message.topic, idents)),
+                      default=self.mqtt.max_payload)
+        if size > cap:
             self._count("rejected")
-            log.warning("message on %s dropped: %d bytes, over mqtt.max_payload (%d)",
-                        message.topic, size, self.mqtt.max_payload)
+            log.warning("message on %s dropped: %d bytes, over its subscription's cap (%d)",
+                        message.topic, size, cap)
             return
-        idents = getattr(message.properties, "SubscriptionIdentifier", None) or []
-        item = ("message", message.topic, bytes(message.payload),
-                (_incoming_properties(message), frozenset(idents)))
+        item = ("message", message.topic, bytes(message.payload), (_incoming_properties(message), idents))
         if not self._enqueue_handler(item):
             self._count("rejected")
             log.warning("message on %s dropped: handlers are %d messages behind",
@@ -1182,6 +1190,13 @@ class Link:
         except Full:
             return False
 
+    def _matching(self, topic: str, idents: frozenset[int]) -> list[_Subscription]:
+        """The subscriptions a delivery is for (caller holds _lock). With overlapping filters the
+        broker sends one copy per subscription, each naming its subscription: each handler then
+        sees each message once. A broker that names none gets the filters matched here."""
+        return [s for f, s in self._subs.items()
+                if (s.ident in idents if idents else paho.topic_matches_sub(f, topic))]
+
     def _run_handlers(self) -> None:
         while not self._stop.is_set():
             try:
@@ -1200,11 +1215,7 @@ class Link:
                 continue
             props, idents = props
             with self._lock:
-                # With overlapping filters the broker sends one copy per subscription, each naming
-                # its subscription: each handler then sees each message once. A broker that names
-                # none gets the filters matched here.
-                matching = [h for f, s in self._subs.items()
-                            if (s.ident in idents if idents else paho.topic_matches_sub(f, topic))
+                matching = [h for s in self._matching(topic, idents) if len(payload) <= s.max_payload
                             for h in s.handlers]
             for handler in matching:
                 try:

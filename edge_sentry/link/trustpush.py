@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trust.json"
-MAX_TRUST_BYTES = 8 << 20  # a DCC list with every EU signer certificate is a few hundred KB
+#: A DCC list with every EU signer certificate is a few hundred KB: more than mqtt.max_payload's
+#: default, so the trust topic's subscription asks the link for this cap instead.
+MAX_TRUST_BYTES = 8 << 20
 
 #: Reasons of a refusal, as they appear in `trust-rejected` events.
 REASONS = (
@@ -169,7 +171,7 @@ class TrustPush:
         def on_trust(_topic: str, payload: bytes, _props: MessageProperties) -> None:
             self.handle(payload)
 
-        link.subscribe(topics.TRUST, on_trust)
+        link.subscribe(topics.TRUST, on_trust, max_payload=self.max_bytes)
 
     # -- internals --------------------------------------------------------------------------
 
