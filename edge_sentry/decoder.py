@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 Point = tuple[int, int]
 _QR = zxingcpp.BarcodeFormat.QRCode
-_MIN_SIDE = 21  # the smallest QR symbol is 21 modules: anything smaller cannot hold one
+MIN_SIDE = 21  # the smallest QR symbol is 21 modules: anything smaller cannot hold one
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ def check_frame(y: object) -> np.ndarray:
         raise ValueError(f"a frame must be a 2-D Y plane, not an array of shape {y.shape}")
     if y.dtype != np.uint8:
         raise ValueError(f"a frame must be uint8, not {y.dtype}")
-    if min(y.shape) < _MIN_SIDE:
+    if min(y.shape) < MIN_SIDE:
         raise ValueError(f"a frame of {y.shape[1]}x{y.shape[0]} is too small to hold a QR code")
     return y
 
@@ -225,7 +225,7 @@ class Decoder:
 
     def _decode(self, y: np.ndarray) -> list[Decoded]:
         s = self.scale
-        if s == 1 or min(y.shape) // s < _MIN_SIDE:
+        if s == 1 or min(y.shape) // s < MIN_SIDE:
             self.stats["full"] += 1
             return self._read(y, 0, 0, 1, errors=False)[0]
         view, offset = self._scaled(y)
@@ -311,7 +311,7 @@ class Decoder:
         return found, partial
 
     def _read_region(self, y: np.ndarray, region: _Region) -> list[Decoded]:
-        if min(region.bottom - region.top, region.right - region.left) < _MIN_SIDE:
+        if min(region.bottom - region.top, region.right - region.left) < MIN_SIDE:
             return []
         self.stats["regions"] += 1
         crop = y[region.top : region.bottom, region.left : region.right]

@@ -134,3 +134,20 @@ def test_scan_with_a_broken_trust_file_is_a_usage_error(tmp_path):
     result = sentry("scan", "--trust", str(broken), str(tmp_path / "a.png"), tmp_path=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("edge-sentry scan: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_scan_of_an_image_too_small_for_a_code_reports_no_codes_and_goes_on(tmp_path, issuer):
+    from PIL import Image
+
+    key, trust = issuer
+    Image.new("L", (10, 10), 255).save(tmp_path / "icon.png")
+    (tmp_path / "good.png").write_bytes(render.code_png(es1.issue(key, issuer="venue-co", lifetime_s=60)))
+    result = sentry(
+        "scan", "--trust", str(trust), str(tmp_path / "icon.png"), str(tmp_path / "good.png"),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["codes"] == []
+    assert [c["reason"] for c in rows[1]["codes"]] == ["ok"]

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..codes import keys
 from ..config import Config
-from ..decoder import Decoder
+from ..decoder import MIN_SIDE, Decoder
 from ..errors import EdgeSentryError
 from ..verifier import Verifier
 from .verify import load_trust, parse_time
@@ -60,6 +60,9 @@ def read_gray(path: str) -> np.ndarray:
 
 
 def scan_image(y: np.ndarray, decoder: Decoder, verifier: Verifier, now: float) -> list[dict]:
+    """Every code in `y`, decided at `now`, by its text's hash only."""
+    if min(y.shape) < MIN_SIDE:
+        return []  # an icon or a thumbnail: readable, but no QR symbol fits in it
     codes = []
     for found in decoder.decode(y):
         decision = verifier.verify(found.text, now)
