@@ -337,8 +337,12 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return ok, float(value) if ok else None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False, None
+        try:
+            return True, float(value)
+        except OverflowError:  # an integer past 1e308: no number a key here could use
+            return False, None
     if tp is str:
         return isinstance(value, str), value
     return False, None

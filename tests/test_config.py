@@ -147,3 +147,12 @@ def test_site_and_device_id_must_be_one_mqtt_topic_level(tmp_path, key, value):
 def test_ordinary_ids_and_an_all_site_are_fine():
     config = cfg.from_mapping({"device": {"id": "sentry-0001.north_gate", "site": "all"}})
     assert config.device.id == "sentry-0001.north_gate"
+
+
+def test_an_integer_too_large_for_a_number_key_is_a_config_error(tmp_path):
+    # TOML integers have no size limit in tomllib; float() of one past 1e308 raises OverflowError,
+    # which must come out as a problem by key path, not a traceback.
+    path = write(tmp_path, "[gate]\nmax_open_s = 1" + "0" * 400 + "\n")
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(path)
+    assert "gate.max_open_s" in problems(exc)
