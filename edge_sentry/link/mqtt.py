@@ -67,6 +67,7 @@ from ..config import Config, MqttConfig
 from ..errors import EdgeSentryError
 from . import payloads
 from .payloads import CBOR, PayloadError
+from .shadow import write_atomic
 from .topics import Topics, check_filter, check_publish_topic
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,8 @@ def backoff_delay(attempt: int, low: float, high: float, rng: random.Random | No
 def next_boot_count(state_dir: str | os.PathLike[str]) -> int:
     """Increment and return the persisted start counter in `state_dir` (1 on a fresh device).
 
-    Written to a temporary file, fsynced and renamed, so a power cut leaves the old or the new
-    count, never a torn one. An unreadable count starts again from 0 (logged)."""
+    Written like every state file (`shadow.write_atomic`), so a power cut leaves the old or the
+    new count, never a torn one. An unreadable count starts again from 0 (logged)."""
     folder = Path(state_dir)
     path = folder / BOOT_COUNT_FILE
     try:
@@ -137,18 +138,7 @@ def next_boot_count(state_dir: str | os.PathLike[str]) -> int:
         log.warning("boot count at %s unreadable (%s); counting from 0", path, type(exc).__name__)
         previous = 0
     count = previous + 1
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(f"{count}\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(path, f"{count}\n".encode())
     return count
 
 
