@@ -95,6 +95,9 @@ class Sentry:
         # Why a valid code must not open the gate right now (None: it may); read per decision.
         self.refusal = refusal or (lambda: None)
         self._last_seen: dict[bytes, float] = {}
+        # The verifier's passback window is plain state, written by `verify` on this loop and by
+        # `record_assisted` on whichever thread delivers a staff press: one at a time.
+        self._verifier_lock = threading.Lock()
         self._camera_faulted = False
         self._verifier_faulted = False
         self.gate = Gate(config.gate, devices, self._on_gate_event, clock=clock)
@@ -155,9 +158,10 @@ class Sentry:
                     return
                 context = details.get("context")
                 decision = context if isinstance(context, Decision) else None
-                if mode == "assisted" and decision is not None:
-                    self.verifier.record_assisted(decision, self._wall())
                 self.record(self._scan_event(decision, mode, None))
+                if mode == "assisted" and decision is not None:
+                    with self._verifier_lock:
+                        self.verifier.record_assisted(decision, self._wall())
                 return
             if name in _COVERED_BY_SCAN:
                 return
@@ -195,7 +199,8 @@ class Sentry:
     def _decide(self, text: str, frame: Frame) -> None:
         self.gate.verifying()
         try:
-            decision = self.verifier.verify(text, now=self._wall())
+            with self._verifier_lock:
+                decision = self.verifier.verify(text, now=self._wall())
         except Exception as exc:
             # Only the type: an exception's message could quote the code text.
             log.error("verifier failed: %s", type(exc).__name__)

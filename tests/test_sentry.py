@@ -296,3 +296,68 @@ def test_a_camera_failing_with_any_exception_is_a_fault_not_the_end_of_the_loop(
         runner.join(5)
         sentry.close()
     assert not runner.is_alive()
+
+
+class WatchedVerifier:
+    """The real verifier, noting whether `record_assisted` (a button's thread) ever runs while
+    `verify` (the hot loop) is inside the passback window; the `slow` text's check takes a while."""
+
+    def __init__(self, inner: Verifier, slow: str, *, fail_assisted: bool = False):
+        self.inner = inner
+        self.slow = slow
+        self.fail_assisted = fail_assisted
+        self.inside = False
+        self.entered_slow = threading.Event()
+        self.overlaps: list[bool] = []
+
+    def verify(self, text: str, now: float) -> Any:
+        self.inside = True
+        try:
+            if text == self.slow:
+                self.entered_slow.set()
+                time.sleep(0.5)
+            return self.inner.verify(text, now)
+        finally:
+            self.inside = False
+
+    def record_assisted(self, decision: Any, now: float) -> None:
+        self.overlaps.append(self.inside)
+        if self.fail_assisted:
+            raise KeyError("dictionary is empty")
+        self.inner.record_assisted(decision, now)
+
+
+def paper_then_slow_code(issuer: DemoIssuer) -> tuple[list[np.ndarray], str]:
+    paper = es1.issue(issuer.key, issuer="demo-issuer", lifetime_s=86400, paper=True)
+    slow = es1.issue(issuer.key, issuer="demo-issuer", lifetime_s=60)
+    frames = [Scene([Cue(text=t, start=0, end=1)], duration=1).render_at(0.5) for t in (paper, slow)]
+    return frames, slow
+
+
+def test_an_assisted_grant_never_touches_the_passback_window_while_the_hot_loop_verifies(devices):
+    config = fast_config(assist_window_s=5.0)
+    issuer = DemoIssuer.create()
+    frames, slow = paper_then_slow_code(issuer)
+    verifier = WatchedVerifier(Verifier(config.es1, config.gate, config.device, issuer.trust), slow)
+    recorder = Recorder()
+    sentry = Sentry(config, FrameList(frames), Decoder(config.decoder), verifier, devices, recorder)
+    with running(sentry):
+        assert verifier.entered_slow.wait(5)
+        press_button(devices.staff, 0.05)
+        wait_until(lambda: ("assisted", "accept", "ok") in recorder.scans(), what="the assisted grant")
+    assert verifier.overlaps == [False]
+
+
+def test_an_assisted_entry_is_recorded_even_if_the_passback_window_fails(devices):
+    config = fast_config(assist_window_s=5.0)
+    issuer = DemoIssuer.create()
+    frames, _ = paper_then_slow_code(issuer)
+    inner = Verifier(config.es1, config.gate, config.device, issuer.trust)
+    verifier = WatchedVerifier(inner, slow="", fail_assisted=True)
+    recorder = Recorder()
+    sentry = Sentry(config, FrameList(frames[:1]), Decoder(config.decoder), verifier, devices, recorder)
+    with running(sentry):
+        wait_until(lambda: recorder.scans(), what="the paper code's decision")
+        press_button(devices.staff, 0.05)
+        wait_until(lambda: len(recorder.scans()) == 2, what="the assisted scan event")
+    assert recorder.scans()[1] == ("assisted", "accept", "ok")
