@@ -210,3 +210,30 @@ def test_a_stranger_state_dir_is_refused_even_when_the_outbox_elsewhere_is_real(
     assert run(config_for(stranger, outbox), "--yes") == 1
     assert "does not look like the sentry's" in capsys.readouterr().err
     assert (outbox / "events.log").exists() and (stranger / "letter.txt").exists()
+
+
+def test_no_outbox_can_start_at_any_point_of_the_wipe(state, monkeypatch):
+    # The wipe holds the outbox's flock until it is done, but a flock lives on the lock file: once
+    # that file is unlinked, a daemon starting creates a new one, locks it, and runs on the state log
+    # the wipe is about to remove (its seq reservation then vanishes under it). So before every
+    # unlink, a sentry starting right then must still find the outbox in use.
+    from edge_sentry.storage import StorageError
+
+    outbox_dir = state / "outbox"
+    real_unlink = Path.unlink
+    started_before: list[str] = []
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        intruder = open_outbox(outbox_dir)
+        try:
+            intruder.start()
+        except StorageError:
+            pass
+        else:
+            started_before.append(self.name)
+            intruder.stop()
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert run(config_for(state), "--yes") == 0
+    assert started_before == []

@@ -208,7 +208,10 @@ def lock_outbox(outbox: Path) -> int | None:
 def execute(plan: Plan) -> list[str]:
     """Remove the planned files, then the folders left empty; return a line per failure."""
     failures = []
-    for path in plan.files:
+    # The outbox lock file goes last: the flock that keeps a starting daemon out lives on that file,
+    # and once it is unlinked a daemon would create a fresh one and run on what is left.
+    locks = [path for path in plan.outbox_files if path.name == OUTBOX_LOCK]
+    for path in [path for path in plan.files if path not in locks] + locks:
         try:
             path.unlink()
         except FileNotFoundError:
