@@ -661,6 +661,9 @@ class EventStore:
         """
         with self._lock:
             entries = list(self._live.items())
+            # Readers must go on reading the old file until the index moves to the new offsets:
+            # one that opened the path after the rename would read the new file at old offsets.
+            self._reader()
         if not entries:
             self._log.reset()
             return

@@ -266,3 +266,28 @@ def test_event_store_truncates_in_place_when_nothing_is_live(tmp_path):
     assert path.stat().st_size == len(MAGIC) and path.stat().st_ino == inode
     store.write([(4, "id-4", event_frame(4, {"id": "id-4"}))], [])
     assert store.oldest(5) == [{"id": "id-4"}]
+
+
+def test_a_read_while_compaction_swaps_the_files_gets_the_events_the_index_names(tmp_path):
+    # The link reads pending events on its own thread while the writer compacts. Between the rename
+    # of the new file and the move of the index to its offsets, a reader that opens the path must
+    # not read the new file at the old offsets: with frames of one size those land exactly on other
+    # events, which would be sent in place of the ones the index names.
+    path = tmp_path / "events.log"
+    store = EventStore(path)
+    store.open()
+    events = [{"id": f"id-{seq}", "seq": seq, "pad": "p" * 50} for seq in range(100, 140)]
+    store.write([(e["seq"], e["id"], event_frame(e["seq"], e)) for e in events], [])
+    store.write([], store.remove_seqs(range(100, 110)))
+    seen_mid_swap: list[list[dict]] = []
+    rewrite = store._log.rewrite
+
+    def rewrite_then_read(frames):
+        rewrite(frames)
+        seen_mid_swap.append(store.oldest(3))
+
+    store._log.rewrite = rewrite_then_read
+    store.compact()
+    assert seen_mid_swap == [events[10:13]]
+    assert store.oldest(3) == events[10:13]
+    store.close()
