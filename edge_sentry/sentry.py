@@ -207,6 +207,8 @@ class Sentry:
             if not self._verifier_faulted:
                 self._verifier_faulted = True
                 self.gate.set_fault("verifier")
+            # Recorded as a malformed code's denial, so shown as one at the gate too.
+            self.gate.deny("malformed")
             self.record(self._scan_event(None, "scan", (self._clock() - frame.t) * 1000))
             return
         if self._verifier_faulted:
@@ -214,6 +216,7 @@ class Sentry:
             self.gate.clear_fault("verifier")
         if decision.scheme == "vc1":
             # A venue poster in view: never a reason to open the gate; the self-test reads it.
+            self.gate.verifying(False)
             event = self._base("venue-code")
             event.update(reason=decision.reason)
             self.record(event)

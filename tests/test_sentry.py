@@ -240,7 +240,9 @@ def test_venue_poster_in_view_never_opens_the_gate(devices):
     verifier = Verifier(config.es1, config.gate, device, issuer.trust, root.public_key())
     sentry = Sentry(config, FrameList([frame]), Decoder(config.decoder), verifier, devices,
                     recorder)
-    run_for(sentry, 0.4)
+    with running(sentry):
+        wait_until(lambda: recorder.named("venue-code"), what="the venue code")
+        assert sentry.gate.state.value == "idle"  # nothing left showing "verifying"
     assert recorder.scans() == []
     assert [e["reason"] for e in recorder.named("venue-code")] == ["ok"]
     assert relay_pulses(devices) == 0
@@ -361,3 +363,28 @@ def test_an_assisted_entry_is_recorded_even_if_the_passback_window_fails(devices
         press_button(devices.staff, 0.05)
         wait_until(lambda: len(recorder.scans()) == 2, what="the assisted scan event")
     assert recorder.scans()[1] == ("assisted", "accept", "ok")
+
+
+class FailingVerifier:
+    def verify(self, text: str, now: float) -> Any:
+        raise RuntimeError("trust list in an impossible state")
+
+    def record_assisted(self, decision: Any, now: float) -> None:
+        pass
+
+
+def test_a_verifier_failure_denies_visibly_and_leaves_nothing_verifying(devices):
+    config = fast_config(fail_mode="secure")
+    issuer = DemoIssuer.create()
+    text = es1.issue(issuer.key, issuer="demo-issuer", lifetime_s=60)
+    frame = Scene([Cue(text=text, start=0, end=1)], duration=1).render_at(0.5)
+    recorder = Recorder()
+    sentry = Sentry(config, FrameList([frame]), Decoder(config.decoder), FailingVerifier(), devices,
+                    recorder)
+    with running(sentry):
+        wait_until(lambda: recorder.scans(), what="the failed decision")
+        assert recorder.scans() == [("scan", "deny", "malformed")]
+        assert any(s.state for s in devices.red.pin.states)  # the person at the gate sees a refusal
+        sentry.gate.clear_fault("verifier")
+        assert sentry.gate.state.value == "idle"
+    assert relay_pulses(devices) == 0
