@@ -162,27 +162,32 @@ class Daemon:
         )
         try:
             self.outbox.start()
-        except Exception:
+            verifier = Verifier.from_config(config, trust, root_key)
+            self.sentry = sentry = Sentry(
+                config,
+                self._source(demo, devices),
+                Decoder(config.decoder),
+                verifier,
+                devices,
+                self._record,
+                on_progress=self.notifier.progress,
+                sealer=sealer,
+                refusal=self._refusal,
+            )
+            push = TrustPush(trust, root_key, config.device.state_dir, record=self._record)
+            rig = selftest.Rig(
+                config, devices=devices, gate=sentry.gate, decoder=sentry.decoder, trust=trust,
+                trust_problem=trust_problem, root_key=root_key,
+            )
+            self._follow_pushes(verifier, push, rig, had_problem=trust_problem is not None)
+        except BaseException:
+            # A start that fails here (a scene file that cannot be read, say) must give back the
+            # pins and the outbox's folder lock, and stop its threads.
+            if self.sentry is not None:
+                self.sentry.close()
             devices.close()
+            self.outbox.stop()
             raise
-        verifier = Verifier.from_config(config, trust, root_key)
-        self.sentry = sentry = Sentry(
-            config,
-            self._source(demo, devices),
-            Decoder(config.decoder),
-            verifier,
-            devices,
-            self._record,
-            on_progress=self.notifier.progress,
-            sealer=sealer,
-            refusal=self._refusal,
-        )
-        push = TrustPush(trust, root_key, config.device.state_dir, record=self._record)
-        rig = selftest.Rig(
-            config, devices=devices, gate=sentry.gate, decoder=sentry.decoder, trust=trust,
-            trust_problem=trust_problem, root_key=root_key,
-        )
-        self._follow_pushes(verifier, push, rig, had_problem=trust_problem is not None)
         previous = {}
         if threading.current_thread() is threading.main_thread():  # only there can signals be taken
             previous = {
