@@ -197,7 +197,7 @@ class Daemon:
             self._record(self._start_event(trust, started))
             if trust_problem is not None:
                 self._record({"event": "trust-invalid", "t": int(time.time() * 1000)})
-                sentry.gate.set_fault("verifier")
+                sentry.gate.set_fault("trust")
             if config.mqtt is not None:
                 self.remote = Remote(
                     config, self.shadow, push, self.outbox, sentry, rig, self._request_restart
@@ -240,7 +240,7 @@ class Daemon:
             rig.trust, rig.trust_problem = new, None
             if problem[0]:
                 problem[0] = False
-                sentry.gate.clear_fault("verifier")
+                sentry.gate.clear_fault("trust")
 
         def on_config(new: Config) -> None:
             verifier.es1 = new.es1

@@ -29,3 +29,42 @@ def test_a_start_that_fails_after_the_outbox_opened_stops_it_again(tmp_path: Pat
     again = Outbox(tmp_path / "outbox", max_events=100, queue_size=10, retention_days=1)
     again.start()  # the folder's lock was given back
     again.stop()
+
+
+def test_an_unusable_trust_list_stays_a_fault_when_a_verifier_failure_clears(tmp_path: Path, monkeypatch):
+    """The hot loop clears only the fault it raised, never the one for the trust list."""
+    import json
+
+    from edge_sentry import daemon as daemon_module
+    from edge_sentry.verifier import Verifier
+
+    class FailsOnce(Verifier):
+        calls = 0
+
+        def verify(self, text, now):  # type: ignore[override]
+            FailsOnce.calls += 1
+            if FailsOnce.calls == 1:
+                raise RuntimeError("once")
+            return super().verify(text, now)
+
+    monkeypatch.setattr(daemon_module, "Verifier", FailsOnce)
+    (tmp_path / "scene.json").write_text(json.dumps({"duration": 10, "cues": [
+        {"text": "ES1:first", "start": 0.1, "end": 0.4},
+        {"text": "ES1:second", "start": 0.7, "end": 1.0},
+    ]}))  # fmt: skip
+    config = from_mapping(
+        {
+            "device": {"state_dir": str(tmp_path / "state")},
+            "camera": {"scene": str(tmp_path / "scene.json")},
+            "gpio": {"pin_factory": "mock"},
+            "outbox": {"path": str(tmp_path / "outbox")},
+            "log": {"format": "json"},
+        }
+    )
+    out = io.StringIO()
+    daemon = Daemon(config, stream=out, clock_probe=lambda: True)
+    assert daemon.run(duration=1.5) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in lines].count("trust-invalid") == 1
+    assert FailsOnce.calls >= 2
+    assert daemon.sentry is not None and daemon.sentry.gate.snapshot()["faults"] != []
