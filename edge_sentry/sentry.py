@@ -48,6 +48,8 @@ class Verifies(Protocol):
 
     def record_assisted(self, decision: Decision, now: float) -> None: ...
 
+    def withdraw(self, decision: Decision) -> None: ...
+
 
 @dataclass
 class LoopStats:
@@ -231,6 +233,8 @@ class Sentry:
                 refused = refused or "fault"
                 self.gate.deny(decision.reason)
                 t_relay = self._clock()
+                with self._verifier_lock:
+                    self.verifier.withdraw(decision)
         elif decision.reason == "assist":
             self.gate.await_assist(decision)
             t_relay = self._clock()

@@ -166,6 +166,10 @@ class PassbackWindow:
         when = self._seen.get(sub)
         return when is not None and abs(now - when) < self.window_s
 
+    def forget(self, sub: bytes) -> None:
+        """Take `sub` out again: it was accepted, but nobody was let in."""
+        self._seen.pop(sub, None)
+
     def record(self, sub: bytes, now: float) -> None:
         """Remember that `sub` was let in at `now`."""
         if self.window_s <= 0:
@@ -222,6 +226,12 @@ class Verifier:
         except Exception as exc:  # any surprise on hostile input is a denial, not a crash
             log.warning("verifier: %s input could not be read (%s)", scheme, type(exc).__name__)
             return Decision("deny", "malformed", scheme)
+
+    def withdraw(self, decision: Decision) -> None:
+        """An accepted code whose entry was refused (a policy, a secure fault): its holder was not
+        let in, so the next try must not be taken for a passback."""
+        if decision.accepted and decision.sub is not None:
+            self.passback.forget(decision.sub)
 
     def record_assisted(self, decision: Decision, now: float) -> None:
         """Put an assisted grant's subject in the passback window (staff let a paper code in)."""

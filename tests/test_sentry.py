@@ -388,3 +388,21 @@ def test_a_verifier_failure_denies_visibly_and_leaves_nothing_verifying(devices)
         sentry.gate.clear_fault("verifier")
         assert sentry.gate.state.value == "idle"
     assert relay_pulses(devices) == 0
+
+
+def test_a_refused_entry_does_not_count_as_a_passback_on_the_next_try(devices):
+    """Accepted but refused (a policy said no): nobody went in, so showing it again is no passback."""
+    config = fast_config()
+    issuer = DemoIssuer.create()
+    text = es1.issue(issuer.key, issuer="demo-issuer", lifetime_s=60)
+    code = Scene([Cue(text=text, start=0, end=1)], duration=1).render_at(0.5)
+    blank = Scene([], duration=1).render_at(0.5)
+    refusals = ["clock-unsynced"]
+    sentry, recorder = make_sentry(
+        config, FrameList([code, blank, code]), devices, issuer, presentation_gap_s=0.0,
+        refusal=lambda: refusals.pop() if refusals else None,
+    )
+    run_for(sentry, 0.6)
+    assert recorder.scans() == [("scan", "deny", "ok"), ("scan", "accept", "ok")]
+    assert recorder.named("scan")[0]["refused"] == "clock-unsynced"
+    assert relay_pulses(devices) == 1
