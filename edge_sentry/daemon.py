@@ -193,6 +193,9 @@ class Daemon:
             previous = {
                 sig: signal.signal(sig, self._handle_signal) for sig in (signal.SIGTERM, signal.SIGINT)
             }
+        watcher = threading.Thread(
+            target=self._watch, args=(push,), name="edge-sentry-watch", daemon=True
+        )
         try:
             self._record(self._start_event(trust, started))
             if trust_problem is not None:
@@ -205,9 +208,6 @@ class Daemon:
                 self.remote.start()
             self._check_trust(push.trust)
             self._check_clock()
-            watcher = threading.Thread(
-                target=self._watch, args=(push,), name="edge-sentry-watch", daemon=True
-            )
             watcher.start()
             self.notifier.ready(f"deciding at {config.device.site}/{config.device.entrance}")
             sentry.run(self.stop_event, duration)
@@ -216,13 +216,19 @@ class Daemon:
             self.stop_event.set()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            sentry.close()
-            devices.close()
-            self._record({"event": "stop", "t": int(time.time() * 1000), **self._summary()})
-            self.outbox.flush(2.0)
-            if self.remote is not None:
-                self.remote.stop()
-            self.outbox.stop()
+            try:
+                sentry.close()  # the gate first: the relay ends off
+            finally:
+                try:
+                    devices.close()
+                    self._record({"event": "stop", "t": int(time.time() * 1000), **self._summary()})
+                    self.outbox.flush(2.0)
+                    if self.remote is not None:
+                        self.remote.stop()
+                finally:
+                    self.outbox.stop()  # whatever failed above, queued events reach the disk
+            if watcher.is_alive():
+                watcher.join(2.0)
         return self.exit_status
 
     def _follow_pushes(

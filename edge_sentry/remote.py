@@ -70,9 +70,11 @@ class Remote:
             lambda: shadow.current.health.interval_s,
             state_dir=config.device.state_dir,
         )
-        # A report sent while disconnected is lost (QoS 0): send a fresh one on every connect, so
-        # the retained health never lags a reconnect by a whole interval.
-        self.link.add_connect_hook(lambda: self._publish_health(self.health.sample_now()))
+        # A report sent while disconnected is lost (QoS 0): send the latest again on every connect,
+        # so the retained health never lags a reconnect by a whole interval. Only the reporter's
+        # thread samples (a sample may wait on vcgencmd; the link's handler thread must not).
+        self._last_health: dict[str, Any] | None = None
+        self.link.add_connect_hook(self._republish_health)
 
     def _snapshot_source(self) -> Callable[[], bytes] | None:
         """A JPEG of the camera's main stream, where the camera can take one (the Pi camera)."""
@@ -90,7 +92,13 @@ class Remote:
         return snapshot
 
     def _publish_health(self, report: dict[str, Any]) -> None:
+        self._last_health = report
         self.link.publish("health", report, qos=0, retain=True)
+
+    def _republish_health(self) -> None:
+        report = self._last_health
+        if report is not None:
+            self.link.publish("health", report, qos=0, retain=True)
 
     def _collect(self) -> dict[str, Any]:
         stats = self.sentry.stats
