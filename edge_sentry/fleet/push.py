@@ -21,6 +21,7 @@ The watches are pure: the CLI feeds them each message after the push and asks wh
 
 from __future__ import annotations
 
+import abc
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -131,7 +132,7 @@ def next_version(known: Iterable[int]) -> int:
 # -- watching the answers ------------------------------------------------------------------------
 
 
-class Watch:
+class Watch(abc.ABC):
     """Outcomes per target; `see()` takes each (device, kind, decoded map) after the push."""
 
     def __init__(self, targets: Iterable[str], version: int) -> None:
@@ -142,8 +143,9 @@ class Watch:
     def pending(self) -> list[str]:
         return [t for t in self.targets if t not in self.outcomes]
 
+    @abc.abstractmethod
     def see(self, device: str, kind: str, doc: Mapping[str, Any] | None) -> None:
-        raise NotImplementedError
+        """Record what `device` said on its `kind` topic, if it answers this push."""
 
     def finish(self, offline: Iterable[str], timeout_s: float) -> list[Outcome]:
         """Every target's outcome, the unanswered ones as offline or no-answer, in target order."""
