@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 
-from .codes.keys import KID_LENGTH, kid_of
+from .codes.keys import KID_LENGTH, KeyFileError, kid_of, write_new
 from .config import PrivacyConfig
 from .errors import ConfigError, EdgeSentryError
 
@@ -76,7 +76,7 @@ class SubjectError(EdgeSentryError):
         super().__init__(message)
 
 
-class AuthorityKeyError(EdgeSentryError):
+class AuthorityKeyError(KeyFileError):
     """An authority key file that cannot be read or used; the message names the file."""
 
 
@@ -141,20 +141,6 @@ def load_private_key(path: str | os.PathLike[str]) -> X25519PrivateKey:
     return key
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create `path` with `mode` from its first byte; an existing file is never replaced."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise AuthorityKeyError(f"{path}: already exists; refusing to overwrite a key") from None
-    except OSError as exc:
-        raise AuthorityKeyError(f"{path}: cannot create ({exc.strerror})") from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def save_key_pair(key: X25519PrivateKey, private_path: Path, public_path: Path) -> None:
     """Write the private key (PKCS#8 PEM, 0600) and its public half (SPKI PEM, 0644).
 
@@ -170,8 +156,8 @@ def save_key_pair(key: X25519PrivateKey, private_path: Path, public_path: Path) 
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_new(private_path, private_pem, 0o600)
-    _write_new(public_path, public_pem, 0o644)
+    write_new(private_path, private_pem, 0o600, AuthorityKeyError)
+    write_new(public_path, public_pem, 0o644, AuthorityKeyError)
 
 
 # --- the sealed format: pure functions ---------------------------------------------------------

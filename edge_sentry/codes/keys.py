@@ -59,15 +59,21 @@ def trust_entry(key: Ed25519PublicKey | Ed25519PrivateKey, issuer: str) -> dict[
     }
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
+def write_new(
+    path: Path, data: bytes, mode: int, error: type[KeyFileError] = KeyFileError
+) -> None:
+    """Create `path` with `mode` from its first byte and make it durable; an existing file is never
+    replaced (a key overwritten by mistake is a key lost). Failures raise `error`, naming the file."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
+        raise error(f"{path}: already exists; refusing to overwrite a key") from None
     except OSError as exc:
-        raise KeyFileError(f"{path}: cannot create ({exc.strerror})") from None
+        raise error(f"{path}: cannot create ({exc.strerror})") from None
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> None:
@@ -75,7 +81,7 @@ def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> No
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_new(Path(path), pem, 0o600)
+    write_new(Path(path), pem, 0o600)
 
 
 def save_public_key(
@@ -86,7 +92,7 @@ def save_public_key(
     pem = public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_new(Path(path), pem, 0o644)
+    write_new(Path(path), pem, 0o644)
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:
