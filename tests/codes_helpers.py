@@ -84,3 +84,16 @@ def run_cli(argv: list[str], config: Config | None = None) -> int:
     verify.register(sub)
     args = parser.parse_args(argv)
     return args.func(args, config or Config())
+
+
+def apply_mutation(text: str, mutation: tuple[str, int, str]) -> str:
+    """One edit of a code text, for fuzzing: ("replace" | "insert" | "delete" | "truncate", index, char)."""
+    kind, i, ch = mutation
+    i = min(i, len(text))
+    if kind == "replace":
+        return text[:i] + ch + text[i + 1 :]
+    if kind == "insert":
+        return text[:i] + ch + text[i:]
+    if kind == "delete":
+        return text[:i] + text[i + 1 :]
+    return text[:i]

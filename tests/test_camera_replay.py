@@ -7,25 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeClock
 from PIL import Image
 
 from edge_sentry.camera.replay import ReplaySource
 from edge_sentry.camera.synthetic import Cue, Scene
 from edge_sentry.decoder import Decoder
 from edge_sentry.errors import CameraError
-
-
-class FakeClock:
-    def __init__(self, now: float = 50.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def write_images(folder: Path, names: list[str]) -> None:
@@ -75,7 +63,7 @@ def test_paced_replay_hands_out_frames_at_the_frame_rate(tmp_path: Path) -> None
     source.start()
     frames = [source.read(timeout=1) for _ in range(4)]
     assert [f.index for f in frames] == [0, 1, 2, 3]
-    assert [f.t for f in frames] == pytest.approx([50.0, 50.2, 50.4, 50.6])
+    assert [f.t for f in frames] == pytest.approx([100.0, 100.2, 100.4, 100.6])
     assert [level(f) for f in frames] == [20, 60, 100, 20]
     assert source.read(timeout=0.1) is None  # the next frame is 0.2 s away
     clock.now += 1.0  # a slow reader (now 51.7): frames in between are dropped, as by a camera

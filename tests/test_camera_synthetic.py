@@ -6,25 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from fakes import FakeClock
 
 from edge_sentry.camera.synthetic import Cue, Scene, SyntheticSource
 from edge_sentry.decoder import Decoder
 from edge_sentry.errors import CameraError
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the source sleeps or the test says so."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def read_texts(y: np.ndarray) -> list[str]:

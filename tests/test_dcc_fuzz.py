@@ -5,7 +5,7 @@ import zlib
 from typing import Any
 
 import cbor2
-from codes_helpers import NOW
+from codes_helpers import NOW, apply_mutation
 from dcc_helpers import (
     EC_CERT,
     EC_KEY,
@@ -172,24 +172,12 @@ def _text_mutation(length: int) -> st.SearchStrategy:
     )
 
 
-def _apply(text: str, mutation: tuple[str, int, str]) -> str:
-    kind, i, ch = mutation
-    i = min(i, len(text))
-    if kind == "replace":
-        return text[:i] + ch + text[i + 1 :]
-    if kind == "insert":
-        return text[:i] + ch + text[i:]
-    if kind == "delete":
-        return text[:i] + text[i + 1 :]
-    return text[:i]
-
-
 @FUZZ_SETTINGS
 @given(st.sampled_from([VALID_ES256, VALID_PS256]), st.data())
 def test_a_mutated_text_is_never_accepted_unless_it_inflates_to_the_same_message(original, data) -> None:
     text = original
     for mutation in data.draw(st.lists(_text_mutation(len(original)), min_size=1, max_size=4)):
-        text = _apply(text, mutation)
+        text = apply_mutation(text, mutation)
     if decided(text).verdict == "accept":
         # Only bits the format ignores may have changed (say, deflate's padding in its last byte).
         assert inflated(text) == VALID_COSE[original]

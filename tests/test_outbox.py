@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from fakes import FakeClock
 from tinydb import TinyDB
 
 from edge_sentry.outbox import Outbox
@@ -15,14 +16,6 @@ from edge_sentry.storage import LogStorage, OsLogFile, StorageError, iter_log
 
 DAY = 86400.0
 WAIT = 30.0  # generous bound for waits that succeed at once; never a speed assertion
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_760_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Alarms:
@@ -71,13 +64,13 @@ def test_put_pending_ack_round_trip_survives_reopen(tmp_path):
 
 
 def test_put_stamps_id_seq_and_time_on_a_copy(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_760_000_000.0)
     with make(tmp_path / "ob", clock=clock) as ob:
         event = scan_event(1)
         stamped = ob.put(event)
         assert stamped is not None and "id" not in event
         assert stamped["seq"] == 1
-        assert stamped["t"] == int(clock.t * 1000)
+        assert stamped["t"] == int(clock.now * 1000)
         assert len(stamped["id"]) == 36 and stamped["id"][14] == "7"
 
 
@@ -231,12 +224,12 @@ def test_a_full_queue_drops_counts_and_alarms_once_per_burst_without_blocking(tm
 
 
 def test_retention_purges_unsent_events_periodically_and_counts_them(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_760_000_000.0)
     with make(tmp_path / "ob", clock=clock, retention_days=1, retention_check_s=60) as ob:
         for n in range(3):
             ob.put(scan_event(n))
         assert ob.flush(WAIT)
-        clock.t += DAY + 1
+        clock.now += DAY + 1
         ob.put(scan_event(3))
         assert ob.flush(WAIT)
         assert [e["n"] for e in ob.pending(10)] == [3]
@@ -246,13 +239,13 @@ def test_retention_purges_unsent_events_periodically_and_counts_them(tmp_path):
 
 
 def test_retention_purges_at_start_and_the_purge_is_durable(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_760_000_000.0)
     with make(tmp_path / "ob", clock=clock, retention_days=2) as ob:
         for n in range(4):
             ob.put(scan_event(n))
-        clock.t += DAY
+        clock.now += DAY
         ob.put(scan_event(4))
-    clock.t += DAY + 60
+    clock.now += DAY + 60
     with make(tmp_path / "ob", clock=clock, retention_days=2) as ob:
         assert ob.stats()["dropped_retention"] == 4
         assert [e["n"] for e in ob.pending(10)] == [4]
@@ -310,12 +303,12 @@ def test_put_after_stop_returns_none(tmp_path):
 
 
 def test_stats_report_depth_age_and_seq(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_760_000_000.0)
     with make(tmp_path / "ob", clock=clock) as ob:
         assert ob.stats()["depth"] == 0 and ob.stats()["oldest_age_s"] == 0.0
         ob.put(scan_event(0))
         ob.flush(WAIT)
-        clock.t += 90
+        clock.now += 90
         stats = ob.stats()
         assert stats["depth"] == 1 and stats["seq"] == 1 and stats["queued"] == 0
         assert stats["oldest_age_s"] == pytest.approx(90, abs=0.01)

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
+from fakes import FakeClock
+
 from edge_sentry.health import sample
 from edge_sentry.outbox import Outbox
 
 DAY = 86400.0
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def outbox(path, clock: Clock) -> Outbox:
+def outbox(path, clock: FakeClock) -> Outbox:
     return Outbox(path, max_events=1000, queue_size=100, retention_days=14, clock=clock)
 
 
 def test_unsent_events_past_retention_are_purged_and_reported_in_health(tmp_path):
-    clock = Clock(1_800_000_000.0)
+    clock = FakeClock(1_800_000_000.0)
     with outbox(tmp_path / "outbox", clock) as box:
         for i in range(5):
             box.put({"event": "scan", "verdict": "accept", "n": i})

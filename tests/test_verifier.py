@@ -4,7 +4,7 @@ import dataclasses
 
 import cbor2
 import pytest
-from codes_helpers import ISSUER, NOW, SUB, make_verifier, trust_list
+from codes_helpers import ISSUER, NOW, SUB, apply_mutation, make_verifier, trust_list
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -389,23 +389,12 @@ _mutation = st.one_of(
 )
 
 
-def _apply(text: str, mutation: tuple[str, int, str]) -> str:
-    kind, i, ch = mutation
-    if kind == "replace":
-        return text[:i] + ch + text[i + 1 :]
-    if kind == "insert":
-        return text[:i] + ch + text[i:]
-    if kind == "delete":
-        return text[:i] + text[i + 1 :]
-    return text[:i]
-
-
 @FUZZ_SETTINGS
 @given(st.lists(_mutation, min_size=1, max_size=4))
 def test_a_mutated_valid_code_is_never_accepted(mutations: list) -> None:
     text = VALID
     for mutation in mutations:
-        text = _apply(text, mutation)
+        text = apply_mutation(text, mutation)
     if text == VALID:
         return
     decision = FUZZ.verify(text, NOW)
