@@ -36,9 +36,9 @@ from .link.shadow import ConfigShadow
 from .link.trustpush import TrustPush, load_initial
 from .outbox import Outbox
 from .privacy import Sealer
-from .remote import RESTART_EXIT, Remote
 from .sentry import Sentry
 from .service import Notifier
+from .uplink import RESTART_EXIT, Uplink
 from .verifier import Verifier
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Daemon:
         self.notifier = Notifier()
         self.sentry: Sentry | None = None
         self.outbox: Outbox | None = None
-        self.remote: Remote | None = None
+        self.uplink: Uplink | None = None
         self.exit_status = 0
         self._logged_early: set[str] = set()
         self._trust_stale = False
@@ -114,8 +114,8 @@ class Daemon:
             self._logged_early.discard(event.get("id"))
         if not early:
             self.events.write(event)
-        if self.remote is not None:
-            self.remote.wake()
+        if self.uplink is not None:
+            self.uplink.wake()
 
     def _on_alarm(self, name: str, details: dict[str, Any]) -> None:
         """Outbox alarms (`disk-low`, `outbox-full`) are logged at once, not once durable: the
@@ -202,10 +202,10 @@ class Daemon:
                 self._record({"event": "trust-invalid", "t": int(time.time() * 1000)})
                 sentry.gate.set_fault("trust")
             if config.mqtt is not None:
-                self.remote = Remote(
+                self.uplink = Uplink(
                     config, self.shadow, push, self.outbox, sentry, rig, self._request_restart
                 )
-                self.remote.start()
+                self.uplink.start()
             self._check_trust(push.trust)
             self._check_clock()
             watcher.start()
@@ -223,8 +223,8 @@ class Daemon:
                     devices.close()
                     self._record({"event": "stop", "t": int(time.time() * 1000), **self._summary()})
                     self.outbox.flush(2.0)
-                    if self.remote is not None:
-                        self.remote.stop()
+                    if self.uplink is not None:
+                        self.uplink.stop()
                 finally:
                     self.outbox.stop()  # whatever failed above, queued events reach the disk
             if watcher.is_alive():

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge_sentry import selftest
-from edge_sentry.commands.selftest import open_rig
+from edge_sentry.cli.selftest import open_rig
 from edge_sentry.config import Config, load
 
 DEFAULT_CONFIG = "/etc/edge-sentry/sentry.toml"

@@ -75,7 +75,7 @@ def iso(epoch: float) -> str:
 def run_cli(argv: list[str], config: Config | None = None) -> int:
     """Parse `argv` with the codes and verify commands' own parsers and run the handler in-process,
     as the main entry point does; the config is given instead of loaded."""
-    from edge_sentry.commands import codes, verify
+    from edge_sentry.cli import codes, verify
 
     parser = argparse.ArgumentParser(prog="edge-sentry")
     parser.add_argument("--config")

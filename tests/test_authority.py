@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge_sentry import privacy
-from edge_sentry.commands import authority
+from edge_sentry.cli import authority
 from edge_sentry.config import Config
 
 SUB = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")

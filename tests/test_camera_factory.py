@@ -87,7 +87,7 @@ def test_picamera2_chosen_without_picamera2_installed_is_a_clear_camera_error() 
         "from edge_sentry.config import CameraConfig\n"
         "from edge_sentry.errors import CameraError\n"
         "source = open_source(CameraConfig(source='picamera2'))\n"
-        "print(type(source).__name__, 'edge_sentry.camera.picamera2' in sys.modules)\n"
+        "print(type(source).__name__, 'edge_sentry.camera.pi_camera' in sys.modules)\n"
         "try:\n"
         "    source.start()\n"
         "except CameraError as exc:\n"

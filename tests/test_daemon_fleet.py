@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 
 from edge_sentry.config import from_mapping
 from edge_sentry.daemon import Daemon
-from edge_sentry.remote import RESTART_EXIT
+from edge_sentry.uplink import RESTART_EXIT
 
 WAIT = 20.0
 
@@ -117,8 +117,8 @@ def test_pulse_gate_and_restart_commands(broker, subscriber, tmp_path):
     with running(daemon) as outcome:
         assert sub.wait_for(f"{prefix}/state", lambda m: cbor2.loads(m.payload)["online"], WAIT)
         # The birth goes out at CONNACK, before the command subscription is active.
-        assert sub.wait(lambda: daemon.remote is not None, WAIT)
-        assert daemon.remote is not None and daemon.remote.link.wait_subscribed(WAIT)
+        assert sub.wait(lambda: daemon.uplink is not None, WAIT)
+        assert daemon.uplink is not None and daemon.uplink.link.wait_subscribed(WAIT)
         deadline = int((time.time() + 30) * 1000)
         answer = ask(sub, prefix, "pulse-gate", {"deadline": deadline})
         if answer["status"] == "rejected":
@@ -150,8 +150,8 @@ def test_fleet_status_and_tail_see_a_running_daemon(broker, tmp_path):
     exe = str(Path(sys.executable).with_name("edge-sentry"))
     daemon = make_daemon(broker, tmp_path)
     with running(daemon):
-        assert wait_until(lambda: daemon.remote is not None)
-        assert daemon.remote is not None and daemon.remote.link.wait_subscribed(WAIT)
+        assert wait_until(lambda: daemon.uplink is not None)
+        assert daemon.uplink is not None and daemon.uplink.link.wait_subscribed(WAIT)
         tail = subprocess.run(
             [exe, "--config", str(operator), "fleet", "tail", "--json", "--count", "1",
              "--duration", str(WAIT)],

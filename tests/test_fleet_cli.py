@@ -27,7 +27,7 @@ from edge_sentry.codes import keys
 from edge_sentry.config import Config, from_mapping
 from edge_sentry.health import Paths, sample
 from edge_sentry.link import Link
-from edge_sentry.link.commands import Commands, builtin_commands
+from edge_sentry.link.remote_commands import RemoteCommands, builtin_commands
 from edge_sentry.link.shadow import ConfigShadow
 from edge_sentry.link.trustpush import TrustPush
 from edge_sentry.outbox import Outbox
@@ -43,7 +43,7 @@ GHOST = "gate-9"  # a sentry known only from retained messages that the test pub
 def fleet(argv: list[str], config: Config) -> int:
     """Parse `fleet ARGV` with the fleet command's own parser and run its handler in-process, as
     the entry point does."""
-    from edge_sentry.commands import fleet as fleet_command
+    from edge_sentry.cli import fleet as fleet_command
 
     parser = argparse.ArgumentParser(prog="edge-sentry")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,7 +107,7 @@ def sentries(broker: Broker, broker_config: Callable[..., Config], subscriber: A
         config = broker_config(device)
         shadow = ConfigShadow(config)
         trust = TrustPush(trust_list(keys.generate(), version=3), root.public_key(), config.device.state_dir)
-        commands = Commands(config.device.state_dir, builtin_commands(
+        commands = RemoteCommands(config.device.state_dir, builtin_commands(
             grant=rig.gate.grant if rig is not None else (lambda mode: None),
             request_restart=lambda: None,
             allow_snapshot=lambda: False,
@@ -123,7 +123,7 @@ def sentries(broker: Broker, broker_config: Callable[..., Config], subscriber: A
         link.start()
         sentry = Sentry(device, link, shadow, trust, prefix)
         made.append(sentry)
-        # Commands are not retained: one sent before the sentry's SUBACK would be lost.
+        # RemoteCommands are not retained: one sent before the sentry's SUBACK would be lost.
         assert link.wait_subscribed(WAIT), broker.log_tail()
         born = watcher.wait_for(f"{prefix}/state", lambda m: cbor2.loads(m.payload).get("online") is True,
                                 timeout=WAIT)

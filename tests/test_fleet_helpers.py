@@ -15,7 +15,7 @@ import pytest
 from broker import free_port
 
 from edge_sentry.config import Config, from_mapping
-from edge_sentry.fleet import command as cmd
+from edge_sentry.fleet import command_request as cmd
 from edge_sentry.fleet import push, status, tail
 from edge_sentry.fleet.client import (
     FleetError,
@@ -275,7 +275,7 @@ def test_lines_say_a_subject_is_sealed_and_never_show_it():
 
 
 def fleet(argv: list[str], config: Config) -> int:
-    from edge_sentry.commands import fleet as fleet_command
+    from edge_sentry.cli import fleet as fleet_command
 
     parser = argparse.ArgumentParser(prog="edge-sentry")
     sub = parser.add_subparsers(dest="command", required=True)

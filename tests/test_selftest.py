@@ -19,8 +19,8 @@ from gpiozero.pins.mock import MockFactory
 
 from edge_sentry import selftest
 from edge_sentry.camera.synthetic import Cue, Scene, SyntheticSource
+from edge_sentry.cli import selftest as selftest_cli
 from edge_sentry.codes import keys, vc1
-from edge_sentry.commands import selftest as selftest_cli
 from edge_sentry.config import Config, GpioConfig, from_mapping
 from edge_sentry.errors import GpioError
 from edge_sentry.gpio import GateDevices, build_devices

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from tinydb import TinyDB
 
-from edge_sentry.commands import wipe
+from edge_sentry.cli import wipe
 from edge_sentry.config import Config, DeviceConfig, OutboxConfig
 from edge_sentry.outbox import Outbox
 from edge_sentry.storage import LogStorage

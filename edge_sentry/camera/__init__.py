@@ -40,7 +40,7 @@ def open_source(cfg: CameraConfig, scene: Scene | None = None) -> FrameSource:
             raise CameraError("camera.path is required when camera.source is 'replay'")
         return ReplaySource(cfg.path, fps=cfg.fps, loop=cfg.loop)
     if cfg.source == "picamera2":
-        from .picamera2 import Picamera2Source
+        from .pi_camera import Picamera2Source
 
         return Picamera2Source(cfg)
     raise CameraError(

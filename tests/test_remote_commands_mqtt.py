@@ -16,7 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_sentry.link import Link
-from edge_sentry.link.commands import Commands, builtin_commands
+from edge_sentry.link.remote_commands import RemoteCommands, builtin_commands
 
 WAIT = 20.0
 
@@ -57,7 +57,7 @@ def remote(broker, broker_config, subscriber) -> Iterator[Remote]:
     config = broker_config()
     restarted = threading.Event()
     with gate_rig() as rig:
-        commands = Commands(
+        commands = RemoteCommands(
             config.device.state_dir,
             builtin_commands(
                 grant=rig.gate.grant,

@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from edge_sentry.camera.picamera2 import Picamera2Source, frame_time
+from edge_sentry.camera.pi_camera import Picamera2Source, frame_time
 from edge_sentry.config import CameraConfig
 from edge_sentry.errors import CameraError
 

@@ -13,9 +13,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .config import Config, load
-from .errors import ConfigError, EdgeSentryError
+from .. import __version__
+from ..config import Config, load
+from ..errors import ConfigError, EdgeSentryError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _usage_error(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import authority, codes, fleet, run, scan, selftest, verify, wipe
+    from . import authority, codes, fleet, run, scan, selftest, verify, wipe
 
     parser = argparse.ArgumentParser(
         prog="edge-sentry",

@@ -15,12 +15,12 @@ from gate_helpers import Rig, gate_rig
 
 from edge_sentry import selftest
 from edge_sentry.config import Config
-from edge_sentry.link.commands import (
+from edge_sentry.link.remote_commands import (
     STATE_FILE,
     Command,
     CommandError,
     CommandRejected,
-    Commands,
+    RemoteCommands,
     builtin_commands,
 )
 
@@ -68,7 +68,7 @@ def calls() -> Calls:
     return Calls()
 
 
-def make(state: Path, rig: Rig, calls: Calls, **kwargs: Any) -> Commands:
+def make(state: Path, rig: Rig, calls: Calls, **kwargs: Any) -> RemoteCommands:
     commands = builtin_commands(
         grant=rig.gate.grant,
         request_restart=calls.restart,
@@ -77,11 +77,11 @@ def make(state: Path, rig: Rig, calls: Calls, **kwargs: Any) -> Commands:
         selftest=calls.selftest,
         selftest_parts=("clock", "relay", "camera"),
     )
-    return Commands(state, commands, clock=lambda: NOW, clock_synced=lambda: calls.synced, **kwargs)
+    return RemoteCommands(state, commands, clock=lambda: NOW, clock_synced=lambda: calls.synced, **kwargs)
 
 
 @pytest.fixture
-def commands(tmp_path: Path, rig: Rig, calls: Calls) -> Commands:
+def commands(tmp_path: Path, rig: Rig, calls: Calls) -> RemoteCommands:
     return make(tmp_path, rig, calls)
 
 
@@ -92,7 +92,7 @@ def remote_grants(rig: Rig) -> list[dict[str, Any]]:
 # -- pulse-gate ---------------------------------------------------------------------------------
 
 
-def test_pulse_gate_grants_once_with_mode_remote(commands: Commands, rig: Rig):
+def test_pulse_gate_grants_once_with_mode_remote(commands: RemoteCommands, rig: Rig):
     reply = commands.handle("pulse-gate", request(), b"id-1")
     assert reply is not None
     assert reply.response == {"status": "ok", "result": {"granted": True}, "t": NOW_MS}
@@ -102,7 +102,7 @@ def test_pulse_gate_grants_once_with_mode_remote(commands: Commands, rig: Rig):
 
 @pytest.mark.parametrize("late_ms", [0, 1, 3_600_000])
 def test_a_pulse_gate_after_its_deadline_is_expired_and_never_moves_the_relay(
-    commands: Commands, rig: Rig, late_ms: int
+    commands: RemoteCommands, rig: Rig, late_ms: int
 ):
     reply = commands.handle("pulse-gate", request(NOW_MS - late_ms), b"id-late")
     assert reply is not None and reply.response["status"] == "expired"
@@ -112,7 +112,7 @@ def test_a_pulse_gate_after_its_deadline_is_expired_and_never_moves_the_relay(
     assert not rig.relay_on()
 
 
-def test_a_redelivered_request_is_neither_run_nor_answered_again(commands: Commands, rig: Rig):
+def test_a_redelivered_request_is_neither_run_nor_answered_again(commands: RemoteCommands, rig: Rig):
     first = commands.handle("pulse-gate", request(), b"same")
     assert first is not None and first.response["status"] == "ok"
     assert commands.handle("pulse-gate", request(), b"same") is None
@@ -140,12 +140,12 @@ def test_a_request_interrupted_by_a_crash_is_not_run_after_the_restart(tmp_path:
 
     def pulse(_args: Any) -> Any:
         runs.append("first")
-        restarted = Commands(tmp_path, {"pulse-gate": Command(lambda a: runs.append("again"))},
+        restarted = RemoteCommands(tmp_path, {"pulse-gate": Command(lambda a: runs.append("again"))},
                              clock=lambda: NOW)  # fmt: skip
         seen_by_restarted.append(restarted.handle("pulse-gate", request(), b"crash"))
         return {"granted": True}
 
-    Commands(tmp_path, {"pulse-gate": Command(pulse)}, clock=lambda: NOW).handle(
+    RemoteCommands(tmp_path, {"pulse-gate": Command(pulse)}, clock=lambda: NOW).handle(
         "pulse-gate", request(), b"crash"
     )
     assert runs == ["first"]
@@ -154,14 +154,14 @@ def test_a_request_interrupted_by_a_crash_is_not_run_after_the_restart(tmp_path:
     assert "not run again" in reply.response["error"]
 
 
-def test_a_refused_grant_is_an_error(commands: Commands, rig: Rig):
+def test_a_refused_grant_is_an_error(commands: RemoteCommands, rig: Rig):
     rig.gate.set_fault("camera")  # secure fail mode: no automatic or remote grant
     reply = commands.handle("pulse-gate", request(), b"fault")
     assert reply is not None and reply.response["status"] == "error"
     assert rig.intervals("relay") == []
 
 
-def test_pulse_gate_is_refused_while_the_clock_is_unsynchronised(commands: Commands, rig: Rig, calls):
+def test_pulse_gate_is_refused_while_the_clock_is_unsynchronised(commands: RemoteCommands, rig: Rig, calls):
     calls.synced = False
     reply = commands.handle("pulse-gate", request(), b"unsynced")
     assert reply is not None and reply.response["status"] == "rejected"
@@ -171,7 +171,7 @@ def test_pulse_gate_is_refused_while_the_clock_is_unsynchronised(commands: Comma
     assert reply is not None and reply.response["status"] == "ok"
 
 
-def test_pulse_gate_takes_no_args(commands: Commands, rig: Rig):
+def test_pulse_gate_takes_no_args(commands: RemoteCommands, rig: Rig):
     reply = commands.handle("pulse-gate", request(args={"hold_s": 60}), b"args")
     assert reply is not None and reply.response["status"] == "rejected"
     assert rig.events.of("grant") == []
@@ -197,7 +197,7 @@ BAD_REQUESTS = {
 
 
 @pytest.mark.parametrize("payload", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
-def test_a_bad_request_is_rejected_and_not_run(commands: Commands, rig: Rig, payload: bytes):
+def test_a_bad_request_is_rejected_and_not_run(commands: RemoteCommands, rig: Rig, payload: bytes):
     reply = commands.handle("pulse-gate", payload, b"bad")
     assert reply is not None and reply.response["status"] == "rejected"
     assert isinstance(reply.response["error"], str) and reply.response["t"] == NOW_MS
@@ -211,20 +211,20 @@ def test_an_oversized_request_is_rejected(tmp_path: Path, rig: Rig, calls: Calls
 
 
 @pytest.mark.parametrize("correlation", [None, b""])
-def test_a_request_without_correlation_data_is_rejected(commands: Commands, rig: Rig, correlation):
+def test_a_request_without_correlation_data_is_rejected(commands: RemoteCommands, rig: Rig, correlation):
     reply = commands.handle("pulse-gate", request(), correlation)
     assert reply is not None and reply.response["status"] == "rejected"
     assert rig.events.of("grant") == []
 
 
-def test_an_unknown_command_is_answered_as_such(commands: Commands):
+def test_an_unknown_command_is_answered_as_such(commands: RemoteCommands):
     reply = commands.handle("open-sesame", request(), b"x")
     assert reply is not None and reply.response["status"] == "unknown-command"
     reply = commands.handle("open-sesame", b"garbage", b"y")
     assert reply is not None and reply.response["status"] == "unknown-command"
 
 
-def test_json_typed_by_hand_is_accepted(commands: Commands, rig: Rig):
+def test_json_typed_by_hand_is_accepted(commands: RemoteCommands, rig: Rig):
     payload = json.dumps({"deadline": NOW_MS + 5000, "args": {}}).encode()
     reply = commands.handle("pulse-gate", payload, b"json")
     assert reply is not None and reply.response["status"] == "ok"
@@ -234,7 +234,7 @@ def test_a_command_that_crashes_is_an_error(tmp_path: Path):
     def broken(_args: Any) -> Any:
         raise KeyError("secret detail")
 
-    commands = Commands(tmp_path, {"x": Command(broken)}, clock=lambda: NOW)
+    commands = RemoteCommands(tmp_path, {"x": Command(broken)}, clock=lambda: NOW)
     reply = commands.handle("x", request(), b"1")
     assert reply is not None and reply.response == {
         "status": "error",
@@ -250,7 +250,7 @@ def test_command_errors_and_refusals_carry_their_message(tmp_path: Path):
     def refuses(_args: Any) -> Any:
         raise CommandRejected("not now")
 
-    commands = Commands(tmp_path, {"f": Command(fails), "r": Command(refuses)}, clock=lambda: NOW)
+    commands = RemoteCommands(tmp_path, {"f": Command(fails), "r": Command(refuses)}, clock=lambda: NOW)
     assert commands.handle("f", request(), b"1").response["error"] == "relay driver absent"
     assert commands.handle("r", request(), b"2").response == {"status": "rejected", "error": "not now",
                                                               "t": NOW_MS}  # fmt: skip
@@ -259,7 +259,7 @@ def test_command_errors_and_refusals_carry_their_message(tmp_path: Path):
 # -- restart, snapshot, selftest ----------------------------------------------------------------
 
 
-def test_restart_answers_first_and_stops_after(commands: Commands, calls: Calls):
+def test_restart_answers_first_and_stops_after(commands: RemoteCommands, calls: Calls):
     reply = commands.handle("restart", request(), b"r1")
     assert reply is not None and reply.response["status"] == "ok"
     assert calls.restarts == 0, "restart must wait until the answer is sent"
@@ -279,7 +279,7 @@ def test_a_restart_request_redelivered_after_the_restart_does_not_restart_again(
     assert calls.restarts == 1
 
 
-def test_snapshot_needs_the_opt_in(commands: Commands, calls: Calls):
+def test_snapshot_needs_the_opt_in(commands: RemoteCommands, calls: Calls):
     reply = commands.handle("snapshot", request(), b"s1")
     assert reply is not None and reply.response["status"] == "rejected"
     assert calls.snapshots == 0
@@ -299,7 +299,7 @@ def test_a_snapshot_is_never_written_to_disk(tmp_path: Path, rig: Rig, calls: Ca
 
 
 def test_snapshot_without_a_camera_is_an_error(tmp_path: Path, rig: Rig):
-    commands = Commands(
+    commands = RemoteCommands(
         tmp_path,
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: True,
                          snapshot=None, selftest=lambda parts: []),
@@ -309,7 +309,7 @@ def test_snapshot_without_a_camera_is_an_error(tmp_path: Path, rig: Rig):
     assert reply is not None and reply.response["status"] == "error"
 
 
-def test_selftest_runs_the_asked_parts_and_reports_each(commands: Commands, calls: Calls):
+def test_selftest_runs_the_asked_parts_and_reports_each(commands: RemoteCommands, calls: Calls):
     reply = commands.handle("selftest", request(args={"parts": ["clock"]}), b"t1")
     assert reply is not None and reply.response["status"] == "ok"
     assert reply.response["result"]["passed"] is True
@@ -320,14 +320,14 @@ def test_selftest_runs_the_asked_parts_and_reports_each(commands: Commands, call
 
 
 @pytest.mark.parametrize("args", [{"parts": ["warp-drive"]}, {"parts": "clock"}, {"verbose": True}])
-def test_selftest_refuses_unknown_parts_and_args(commands: Commands, calls: Calls, args):
+def test_selftest_refuses_unknown_parts_and_args(commands: RemoteCommands, calls: Calls, args):
     reply = commands.handle("selftest", request(args=args), b"bad-args")
     assert reply is not None and reply.response["status"] == "rejected"
     assert calls.selftests == []
 
 
 def test_a_failed_part_is_an_ok_response_that_did_not_pass(tmp_path: Path, rig: Rig):
-    commands = Commands(
+    commands = RemoteCommands(
         tmp_path,
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: False,
                          snapshot=None,
@@ -345,7 +345,7 @@ def test_a_selftest_of_the_relay_moves_the_strike_so_an_unsynchronised_clock_ref
     """The relay part pulses the strike through the running gate, exactly as pulse-gate does: a
     replayed request must not open the gate on a clock where every deadline looks fresh."""
     parts = selftest.Rig(Config(), gate=rig.gate, clock_synced=lambda: calls.synced)
-    commands = Commands(
+    commands = RemoteCommands(
         tmp_path,
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: False,
                          snapshot=None, selftest=selftest.remote_runner(parts),
@@ -368,7 +368,7 @@ def test_a_selftest_of_the_relay_moves_the_strike_so_an_unsynchronised_clock_ref
 # -- the remembered ids -------------------------------------------------------------------------
 
 
-def test_responses_are_cbor_encodable(commands: Commands, calls: Calls):
+def test_responses_are_cbor_encodable(commands: RemoteCommands, calls: Calls):
     calls.allow = True
     for i, name in enumerate(("pulse-gate", "restart", "snapshot", "selftest", "nope")):
         reply = commands.handle(name, request(), f"c{i}".encode())
@@ -387,7 +387,7 @@ def test_the_remembered_ids_are_bounded(tmp_path: Path, rig: Rig, calls: Calls):
 
 def test_an_unreadable_id_file_is_ignored_with_a_warning(tmp_path: Path, rig: Rig, calls: Calls, caplog):
     (tmp_path / STATE_FILE).write_text("{not json")
-    with caplog.at_level(logging.WARNING, logger="edge_sentry.link.commands"):
+    with caplog.at_level(logging.WARNING, logger="edge_sentry.link.remote_commands"):
         commands = make(tmp_path, rig, calls)
     assert any("commands.json" in r.getMessage() for r in caplog.records)
     reply = commands.handle("pulse-gate", request(), b"fresh")
@@ -401,11 +401,11 @@ def test_a_result_that_json_cannot_hold_is_remembered_without_it(tmp_path: Path)
         runs.append(1)
         return {"blob": b"\x00\x01"}
 
-    commands = Commands(tmp_path, {"raw": Command(raw)}, clock=lambda: NOW)
+    commands = RemoteCommands(tmp_path, {"raw": Command(raw)}, clock=lambda: NOW)
     reply = commands.handle("raw", request(), b"r")
     assert reply is not None and reply.response["result"] == {"blob": b"\x00\x01"}
     kept = json.loads((tmp_path / STATE_FILE).read_text())
     assert kept[0]["response"]["status"] == "error"
-    again = Commands(tmp_path, {"raw": Command(raw)}, clock=lambda: NOW).handle("raw", request(), b"r")
+    again = RemoteCommands(tmp_path, {"raw": Command(raw)}, clock=lambda: NOW).handle("raw", request(), b"r")
     assert again is not None and again.response["status"] == "error"
     assert runs == [1]

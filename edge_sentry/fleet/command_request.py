@@ -1,6 +1,6 @@
 """Remote commands from the operator's side: the request, where its answer goes, how to print it.
 
-The sentry (`link.commands`) takes `{"deadline": ms since 1970, "args": {...}}` on `cmd/{name}`,
+The sentry (`link.remote_commands`) takes `{"deadline": ms since 1970, "args": {...}}` on `cmd/{name}`,
 with an MQTT 5 response topic and correlation data, runs it at most once per correlation id and
 answers `{"status", "result" | "error", "t"}` on the response topic. Under the broker's ACL a sentry
 may publish only under its own prefix, so the response topic is `{prefix}/reply/{random}`: unique

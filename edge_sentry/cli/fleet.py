@@ -26,7 +26,7 @@ from ..codes import keys
 from ..codes.trust import TrustList
 from ..config import Config
 from ..errors import EdgeSentryError
-from ..fleet import command as cmd
+from ..fleet import command_request as cmd
 from ..fleet import push, status, tail
 from ..fleet.client import (
     DEFAULT_TIMEOUT_S,

@@ -18,7 +18,7 @@ from . import selftest
 from .config import Config
 from .health import HealthReporter
 from .link import Link
-from .link.commands import Commands, builtin_commands
+from .link.remote_commands import RemoteCommands, builtin_commands
 from .link.shadow import ConfigShadow
 from .link.trustpush import TrustPush
 from .outbox import Outbox
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 RESTART_EXIT = 75
 
 
-class Remote:
+class Uplink:
     """Link, shadow, trust push, commands and health for one run of the daemon."""
 
     def __init__(
@@ -49,7 +49,7 @@ class Remote:
         self.outbox = outbox
         self.sentry = sentry
         self.link = Link(config, outbox)
-        commands = Commands(
+        commands = RemoteCommands(
             config.device.state_dir,
             builtin_commands(
                 grant=sentry.gate.grant,

@@ -90,7 +90,7 @@ class Reply:
     after: Callable[[], None] | None = None
 
 
-class Commands:
+class RemoteCommands:
     """Checks and runs requests; one instance per sentry, shared by all `cmd/{name}` topics.
 
     `clock_synced` says whether the wall clock can be trusted (None: unknown, treated as yes).
