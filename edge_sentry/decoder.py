@@ -99,13 +99,15 @@ def check_frame(y: object) -> np.ndarray:
 
 def _absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # Both uint8 differences wrap; the smaller one is the true |a - b|. No widening copy needed.
-    return np.minimum(a - b, b - a)
+    smaller: np.ndarray = np.minimum(a - b, b - a)
+    return smaller
 
 
 def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
     rows, cols = values.shape[0] // block, values.shape[1] // block
     by_rows = values.reshape(rows, block, values.shape[1]).sum(axis=1, dtype=np.uint32)
-    return by_rows.reshape(rows, cols, block).sum(axis=2)
+    sums: np.ndarray = by_rows.reshape(rows, cols, block).sum(axis=2)
+    return sums
 
 
 def edge_density(y: np.ndarray, step: int, block: int = 8) -> np.ndarray:
@@ -122,7 +124,8 @@ def edge_density(y: np.ndarray, step: int, block: int = 8) -> np.ndarray:
     here = d[:h, :w]
     across = _block_sums(_absdiff(here, d[:h, 1 : w + 1]), block)
     down = _block_sums(_absdiff(here, d[1 : h + 1, :w]), block)
-    return np.minimum(across, down).astype(np.float32) / (block * block)
+    density: np.ndarray = np.minimum(across, down).astype(np.float32) / (block * block)
+    return density
 
 
 def _run(mask: np.ndarray, i: int) -> tuple[int, int]:
@@ -149,8 +152,8 @@ def code_like_boxes(density: np.ndarray, threshold: float, limit: int) -> list[t
         r, c = np.unravel_index(int(np.argmax(np.where(seeds, density, -1.0))), density.shape)
         box = (int(r), int(r) + 1, int(c), int(c) + 1)
         for _ in range(8):
-            left, right = _run(grow[box[0] : box[1]].any(axis=0), int(c))
-            top, bottom = _run(grow[:, left:right].any(axis=1), int(r))
+            left, right = _run(np.asarray(grow[box[0] : box[1]].any(axis=0)), int(c))
+            top, bottom = _run(np.asarray(grow[:, left:right].any(axis=1)), int(r))
             if (top, bottom, left, right) == box:
                 break
             box = (top, bottom, left, right)

@@ -421,11 +421,13 @@ class Gate:
         if self._closed:
             return None
         if self._faults and self._cfg.fail_mode == "secure" and mode not in PERSON_MODES:
-            return self._refuse_locked(mode, "fault", context)
+            self._refuse_locked(mode, "fault", context)
+            return None
         t_relay = self._relay.pulse(self._cfg.pulse_ms / 1000)
         if t_relay is None:
             log.error("grant %s refused: the relay guard is not running", mode)
-            return self._refuse_locked(mode, "relay", context)
+            self._refuse_locked(mode, "relay", context)
+            return None
         self._verifying = False
         self._credits += 1
         self._window_until = max(t_relay, self._clock()) + self._cfg.grant_window_s

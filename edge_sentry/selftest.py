@@ -78,7 +78,7 @@ def clock_synchronised() -> bool | None:
         timex = ctypes.create_string_buffer(512)  # struct timex is 208 bytes; modes (0) come first
         state = adjtimex(timex)
         if state >= 0:
-            return state != _TIME_ERROR
+            return bool(state != _TIME_ERROR)
     if shutil.which("timedatectl"):
         try:
             done = subprocess.run(

@@ -595,7 +595,7 @@ class EventStore:
     def oldest(self, limit: int, after_seq: int | None = None) -> list[dict[str, Any]]:
         """Up to `limit` live events, oldest first, read from the file; only seq > after_seq."""
         with self._lock:
-            picked = []
+            picked: list[int] = []
             for seq, (where, _id) in self._live.items():
                 if len(picked) >= limit:
                     break
@@ -712,7 +712,8 @@ class EventStore:
         if found is None:
             log.error("%s: an event's record no longer checks out at offset %d", self.path, offset)
             return None
-        return found[0][3]
+        document: dict[str, Any] = found[0][3]
+        return document
 
     def _add(self, seq: int, event_id: str, offset: int, size: int) -> None:
         if seq in self._live:

@@ -147,7 +147,8 @@ class Picamera2Source(FrameSource):
             job = self._camera.capture_request(wait=False)
             request = self._camera.wait(job, timeout=wait)
             try:
-                return request.make_array("main")
+                still: np.ndarray = request.make_array("main")
+                return still
             finally:
                 request.release()
         except TimeoutError:

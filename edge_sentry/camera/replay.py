@@ -112,10 +112,10 @@ class ReplaySource(FrameSource):
             ) as exc:
                 failures.append((p, exc))
         if not images:
-            p, exc = failures[0]
-            raise CameraError(f"cannot read replay image {str(p)!r}: {exc}")
-        for p, exc in failures:
-            log.warning("replay: skipping unreadable image %s: %s", p, exc)
+            first, why = failures[0]
+            raise CameraError(f"cannot read replay image {str(first)!r}: {why}")
+        for skipped, why in failures:
+            log.warning("replay: skipping unreadable image %s: %s", skipped, why)
         self._images, self.files = images, files
         self._started = True
         self._ticker.start()

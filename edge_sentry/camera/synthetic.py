@@ -210,7 +210,7 @@ def entrance_background(width: int, height: int, seed: int = 0) -> np.ndarray:
         row = floor_y + int((h - floor_y) * (k / 8) ** 1.6)
         out[row : row + 2, :] -= 18
     blotch = rng.normal(0.0, 8.0, (h // 24 + 2, w // 24 + 2)).astype(np.float32)
-    out += np.asarray(Image.fromarray(blotch, mode="F").resize((w, h), Image.BILINEAR))
+    out += np.asarray(Image.fromarray(blotch, mode="F").resize((w, h), Image.Resampling.BILINEAR))
     out += rng.normal(0.0, 3.0, (h, w)).astype(np.float32)
     return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -243,7 +243,7 @@ def _phone(cue: Cue, height: int) -> tuple[Image.Image, Image.Image]:
     # through a lens, and a module need not be a whole number of pixels.
     k = max(1, math.ceil(4 * side / n))
     big = np.where(np.repeat(np.repeat(matrix, k, axis=0), k, axis=1), _DARK_MODULE, _SCREEN)
-    code = Image.fromarray(big.astype(np.uint8)).resize((side, side), Image.BOX)
+    code = Image.fromarray(big.astype(np.uint8)).resize((side, side), Image.Resampling.BOX)
 
     screen_w = round(side * 1.12)
     screen_h = round(screen_w * 2.0)
@@ -277,7 +277,7 @@ def _draw_sprite(cue: Cue, width: int, height: int) -> _Sprite:
     # the mask too makes an out-of-focus phone's outline melt into the background as well.
     both = Image.merge("LA", (phone, mask))
     if cue.rotation % 360:
-        both = both.rotate(cue.rotation, resample=Image.BICUBIC, expand=True)
+        both = both.rotate(cue.rotation, resample=Image.Resampling.BICUBIC, expand=True)
     if cue.blur > 0:
         both = both.filter(ImageFilter.GaussianBlur(cue.blur))
     luma, alpha = (np.asarray(band, dtype=np.uint16) for band in both.split())

@@ -394,7 +394,8 @@ def _await_response(client: FleetClient, reply_topic: str, state_topic: str, cor
                 return None
         elif message.topic == reply_topic and message.correlation_data == correlation:
             try:
-                return payloads.decode(message.payload, message.content_type)
+                answer: dict[str, Any] = payloads.decode(message.payload, message.content_type)
+                return answer
             except payloads.PayloadError as exc:
                 print(f"edge-sentry fleet command: unreadable answer from {device}: {exc}", file=sys.stderr)
                 return None

@@ -59,7 +59,7 @@ def read_gray(path: str) -> np.ndarray:
         raise ValueError(f"cannot read the image: {type(exc).__name__}") from None
 
 
-def scan_image(y: np.ndarray, decoder: Decoder, verifier: Verifier, now: float) -> list[dict]:
+def scan_image(y: np.ndarray, decoder: Decoder, verifier: Verifier, now: float) -> list[dict[str, Any]]:
     """Every code in `y`, decided at `now`, by its text's hash only."""
     if min(y.shape) < MIN_SIDE:
         return []  # an icon or a thumbnail: readable, but no QR symbol fits in it

@@ -88,9 +88,11 @@ def _open_gpio(config: Config, rig: selftest.Rig, stack: contextlib.ExitStack) -
 
 def _open_camera(config: Config, rig: selftest.Rig, stack: contextlib.ExitStack) -> None:
     from ..camera import open_source
+    from ..camera.base import FrameSource
     from ..demo import DemoIssuer, DemoSource
 
     cam = config.camera
+    source: FrameSource
     try:
         if cam.source == "synthetic" and cam.scene == "demo":
             source = DemoSource(config, DemoIssuer.create())

@@ -166,8 +166,8 @@ def plan_wipe(state_dir: Path, outbox: Path, log_file: Path | None) -> Plan:
             if root != state_dir:
                 plan.folders.append(root)
         foreign = [p for p in plan.foreign if state_dir in p.parents]
-        owned = plan.state_files + [p for p in plan.outbox_files if state_dir in p.parents]
-        if foreign and not owned:
+        ours = plan.state_files + [p for p in plan.outbox_files if state_dir in p.parents]
+        if foreign and not ours:
             raise WipeRefused(
                 f"device.state_dir {state_dir} does not look like the sentry's: none of its "
                 f"{len(foreign)} entries is a file the sentry writes; nothing erased"

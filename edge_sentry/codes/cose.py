@@ -159,8 +159,10 @@ class Sign1:
     def kid(self) -> bytes | None:
         """The key id, from the protected header first, else the unprotected one."""
         if HEADER_KID in self.protected_header:
-            return self.protected_header[HEADER_KID]
-        return self.unprotected.get(HEADER_KID)
+            kid: bytes | None = self.protected_header[HEADER_KID]
+            return kid
+        found: bytes | None = self.unprotected.get(HEADER_KID)
+        return found
 
 
 def loads(data: bytes, *, what: str = "CBOR", max_depth: int = 16) -> Any:

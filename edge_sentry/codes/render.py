@@ -38,14 +38,18 @@ def code_png(text: str, *, scale: int = 8, border: int = QUIET_ZONE) -> bytes:
     return to_png(code_image(text, scale=scale, border=border))
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+Box = tuple[float, float, float, float]
+
+
+def _font(size: int) -> Font:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, ImportError, OSError):  # Pillow without FreeType: small bitmap font
         return ImageFont.load_default()
 
 
-def _fitted_text(draw: ImageDraw.ImageDraw, text: str, width: int, size: int) -> tuple:
+def _fitted_text(draw: ImageDraw.ImageDraw, text: str, width: int, size: int) -> tuple[Font, Box]:
     """The largest font up to `size` that fits `text` in `width` pixels, and the text's box."""
     while True:
         font = _font(size)
@@ -60,7 +64,7 @@ def _centred(draw: ImageDraw.ImageDraw, text: str, top: int, size: int, page_wid
     font, box = _fitted_text(draw, text, page_width - 120, size)
     left = (page_width - (box[2] - box[0])) // 2 - box[0]
     draw.text((left, top - box[1]), text, fill=0, font=font)
-    return top + (box[3] - box[1])
+    return top + int(box[3] - box[1])
 
 
 def poster_image(

@@ -63,7 +63,8 @@ class Device:
         """True or False as the sentry (or its Last Will) said; None when it said nothing."""
         if self.state is None or not isinstance(self.state.get("online"), bool):
             return None
-        return self.state["online"]
+        online: bool = self.state["online"]
+        return online
 
     def versions(self, source: str) -> list[int]:
         """Every version of `source` ("device" or "site") that this sentry reports as applied or
@@ -137,6 +138,11 @@ def _slot(kind: str) -> str:
     return {topics.STATE: "state", topics.HEALTH: "health", topics.CONFIG_REPORTED: "reported"}[kind]
 
 
+def _map(value: Any) -> Mapping[str, Any]:
+    """A sub-map of a report, or an empty one where the sentry sent something else."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -157,8 +163,8 @@ def row(device: Device) -> dict[str, Any]:
     state = device.state or {}
     health = device.health or {}
     reported = device.reported or {}
-    outbox = health.get("outbox") if isinstance(health.get("outbox"), Mapping) else {}
-    throttled = health.get("throttled") if isinstance(health.get("throttled"), Mapping) else {}
+    outbox = _map(health.get("outbox"))
+    throttled = _map(health.get("throttled"))
     seen = [t for t in (_int(state.get("t")), _int(health.get("t"))) if t is not None]
     gate = health.get("gate") if isinstance(health.get("gate"), str) else None
     alarms = []
@@ -168,7 +174,9 @@ def row(device: Device) -> dict[str, Any]:
         alarms.append("outbox-disk-error")
     if _flags(throttled.get("now")):
         alarms.append("throttled")
-    errors = reported.get("errors") if isinstance(reported.get("errors"), list) else []
+    errors = reported.get("errors")
+    if not isinstance(errors, list):
+        errors = []
     config_version = _int(state.get("config_version"))
     if config_version is None:
         config_version = _int(health.get("config_version"))

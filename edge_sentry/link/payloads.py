@@ -60,7 +60,7 @@ def decode(
     *,
     max_size: int = DEFAULT_MAX_PAYLOAD,
     max_depth: int = DEFAULT_MAX_DEPTH,
-    expect: type[dict] | type[list] | None = dict,
+    expect: type[dict[Any, Any]] | type[list[Any]] | None = dict,
 ) -> Any:
     """Decode one incoming payload; raise PayloadError and nothing else.
 
@@ -198,7 +198,7 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_top(value: Any, expect: type[dict] | type[list] | None) -> None:
+def _check_top(value: Any, expect: type[dict[Any, Any]] | type[list[Any]] | None) -> None:
     if expect is dict and not isinstance(value, dict):
         raise PayloadError(f"payload must be a map, not {_type_name(value)}")
     if expect is list and not isinstance(value, list):
