@@ -53,8 +53,9 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.table import Document
 
+from .errors import StorageError
 from .records import EventIdGenerator, event_id_ms, stamp
-from .storage import EventStore, LogStorage, Opener, OsLogFile, StorageError, event_frame
+from .storage import EventStore, LogStorage, Opener, OsLogFile, event_frame
 
 log = logging.getLogger(__name__)
 

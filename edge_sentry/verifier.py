@@ -67,10 +67,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .codes import dcc, dcc_rules, es1, vc1
-from .codes.cose import UnsupportedAlgorithmError
 from .codes.trust import TrustList
 from .config import Config, DccConfig, DeviceConfig, Es1Config, GateConfig
-from .errors import CodeError
+from .errors import CodeError, UnsupportedAlgorithmError
 
 log = logging.getLogger(__name__)
 

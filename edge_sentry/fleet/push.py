@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeSentryError
+from ..errors import UsageError
 from ..link import topics
 
 APPLIED = "applied"
@@ -42,10 +42,6 @@ DEVICE = "device"
 SITE = "site"
 
 _LEAVES = (str, int, float, bool)
-
-
-class UsageError(EdgeSentryError):
-    """A file or option that cannot be used; nothing was published."""
 
 
 @dataclass

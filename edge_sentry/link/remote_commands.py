@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CommandError, CommandRejected, PayloadError
 from . import payloads, topics
-from .payloads import PayloadError
 from .shadow import write_atomic
 
 if TYPE_CHECKING:
@@ -58,14 +58,6 @@ ERROR = "error"
 EXPIRED = "expired"
 REJECTED = "rejected"
 UNKNOWN = "unknown-command"
-
-
-class CommandError(Exception):
-    """Raised by a command that ran and failed: answered `error` with this message."""
-
-
-class CommandRejected(Exception):
-    """Raised by a command that refuses its request (bad args, not allowed): answered `rejected`."""
 
 
 @dataclass(frozen=True)
