@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from .. import privacy
 from ..config import Config
 from ..errors import AuthorityKeyError, EdgeSentryError, SubjectError
+from ..vocabulary import Event
 
 REPORTED_FIELDS = ("id", "t", "site", "entrance")
 PRIVATE_NAME = "authority.key.pem"
@@ -189,7 +190,7 @@ def open_event(event: Mapping[str, Any], key: X25519PrivateKey) -> dict[str, Any
 def _is_other_event(event: Mapping[str, Any]) -> bool:
     """A start, stop or alarm line of the daemon's log: not a scan, nothing to open."""
     name = event.get("event")
-    return name is not None and name != "scan"
+    return name is not None and name != Event.SCAN
 
 
 def handle_open(args: argparse.Namespace, _config: Config) -> int:

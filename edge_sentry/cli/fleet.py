@@ -37,6 +37,7 @@ from ..fleet.client import (
     site_filter,
 )
 from ..link import payloads, topics
+from ..vocabulary import CommandStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_BROKER = 0, 1, 2, 3, 4
 
@@ -365,7 +366,7 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     if response is None:
         return EXIT_NO_ANSWER
     print(json.dumps(cmd.printable(response)))
-    return EXIT_OK if response.get("status") == cmd.OK else EXIT_FAILED
+    return EXIT_OK if response.get("status") == CommandStatus.OK else EXIT_FAILED
 
 
 def _await_response(client: FleetClient, reply_topic: str, state_topic: str, correlation: bytes,

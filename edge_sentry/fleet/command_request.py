@@ -23,7 +23,6 @@ from ..errors import ArgError
 from ..link import topics
 from .client import device_topic
 
-OK = "ok"
 REPLY = "reply"
 
 

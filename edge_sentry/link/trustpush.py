@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ..codes import cose
 from ..codes.trust import TrustList
 from ..errors import CodeError, TrustListError, TrustRefused, UnsupportedAlgorithmError
+from ..vocabulary import Event
 from . import topics
 from .shadow import write_atomic
 
@@ -157,7 +158,9 @@ class TrustPush:
                 listener(pushed)
             except Exception:
                 log.exception("trust listener %r failed", listener)
-        event = self._event("trust-updated", version=pushed.version, previous=current.version, persisted=kept)
+        event = self._event(
+            Event.TRUST_UPDATED, version=pushed.version, previous=current.version, persisted=kept
+        )
         return Outcome("accepted", version=pushed.version, event=event)
 
     def attach(self, link: Link) -> None:
@@ -198,7 +201,7 @@ class TrustPush:
     def _refuse(self, reason: str, detail: str, version: int | None, current: TrustList) -> Outcome:
         log.warning("trust list refused (%s): %s; keeping version %d", reason, detail, current.version)
         event = self._event(
-            "trust-rejected", reason=reason, detail=detail, version=version, current=current.version
+            Event.TRUST_REJECTED, reason=reason, detail=detail, version=version, current=current.version
         )
         return Outcome("rejected", reason, detail, version, event)
 
