@@ -40,6 +40,7 @@ from .sentry import Sentry
 from .service import Notifier
 from .uplink import RESTART_EXIT, Uplink
 from .verifier import Verifier
+from .vocabulary import Event, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class Daemon:
         try:
             self._record(self._start_event(trust, started))
             if trust_problem is not None:
-                self._record({"event": "trust-invalid", "t": int(time.time() * 1000)})
+                self._record({"event": Event.TRUST_INVALID, "t": int(time.time() * 1000)})
                 sentry.gate.set_fault("trust")
             if config.mqtt is not None:
                 self.uplink = Uplink(
@@ -221,7 +222,7 @@ class Daemon:
             finally:
                 try:
                     devices.close()
-                    self._record({"event": "stop", "t": int(time.time() * 1000), **self._summary()})
+                    self._record({"event": Event.STOP, "t": int(time.time() * 1000), **self._summary()})
                     self.outbox.flush(2.0)
                     if self.uplink is not None:
                         self.uplink.stop()
@@ -259,7 +260,7 @@ class Daemon:
     def _start_event(self, trust: TrustList, started: float) -> dict[str, Any]:
         config = self.config
         return {
-            "event": "start",
+            "event": Event.START,
             "t": int(time.time() * 1000),
             "site": config.device.site,
             "device": config.device.id,
@@ -287,9 +288,9 @@ class Daemon:
         Read by the hot loop per decision: two flags, set by the watcher thread."""
         current = self.shadow.current
         if self._trust_stale and current.trust.stale_policy == "deny":
-            return "trust-stale"
+            return Refusal.TRUST_STALE
         if self._clock_synced is False and current.clock.unsynced_clock == "deny":
-            return "clock-unsynced"
+            return Refusal.CLOCK_UNSYNCED
         return None
 
     def _check_trust(self, trust: TrustList) -> None:
@@ -298,7 +299,7 @@ class Daemon:
         if stale and not self._trust_stale:
             self._record(
                 {
-                    "event": "trust-stale",
+                    "event": Event.TRUST_STALE,
                     "t": int(time.time() * 1000),
                     "age_h": round(trust.age_s(time.time()) / 3600, 1),
                     "policy": policy.stale_policy,
@@ -311,7 +312,7 @@ class Daemon:
         if synced is False and self._clock_synced is not False:
             self._record(
                 {
-                    "event": "clock-unsynced",
+                    "event": Event.CLOCK_UNSYNCED,
                     "t": int(time.time() * 1000),
                     "policy": self.shadow.current.clock.unsynced_clock,
                 }

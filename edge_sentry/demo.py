@@ -24,6 +24,7 @@ from .codes import base45, cose, es1, keys
 from .codes.trust import TrustList
 from .config import Config
 from .gpio import GateDevices
+from .vocabulary import Reason, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,11 @@ PASS_S = 20.0
 
 #: What the demo expects each step to be decided as, for the tests and for people reading the log.
 EXPECTED = {
-    "valid": ("accept", "ok"),
-    "expired": ("deny", "expired"),
-    "forged": ("deny", "bad-signature"),
-    "stale": ("deny", "stale"),
-    "passback": ("deny", "passback"),
+    "valid": (Verdict.ACCEPT, Reason.OK),
+    "expired": (Verdict.DENY, Reason.EXPIRED),
+    "forged": (Verdict.DENY, Reason.BAD_SIGNATURE),
+    "stale": (Verdict.DENY, Reason.STALE),
+    "passback": (Verdict.DENY, Reason.PASSBACK),
 }
 
 

@@ -1,7 +1,13 @@
-"""The sentry's exception tree.
+"""The sentry's exception tree: every exception class of the package, in one flat, documented list.
 
 Callers catch the narrowest class that they can act on; the CLI turns any of these into a one-line
-message and an exit code, so no traceback ever reaches a field technician's terminal.
+message and an exit code (UsageError and ConfigError: 2), so no traceback ever reaches a field
+technician's terminal. A class also derives from the builtin a caller would naturally catch for it
+(a malformed input is a ValueError, a broker that cannot be reached a ConnectionError). Where no
+builtin fits, or where one would be caught by a broad handler meant for something else, the class
+derives from EdgeSentryError alone, and its docstring says why.
+
+This module defines classes only: it never imports from the package, so any module may import it.
 """
 
 from __future__ import annotations
@@ -11,12 +17,35 @@ class EdgeSentryError(Exception):
     """Base of every error the sentry raises on purpose."""
 
 
-class ConfigError(EdgeSentryError):
+# -- configuration and command line ------------------------------------------------------------
+
+
+class ConfigError(EdgeSentryError, ValueError):
     """A configuration that cannot be used; carries every problem found, each by key path."""
 
-    def __init__(self, problems: list[tuple[str, str]]):
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+
+
+class UsageError(EdgeSentryError, ValueError):
+    """A command-line option, argument or input file that cannot be used; the message names it.
+    Nothing was sent, written or published; every command exits 2 for it."""
+
+
+class ArgError(UsageError):
+    """A command's `--arg` that is not KEY=VALUE, or names a key twice."""
+
+
+class WipeRefused(EdgeSentryError):
+    """Wipe will not touch anything; the message says why and what to do.
+
+    No builtin base: some refusals come from the filesystem (a lock it cannot take), others from
+    the rules (a folder no wipe may work in); the caller acts the same on both.
+    """
+
+
+# -- hardware ----------------------------------------------------------------------------------
 
 
 class CameraError(EdgeSentryError):
@@ -27,9 +56,98 @@ class GpioError(EdgeSentryError):
     """The pin factory or a gate device could not be set up."""
 
 
-class TrustListError(EdgeSentryError):
+# -- codes, keys and trust lists ---------------------------------------------------------------
+
+
+class CodeError(EdgeSentryError, ValueError):
+    """An entry code whose bytes do not follow its format; maps to the `malformed` reason."""
+
+
+class UnsupportedAlgorithmError(CodeError):
+    """A well-formed message signed with an algorithm this build cannot verify."""
+
+
+class TrustListError(EdgeSentryError, ValueError):
     """A trust list that cannot be read or does not follow the trust-list format."""
 
 
-class CodeError(EdgeSentryError):
-    """An entry code whose bytes do not follow its format; maps to the `malformed` reason."""
+class KeyFileError(EdgeSentryError):
+    """A key file that cannot be written, read or used; the message names the file.
+
+    Not an OSError: the key commands tell a file they could not write (OSError, exit 1) from a key
+    the operator must fix (exit 2), and this is the second kind.
+    """
+
+
+class AuthorityKeyError(KeyFileError):
+    """An authority key file that cannot be read or used; the message names the file."""
+
+
+class SubjectError(EdgeSentryError, ValueError):
+    """A sealed subject that cannot be opened; `reason` is one short word for reports.
+
+    Reasons: `malformed` (not the sealed-subject format), `no-context` (the event lacks site,
+    device, entrance or an integer t), `wrong-key` (sealed to another authority key),
+    `cannot-open` (the key fits but the ciphertext or the event's fields were altered).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+# -- storage -----------------------------------------------------------------------------------
+
+
+class StorageError(EdgeSentryError):
+    """A log file that cannot be used at all: not ours, unreadable, or locked by another process.
+
+    Not an OSError: the outbox and the log files treat an OSError as a disk that may recover (retry,
+    count it in health), while this is a file they must never use.
+    """
+
+
+# -- the fleet link ----------------------------------------------------------------------------
+
+
+class TopicError(EdgeSentryError, ValueError):
+    """A topic or topic segment that does not follow the naming contract."""
+
+
+class PayloadError(EdgeSentryError, ValueError):
+    """A payload that cannot be used: too large, malformed, or not the expected shape."""
+
+
+class ConfigRejected(EdgeSentryError, ValueError):
+    """A desired config that is not applied; carries its problems, each as (key path, message), for
+    the `errors` of `config/reported`."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
+        self.problems = problems
+
+
+class TrustRefused(EdgeSentryError, ValueError):
+    """A pushed trust list that is not taken; `reason` is the short word of the `trust-rejected`
+    event, `detail` says what was wrong."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class CommandError(EdgeSentryError, RuntimeError):
+    """Raised by a remote command that ran and failed: answered `error` with this message."""
+
+
+class CommandRejected(EdgeSentryError, ValueError):
+    """Raised by a remote command that refuses its request (bad args, not allowed): answered
+    `rejected` with this message."""
+
+
+# -- the operator's tools ----------------------------------------------------------------------
+
+
+class FleetError(EdgeSentryError, ConnectionError):
+    """The broker cannot be used for this request: unreachable, refused, or it refused a message."""

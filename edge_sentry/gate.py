@@ -32,6 +32,7 @@ from gpiozero import DeviceClosed, OutputDevice
 
 from .config import GateConfig
 from .gpio import GateDevices
+from .vocabulary import Event, Mode
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ Emit = Callable[[str, dict[str, Any]], None]
 JOIN_TIMEOUT_S = 2.0
 # Grants decided by a person at the gate (staff, someone leaving): they still open the gate in a
 # secure fault, when nothing automatic can be trusted to.
-PERSON_MODES = frozenset({"manual", "exit", "assisted"})
+PERSON_MODES = frozenset({Mode.MANUAL, Mode.EXIT, Mode.ASSISTED})
 
 
 class GateState(enum.StrEnum):
@@ -276,7 +277,7 @@ class Gate:
         with self._lock:
             self._verifying = active and not self._closed
 
-    def grant(self, mode: str = "scan", context: object | None = None) -> float | None:
+    def grant(self, mode: str = Mode.SCAN, context: object | None = None) -> float | None:
         """Release the strike for one person; return the clock value once the relay is on.
 
         The relay is switched before anything else (lights, buzzer, events), so the returned
@@ -332,7 +333,7 @@ class Gate:
                 return
             self._faults.add(cause)
             self._counters["faults"] += 1
-            self._queue("fault", cause=cause, fail_mode=self._cfg.fail_mode)
+            self._queue(Event.FAULT, cause=cause, fail_mode=self._cfg.fail_mode)
             if self._cfg.fail_mode == "safe" and len(self._faults) == 1:
                 self._relay.hold()
         self._deliver()
@@ -343,7 +344,7 @@ class Gate:
             if cause not in self._faults:
                 return
             self._faults.discard(cause)
-            self._queue("fault-cleared", cause=cause)
+            self._queue(Event.FAULT_CLEARED, cause=cause)
             if self._cfg.fail_mode == "safe" and not self._faults:
                 self._relay.release()
         self._deliver()
@@ -448,13 +449,13 @@ class Gate:
             if assist is not None and self._clock() < assist.until:
                 self._assist = None
                 self._deadlines.pop("assist", None)
-                self._grant_locked("assisted", assist.context)
+                self._grant_locked(Mode.ASSISTED, assist.context)
             else:
-                self._grant_locked("manual", None)
+                self._grant_locked(Mode.MANUAL, None)
         self._deliver()
 
     def _on_exit(self) -> None:
-        self.grant("exit")
+        self.grant(Mode.EXIT)
 
     def _on_door_opened(self) -> None:
         with self._lock:
@@ -468,8 +469,8 @@ class Gate:
         self._door_open = True
         self._opened_at = now
         self._counters["door_openings"] += 1
-        self._set_deadline("door-held", now + self._cfg.held_open_s)
-        self._queue("door-opened")
+        self._set_deadline(Event.DOOR_HELD, now + self._cfg.held_open_s)
+        self._queue(Event.DOOR_OPENED)
         if not classify:
             return
         if self._window_active(now):
@@ -478,13 +479,13 @@ class Gate:
             else:
                 # the door already opened once for the grants of this window: someone follows
                 self._counters["tailgates"] += 1
-                self._queue("tailgate")
+                self._queue(Event.TAILGATE)
         elif self._faults and self._cfg.fail_mode == "safe":
             pass  # the gate is deliberately released: opening it is not forcing it
         else:
-            self._alarms.add("door-forced")
+            self._alarms.add(Event.DOOR_FORCED)
             self._counters["door_forced"] += 1
-            self._queue("door-forced")
+            self._queue(Event.DOOR_FORCED)
 
     def _on_door_closed(self) -> None:
         with self._lock:
@@ -492,9 +493,9 @@ class Gate:
                 return
             open_s = self._clock() - self._opened_at
             self._door_open = False
-            self._deadlines.pop("door-held", None)
+            self._deadlines.pop(Event.DOOR_HELD, None)
             self._alarms.clear()  # both door alarms end with the door shut
-            self._queue("door-closed", open_s=round(open_s, 3))
+            self._queue(Event.DOOR_CLOSED, open_s=round(open_s, 3))
             if self._credits == 0:
                 # nobody else is waiting to pass: lock again now rather than at the pulse's end
                 self._relay.cancel_pulse()
@@ -504,7 +505,7 @@ class Gate:
         if self._assist is None:
             return
         self._counters["assists_expired"] += 1
-        self._queue("assist-expired", context=self._assist.context)
+        self._queue(Event.ASSIST_EXPIRED, context=self._assist.context)
         self._assist = None
         self._deadlines.pop("assist", None)
 
@@ -515,11 +516,11 @@ class Gate:
             self._counters["grants_unused"] += self._credits
             self._credits = 0
             self._window_until = None
-        elif name == "door-held":
-            if self._door_open and "door-held" not in self._alarms:
-                self._alarms.add("door-held")
+        elif name == Event.DOOR_HELD:
+            if self._door_open and Event.DOOR_HELD not in self._alarms:
+                self._alarms.add(Event.DOOR_HELD)
                 self._counters["door_held"] += 1
-                self._queue("door-held", open_s=round(now - self._opened_at, 3))
+                self._queue(Event.DOOR_HELD, open_s=round(now - self._opened_at, 3))
         elif name == "assist" and self._assist is not None:
             self._expire_assist()
 

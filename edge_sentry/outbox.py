@@ -53,8 +53,10 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.table import Document
 
+from .errors import StorageError
 from .records import EventIdGenerator, event_id_ms, stamp
-from .storage import EventStore, LogStorage, Opener, OsLogFile, StorageError, event_frame
+from .storage import EventStore, LogStorage, Opener, OsLogFile, event_frame
+from .vocabulary import Event
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +257,7 @@ class Outbox:
                 if not self._full_burst:
                     self._full_burst = True
                     reason = "queue-full" if len(self._queue) >= self._queue_size else "no-seq"
-                    self._alarm("outbox-full", {"reason": reason, "queue_size": self._queue_size,
+                    self._alarm(Event.OUTBOX_FULL, {"reason": reason, "queue_size": self._queue_size,
                                                 "dropped_full": self._dropped_full})
                 return None
             seq = self._next_seq
@@ -512,7 +514,7 @@ class Outbox:
             self._disk_error = errno.errorcode.get(exc.errno or 0, "OSError")
             log.error("outbox: cannot write (%s); %d events held in memory, retrying",
                       self._disk_error, len(self._buffer))
-            self._alarm("disk-low", {"error": self._disk_error, "buffered": len(self._buffer),
+            self._alarm(Event.DISK_LOW, {"error": self._disk_error, "buffered": len(self._buffer),
                                      "path": str(self.path)})
 
     def _maybe_compact(self) -> None:
@@ -539,7 +541,7 @@ class Outbox:
         free = st.f_bavail * st.f_frsize
         if free < self._min_free_bytes and not self._low_space:
             self._low_space = True
-            self._alarm("disk-low", {"free_bytes": free, "path": str(self.path)})
+            self._alarm(Event.DISK_LOW, {"free_bytes": free, "path": str(self.path)})
         elif free >= 2 * self._min_free_bytes:
             self._low_space = False
 

@@ -46,9 +46,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 
-from .codes.keys import KID_LENGTH, KeyFileError, kid_of, write_new
+from .codes.keys import KID_LENGTH, kid_of, write_new
 from .config import PrivacyConfig
-from .errors import ConfigError, EdgeSentryError
+from .errors import AuthorityKeyError, ConfigError, SubjectError
 
 SUBJECT_VERSION = 1
 INFO = b"edge-sentry subject v1"
@@ -61,23 +61,6 @@ CONTEXT_FIELDS = ("site", "device", "entrance", "t")
 SUITE = CipherSuite.new(
     KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305
 )
-
-
-class SubjectError(EdgeSentryError):
-    """A sealed subject that cannot be opened; `reason` is one short word for reports.
-
-    Reasons: `malformed` (not the format above), `no-context` (the event lacks site, device,
-    entrance or an integer t), `wrong-key` (sealed to another authority key), `cannot-open` (the
-    key fits but the ciphertext or the event's fields were altered).
-    """
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
-
-
-class AuthorityKeyError(KeyFileError):
-    """An authority key file that cannot be read or used; the message names the file."""
 
 
 # --- keys -------------------------------------------------------------------------------------

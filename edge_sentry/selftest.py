@@ -42,6 +42,7 @@ from .codes.trust import TrustList
 from .config import Config
 from .gpio import GateDevices
 from .storage import fsync_dir
+from .vocabulary import Mode
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Decodes(Protocol):
 
 
 class GrantsGate(Protocol):
-    def grant(self, mode: str = "scan", context: object | None = None) -> float | None: ...
+    def grant(self, mode: str = Mode.SCAN, context: object | None = None) -> float | None: ...
 
     def snapshot(self) -> dict[str, Any]: ...
 

@@ -28,6 +28,7 @@ from .gate import Gate
 from .gpio import GateDevices
 from .privacy import Sealer
 from .verifier import Decision
+from .vocabulary import Event, Mode, Reason, Refusal, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ Record = Callable[[dict[str, Any]], dict[str, Any] | None]
 # Gate events that the scan events already say: a scan's grant or deny is not recorded twice.
 _COVERED_BY_SCAN = {"deny", "grant-refused"}
 # Grants that let a person in without a scan: each is a scan event of that mode (DESIGN section 4).
-_PERSON_MODES = {"manual", "exit", "assisted"}
+_PERSON_MODES = {Mode.MANUAL, Mode.EXIT, Mode.ASSISTED}
 
 
 class Decodes(Protocol):
@@ -126,16 +127,17 @@ class Sentry:
     ) -> dict[str, Any]:
         """A scan event (DESIGN section 4); never the code text, never the subject in clear."""
         if granted is None:
-            granted = mode != "scan" or (decision is not None and decision.accepted)
+            granted = mode != Mode.SCAN or (decision is not None and decision.accepted)
+        reason: str
         if decision is None:
-            reason = "ok" if mode != "scan" else "malformed"
+            reason = Reason.OK if mode != Mode.SCAN else Reason.MALFORMED
         else:
-            reason = "ok" if mode == "assisted" else decision.reason
-        event = self._base("scan")
+            reason = Reason.OK if mode == Mode.ASSISTED else decision.reason
+        event = self._base(Event.SCAN)
         event.update(
             mode=mode,
             scheme=decision.scheme if decision else None,
-            verdict="accept" if granted else "deny",
+            verdict=Verdict.ACCEPT if granted else Verdict.DENY,
             reason=reason,
             issuer=decision.issuer if decision else None,
             latency_ms=round(latency_ms, 3) if latency_ms is not None else None,
@@ -149,19 +151,19 @@ class Sentry:
         """Gate callbacks arrive on gpiozero's threads: keep this short and never raise."""
         try:
             if name == "grant":
-                mode = details.get("mode", "scan")
-                if mode == "scan":
+                mode = details.get("mode", Mode.SCAN)
+                if mode == Mode.SCAN:
                     return  # the hot loop records the scan with its latency
                 if mode not in _PERSON_MODES:
                     # A remote pulse or a self-test: a gate event, not somebody's entry.
-                    event = self._base("gate-pulse")
+                    event = self._base(Event.GATE_PULSE)
                     event.update(mode=mode)
                     self.record(event)
                     return
                 context = details.get("context")
                 decision = context if isinstance(context, Decision) else None
                 self.record(self._scan_event(decision, mode, None))
-                if mode == "assisted" and decision is not None:
+                if mode == Mode.ASSISTED and decision is not None:
                     with self._verifier_lock:
                         self.verifier.record_assisted(decision, self._wall())
                 return
@@ -210,8 +212,8 @@ class Sentry:
                 self._verifier_faulted = True
                 self.gate.set_fault("verifier")
             # Recorded as a malformed code's denial, so shown as one at the gate too.
-            self.gate.deny("malformed")
-            self.record(self._scan_event(None, "scan", (self._clock() - frame.t) * 1000))
+            self.gate.deny(Reason.MALFORMED)
+            self.record(self._scan_event(None, Mode.SCAN, (self._clock() - frame.t) * 1000))
             return
         if self._verifier_faulted:
             self._verifier_faulted = False
@@ -219,23 +221,23 @@ class Sentry:
         if decision.scheme == "vc1":
             # A venue poster in view: never a reason to open the gate; the self-test reads it.
             self.gate.verifying(False)
-            event = self._base("venue-code")
+            event = self._base(Event.VENUE_CODE)
             event.update(reason=decision.reason)
             self.record(event)
             return
         refused: str | None = None
         if decision.accepted:
             refused = self.refusal()
-            t_relay = None if refused is not None else self.gate.grant("scan", decision)
+            t_relay = None if refused is not None else self.gate.grant(Mode.SCAN, decision)
             if t_relay is None:
                 # The code is good, the entry is not: a policy (stale trust list, unsynchronised
                 # clock) or a secure fault says no, and staff decide instead.
-                refused = refused or "fault"
+                refused = refused or Refusal.FAULT
                 self.gate.deny(decision.reason)
                 t_relay = self._clock()
                 with self._verifier_lock:
                     self.verifier.withdraw(decision)
-        elif decision.reason == "assist":
+        elif decision.reason == Reason.ASSIST:
             self.gate.await_assist(decision)
             t_relay = self._clock()
         else:
@@ -244,7 +246,7 @@ class Sentry:
         latency = (t_relay - frame.t) * 1000
         self.stats.decisions += 1
         self.stats.latency_ms.append(latency)
-        event = self._scan_event(decision, "scan", latency, granted=False if refused else None)
+        event = self._scan_event(decision, Mode.SCAN, latency, granted=False if refused else None)
         if refused is not None:
             event["refused"] = refused
         self.record(event)
@@ -263,7 +265,7 @@ class Sentry:
             self.stats.camera_faults += 1
             log.warning("camera fault: %s", why)
             self.gate.set_fault("camera")
-            event = self._base("camera-fault")
+            event = self._base(Event.CAMERA_FAULT)
             event.update(cause=why)
             self.record(event)
 
@@ -272,7 +274,7 @@ class Sentry:
             self._camera_faulted = False
             log.info("camera recovered")
             self.gate.clear_fault("camera")
-            self.record(self._base("camera-recovered"))
+            self.record(self._base(Event.CAMERA_RECOVERED))
 
     def run(self, stop: threading.Event, duration: float | None = None) -> None:
         """Handle frames until `stop` is set or `duration` seconds have passed."""

@@ -55,7 +55,7 @@ from typing import Any, Protocol
 import cbor2
 from tinydb.storages import Storage
 
-from .errors import EdgeSentryError
+from .errors import StorageError
 from .records import event_id_ms
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,6 @@ _HEADER = struct.Struct(">II")
 MAX_RECORD = 1 << 20  # a longer length field is damage, not data
 OP_PUT = 0
 OP_DELETE = 1
-
-
-class StorageError(EdgeSentryError):
-    """A log file that cannot be used at all: not ours, unreadable, or locked by another process."""
 
 
 # --- framing: pure functions ------------------------------------------------------------------

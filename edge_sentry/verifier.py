@@ -67,30 +67,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .codes import dcc, dcc_rules, es1, vc1
-from .codes.cose import UnsupportedAlgorithmError
 from .codes.trust import TrustList
 from .config import Config, DccConfig, DeviceConfig, Es1Config, GateConfig
-from .errors import CodeError
+from .errors import CodeError, UnsupportedAlgorithmError
+from .vocabulary import Reason, Verdict
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_BYTES = 4096
-
-REASONS = (
-    "ok",
-    "malformed",
-    "unsupported",
-    "unknown-key",
-    "bad-signature",
-    "expired",
-    "not-yet-valid",
-    "stale",
-    "revoked",
-    "status",
-    "passback",
-    "wrong-venue",
-    "assist",
-)
 
 _SCHEMES_BY_PREFIX = {es1.PREFIX: "es1", vc1.PREFIX: "vc1", dcc.PREFIX: "dcc"}
 
@@ -124,12 +108,12 @@ class Decision:
 
     @property
     def accepted(self) -> bool:
-        return self.verdict == "accept"
+        return self.verdict == Verdict.ACCEPT
 
     def __repr__(self) -> str:
         sub = "<hidden>" if self.sub is not None else "None"
         return (
-            f"Decision(verdict={self.verdict!r}, reason={self.reason!r}, scheme={self.scheme!r}, "
+            f"Decision(verdict={str(self.verdict)!r}, reason={str(self.reason)!r}, scheme={self.scheme!r}, "
             f"kid={self.kid!r}, iat={self.iat!r}, exp={self.exp!r}, issuer={self.issuer!r}, "
             f"sub={sub}, paper={self.paper!r}, venue_code={self.venue_code!r})"
         )
@@ -215,17 +199,17 @@ class Verifier:
         try:
             scheme = _scheme_of(text) if isinstance(text, str) else None
             if not isinstance(text, str) or _too_long(text):
-                return Decision("deny", "malformed", scheme)
+                return Decision(Verdict.DENY, Reason.MALFORMED, scheme)
             if scheme == "es1":
                 return self._verify_es1(text, now)
             if scheme == "vc1":
                 return self._verify_vc1(text)
             if scheme == "dcc" and text.startswith(dcc.PREFIX):
                 return self._verify_dcc(text, now)
-            return Decision("deny", "unsupported", scheme)
+            return Decision(Verdict.DENY, Reason.UNSUPPORTED, scheme)
         except Exception as exc:  # any surprise on hostile input is a denial, not a crash
             log.warning("verifier: %s input could not be read (%s)", scheme, type(exc).__name__)
-            return Decision("deny", "malformed", scheme)
+            return Decision(Verdict.DENY, Reason.MALFORMED, scheme)
 
     def withdraw(self, decision: Decision) -> None:
         """An accepted code whose entry was refused (a policy, a secure fault): its holder was not
@@ -242,100 +226,102 @@ class Verifier:
         try:
             code = es1.parse(text)
         except CodeError:
-            return Decision("deny", "malformed", "es1")
+            return Decision(Verdict.DENY, Reason.MALFORMED, "es1")
         key = self.trust.es1_key(code.kid)
         if key is None:
-            return Decision("deny", "unknown-key", "es1", code.kid)
+            return Decision(Verdict.DENY, Reason.UNKNOWN_KEY, "es1", code.kid)
         if not code.verify(key.public_key):
-            return Decision("deny", "bad-signature", "es1", code.kid)
+            return Decision(Verdict.DENY, Reason.BAD_SIGNATURE, "es1", code.kid)
         try:
             claims = code.unverified_claims()  # verified just above
         except CodeError:
-            return Decision("deny", "malformed", "es1", code.kid)
+            return Decision(Verdict.DENY, Reason.MALFORMED, "es1", code.kid)
 
         granted = Decision(
-            "accept", "ok", "es1", code.kid, claims.iat, claims.exp, claims.iss, claims.sub,
+            Verdict.ACCEPT, Reason.OK, "es1", code.kid, claims.iat, claims.exp, claims.iss, claims.sub,
             claims.paper,
         )  # fmt: skip
 
         def deny(reason: str) -> Decision:
-            return dataclasses.replace(granted, verdict="deny", reason=reason)
+            return dataclasses.replace(granted, verdict=Verdict.DENY, reason=reason)
 
         skew = self.es1.skew_s
         if self.trust.is_kid_revoked(code.kid) or self.trust.is_sub_revoked(claims.sub):
-            return deny("revoked")
+            return deny(Reason.REVOKED)
         if claims.iat - skew > now:
-            return deny("not-yet-valid")
+            return deny(Reason.NOT_YET_VALID)
         if now >= claims.exp + skew:
-            return deny("expired")
+            return deny(Reason.EXPIRED)
         if not claims.paper and now - claims.iat > self.es1.max_age_s + skew:
-            return deny("stale")
+            return deny(Reason.STALE)
         if claims.status not in self.es1.accept_status:
-            return deny("status")
+            return deny(Reason.STATUS)
         if claims.venue is not None and claims.venue != self.device.venue:
-            return deny("wrong-venue")
+            return deny(Reason.WRONG_VENUE)
         if self.passback.seen(claims.sub, now):
-            return deny("passback")
+            return deny(Reason.PASSBACK)
         if claims.paper:
-            return deny("assist")
+            return deny(Reason.ASSIST)
         self.passback.record(claims.sub, now)
         return granted
 
     def _verify_dcc(self, text: str, now: float) -> Decision:
         rules = self.dcc
         if not rules.accept:
-            return Decision("deny", "unsupported", "dcc")
+            return Decision(Verdict.DENY, Reason.UNSUPPORTED, "dcc")
         try:
             code = dcc.parse(text)
         except UnsupportedAlgorithmError:
-            return Decision("deny", "unsupported", "dcc")
+            return Decision(Verdict.DENY, Reason.UNSUPPORTED, "dcc")
         except CodeError:
-            return Decision("deny", "malformed", "dcc")
+            return Decision(Verdict.DENY, Reason.MALFORMED, "dcc")
         candidates = self.trust.dcc_signers(code.kid)
         if not candidates:
-            return Decision("deny", "unknown-key", "dcc", code.kid)
+            return Decision(Verdict.DENY, Reason.UNKNOWN_KEY, "dcc", code.kid)
         signers = [signer for signer in candidates if code.verify(signer)]
         if not signers:
-            return Decision("deny", "bad-signature", "dcc", code.kid)
+            return Decision(Verdict.DENY, Reason.BAD_SIGNATURE, "dcc", code.kid)
         try:
             claims = code.unverified_claims()  # verified just above
         except CodeError:
-            return Decision("deny", "malformed", "dcc", code.kid)
+            return Decision(Verdict.DENY, Reason.MALFORMED, "dcc", code.kid)
         entry = claims.entry
         # A certificate whose extended key usage excludes this kind signed what it must not sign:
         # a test centre's key cannot vouch for a vaccination.
         signers = [signer for signer in signers if signer.may_sign(entry.kind)]
         if not signers:
-            return Decision("deny", "bad-signature", "dcc", code.kid)
+            return Decision(Verdict.DENY, Reason.BAD_SIGNATURE, "dcc", code.kid)
 
-        granted = Decision("accept", "ok", "dcc", code.kid, claims.iat, claims.exp, claims.iss, claims.sub)
+        granted = Decision(
+            Verdict.ACCEPT, Reason.OK, "dcc", code.kid, claims.iat, claims.exp, claims.iss, claims.sub
+        )
 
         def deny(reason: str) -> Decision:
-            return dataclasses.replace(granted, verdict="deny", reason=reason)
+            return dataclasses.replace(granted, verdict=Verdict.DENY, reason=reason)
 
         skew = rules.skew_s
         if self.trust.is_kid_revoked(code.kid) or self.trust.is_sub_revoked(claims.sub):
-            return deny("revoked")
+            return deny(Reason.REVOKED)
         signer = next((s for s in signers if s.not_before - skew <= now <= s.not_after + skew), signers[0])
         if signer.not_before - skew > now or claims.iat - skew > now:
-            return deny("not-yet-valid")
+            return deny(Reason.NOT_YET_VALID)
         if now > signer.not_after + skew or now >= claims.exp + skew:
-            return deny("expired")
+            return deny(Reason.EXPIRED)
         if dcc_rules.evaluate_entry(entry, rules, now) != dcc_rules.OK:
-            return deny("status")
+            return deny(Reason.STATUS)
         if self.passback.seen(claims.sub, now):
-            return deny("passback")
+            return deny(Reason.PASSBACK)
         self.passback.record(claims.sub, now)
         return granted
 
     def _verify_vc1(self, text: str) -> Decision:
         reason, venue_code = vc1.verify(text, self.root_key)
         if venue_code is None:
-            return Decision("deny", reason, "vc1")
+            return Decision(Verdict.DENY, reason, "vc1")
         here = self.device
         if not venue_code.matches(site=here.site, venue=here.venue, entrance=here.entrance):
-            reason = "wrong-venue"
-        return Decision("deny", reason, "vc1", venue_code=venue_code.as_dict())
+            reason = Reason.WRONG_VENUE
+        return Decision(Verdict.DENY, reason, "vc1", venue_code=venue_code.as_dict())
 
 
 def _too_long(text: str) -> bool:

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from edge_sentry.codes import base45, cose, dcc
 from edge_sentry.errors import CodeError
-from edge_sentry.verifier import REASONS, Decision
+from edge_sentry.verifier import Decision
+from edge_sentry.vocabulary import Reason
 
 FUZZ = verifier(trust(EC_CERT, RSA_CERT), passback_s=0)
 EC_KID = kid_of(EC_CERT)
@@ -58,7 +59,7 @@ def decided(text: str) -> Decision:
     decision = FUZZ.verify(text, NOW)
     assert isinstance(decision, Decision)
     assert decision.verdict in ("accept", "deny")
-    assert decision.reason in REASONS
+    assert decision.reason in set(Reason)
     return decision
 
 

@@ -38,7 +38,8 @@ from dcc_helpers import (
 from edge_sentry.codes import base45, es1
 from edge_sentry.codes.trust import TrustList
 from edge_sentry.config import DccConfig, DeviceConfig, Es1Config, GateConfig
-from edge_sentry.verifier import REASONS, Decision, Verifier
+from edge_sentry.verifier import Decision, Verifier
+from edge_sentry.vocabulary import Reason
 
 EC_KID = kid_of(EC_CERT)
 RSA_KID = kid_of(RSA_CERT)
@@ -409,7 +410,7 @@ def test_nothing_personal_is_logged_even_when_verification_breaks(v: Verifier, c
 
 def test_every_dcc_reason_is_a_listed_reason(v: Verifier) -> None:
     for text in (issue(), "HC1:x", "HC2:", issue(OTHER_EC_KEY, EC_CERT)):
-        assert v.verify(text, NOW).reason in REASONS
+        assert v.verify(text, NOW).reason in set(Reason)
 
 
 def test_a_verifier_built_without_a_dcc_section_uses_the_defaults() -> None:

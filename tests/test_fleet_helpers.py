@@ -15,10 +15,10 @@ import pytest
 from broker import free_port
 
 from edge_sentry.config import Config, from_mapping
+from edge_sentry.errors import ArgError, FleetError, TopicError, UsageError
 from edge_sentry.fleet import command_request as cmd
 from edge_sentry.fleet import push, status, tail
 from edge_sentry.fleet.client import (
-    FleetError,
     Message,
     check_device,
     device_topic,
@@ -26,7 +26,6 @@ from edge_sentry.fleet.client import (
     site_filter,
     split_topic,
 )
-from edge_sentry.link.topics import TopicError
 
 SITE = "arena"
 NOW_MS = 1_795_000_000_000
@@ -138,13 +137,13 @@ def test_toml_and_json_files_give_sections(tmp_path: Path):
 def test_a_file_that_cannot_be_a_desired_config_is_refused_by_name(tmp_path: Path, text: str, fragment: str):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(push.UsageError) as err:
+    with pytest.raises(UsageError) as err:
         push.load_desired(path)
     assert str(err.value).startswith(str(path)) and fragment in str(err.value)
 
 
 def test_a_missing_file_is_named(tmp_path: Path):
-    with pytest.raises(push.UsageError, match=r"nothing\.toml: cannot read"):
+    with pytest.raises(UsageError, match=r"nothing\.toml: cannot read"):
         push.load_desired(tmp_path / "nothing.toml")
 
 
@@ -207,12 +206,12 @@ def test_command_arguments_are_json_when_they_can_be_and_text_otherwise():
 
 @pytest.mark.parametrize("bad", ["novalue", "=3", " =3"])
 def test_an_argument_without_a_key_is_refused(bad):
-    with pytest.raises(cmd.ArgError, match="must be KEY=VALUE"):
+    with pytest.raises(ArgError, match="must be KEY=VALUE"):
         cmd.parse_args([bad])
 
 
 def test_an_argument_given_twice_is_refused():
-    with pytest.raises(cmd.ArgError, match="given twice"):
+    with pytest.raises(ArgError, match="given twice"):
         cmd.parse_args(["a=1", "a=2"])
 
 

@@ -11,8 +11,9 @@ import pytest
 from fakes import FakeClock
 from tinydb import TinyDB
 
+from edge_sentry.errors import StorageError
 from edge_sentry.outbox import Outbox
-from edge_sentry.storage import LogStorage, OsLogFile, StorageError, iter_log
+from edge_sentry.storage import LogStorage, OsLogFile, iter_log
 
 DAY = 86400.0
 WAIT = 30.0  # generous bound for waits that succeed at once; never a speed assertion

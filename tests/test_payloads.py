@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_sentry.errors import PayloadError
 from edge_sentry.link.payloads import (
     CBOR,
     JSON,
-    PayloadError,
     decode,
     encode,
     scan_cbor,

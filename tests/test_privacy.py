@@ -14,7 +14,7 @@ from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
 from edge_sentry import privacy
 from edge_sentry.codes import keys
 from edge_sentry.config import PrivacyConfig
-from edge_sentry.errors import ConfigError
+from edge_sentry.errors import AuthorityKeyError, ConfigError, SubjectError
 from edge_sentry.outbox import Outbox
 
 SUB = bytes.fromhex("00112233445566778899aabbccddeeff")
@@ -102,7 +102,7 @@ def test_sealing_refuses_what_is_no_pseudonym(sealer, bad):
 def test_sealing_needs_the_event_context(sealer):
     event = scan_event()
     del event["device"]
-    with pytest.raises(privacy.SubjectError) as info:
+    with pytest.raises(SubjectError) as info:
         sealer.seal(SUB, event)
     assert info.value.reason == "no-context"
 
@@ -111,7 +111,7 @@ def test_sealing_needs_the_event_context(sealer):
 
 
 def reason_of(sealed: object, key: X25519PrivateKey, event: dict[str, object]) -> str:
-    with pytest.raises(privacy.SubjectError) as info:
+    with pytest.raises(SubjectError) as info:
         privacy.open_subject(sealed, key, event)
     return info.value.reason
 
@@ -216,7 +216,7 @@ def test_keys_saved_as_pem_load_back_with_tight_modes(tmp_path, authority):
 
 def test_save_key_pair_never_overwrites(tmp_path, authority):
     (tmp_path / "a.pub.pem").write_text("keep me")
-    with pytest.raises(privacy.AuthorityKeyError, match="already exists"):
+    with pytest.raises(AuthorityKeyError, match="already exists"):
         privacy.save_key_pair(authority, tmp_path / "a.key.pem", tmp_path / "a.pub.pem")
     assert not (tmp_path / "a.key.pem").exists()
     assert (tmp_path / "a.pub.pem").read_text() == "keep me"
@@ -244,7 +244,7 @@ def test_an_ed25519_key_is_not_taken_for_an_authority_key(tmp_path):
     from edge_sentry.codes import keys
 
     keys.save_public_key(keys.generate(), tmp_path / "issuer.pub.pem")
-    with pytest.raises(privacy.AuthorityKeyError, match="not an X25519 key"):
+    with pytest.raises(AuthorityKeyError, match="not an X25519 key"):
         privacy.load_public_key(tmp_path / "issuer.pub.pem")
 
 

@@ -15,11 +15,10 @@ from gate_helpers import Rig, gate_rig
 
 from edge_sentry import selftest
 from edge_sentry.config import Config
+from edge_sentry.errors import CommandError, CommandRejected
 from edge_sentry.link.remote_commands import (
     STATE_FILE,
     Command,
-    CommandError,
-    CommandRejected,
     RemoteCommands,
     builtin_commands,
 )

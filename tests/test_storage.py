@@ -9,13 +9,13 @@ import os
 import pytest
 from tinydb import Query, TinyDB
 
+from edge_sentry.errors import StorageError
 from edge_sentry.storage import (
     MAGIC,
     AppendLog,
     EventStore,
     LogStorage,
     OsLogFile,
-    StorageError,
     delete_frame,
     encode_frame,
     event_frame,

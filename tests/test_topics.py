@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from edge_sentry.errors import TopicError
 from edge_sentry.link.topics import (
     CMD,
     CONFIG_DESIRED,
     SITE_CONFIG_DESIRED,
-    TopicError,
     TopicParts,
     Topics,
     check_filter,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_sentry.codes import keys
 from edge_sentry.codes.trust import DccKey, Es1Key, TrustList
-from edge_sentry.errors import TrustListError
+from edge_sentry.errors import KeyFileError, TrustListError
 
 ISSUED_EPOCH = 1_795_651_200  # 2026-11-26T00:00:00Z
 CERT = b"0\x82\x01\x00not-really-DER"  # DCC certificates are carried, not parsed, for now
@@ -299,7 +299,7 @@ def test_private_key_file_is_owner_only_and_loads_back(tmp_path: Path) -> None:
 def test_existing_key_file_is_never_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "issuer.pem"
     path.write_text("precious")
-    with pytest.raises(keys.KeyFileError, match="already exists"):
+    with pytest.raises(KeyFileError, match="already exists"):
         keys.save_private_key(keys.generate(), path)
     assert path.read_text() == "precious"
 
@@ -341,6 +341,6 @@ def test_unusable_private_key_files_are_explained(
     path = tmp_path / "k.pem"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(keys.KeyFileError, match=message) as caught:
+    with pytest.raises(KeyFileError, match=message) as caught:
         keys.load_private_key(path)
     assert str(path) in str(caught.value)

@@ -217,7 +217,7 @@ def test_no_outbox_can_start_at_any_point_of_the_wipe(state, monkeypatch):
     # that file is unlinked, a daemon starting creates a new one, locks it, and runs on the state log
     # the wipe is about to remove (its seq reservation then vanishes under it). So before every
     # unlink, a sentry starting right then must still find the outbox in use.
-    from edge_sentry.storage import StorageError
+    from edge_sentry.errors import StorageError
 
     outbox_dir = state / "outbox"
     real_unlink = Path.unlink

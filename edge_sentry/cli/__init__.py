@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..config import Config, load
-from ..errors import ConfigError, EdgeSentryError
+from ..errors import ConfigError, EdgeSentryError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except ConfigError as exc:
         print(f"edge-sentry: config error: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"edge-sentry: {exc}", file=sys.stderr)
         return 2
     except EdgeSentryError as exc:
         print(f"edge-sentry: {exc}", file=sys.stderr)

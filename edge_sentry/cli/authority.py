@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from .. import privacy
 from ..config import Config
-from ..errors import EdgeSentryError
+from ..errors import AuthorityKeyError, EdgeSentryError, SubjectError
+from ..vocabulary import Event
 
 REPORTED_FIELDS = ("id", "t", "site", "entrance")
 PRIVATE_NAME = "authority.key.pem"
@@ -181,7 +182,7 @@ def open_event(event: Mapping[str, Any], key: X25519PrivateKey) -> dict[str, Any
         return row
     try:
         row["subject"] = privacy.open_subject(sealed, key, event).hex()
-    except privacy.SubjectError as exc:
+    except SubjectError as exc:
         row["error"] = exc.reason
     return row
 
@@ -189,14 +190,14 @@ def open_event(event: Mapping[str, Any], key: X25519PrivateKey) -> dict[str, Any
 def _is_other_event(event: Mapping[str, Any]) -> bool:
     """A start, stop or alarm line of the daemon's log: not a scan, nothing to open."""
     name = event.get("event")
-    return name is not None and name != "scan"
+    return name is not None and name != Event.SCAN
 
 
 def handle_open(args: argparse.Namespace, _config: Config) -> int:
     try:
         key = privacy.load_private_key(args.key)
         data = _read_input(args.file)
-    except privacy.AuthorityKeyError as exc:
+    except AuthorityKeyError as exc:
         return _fail("open", str(exc), 2)
     except OSError as exc:
         return _fail("open", f"{exc.filename or args.file}: {exc.strerror}", 2)

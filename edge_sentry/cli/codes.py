@@ -22,8 +22,8 @@ from typing import Any
 from ..codes import es1, keys, render, vc1
 from ..codes.trust import TrustList
 from ..config import Config
-from ..errors import EdgeSentryError
-from .verify import UsageError, parse_time, read_text
+from ..errors import EdgeSentryError, KeyFileError, UsageError
+from .verify import parse_time, read_text
 
 STATUSES = {"green": es1.Status.GREEN, "yellow": es1.Status.YELLOW, "red": es1.Status.RED}
 PAPER_LIFETIME_S = 30 * 86400  # a printed code outlives a phone's by far; its exp is its lifetime
@@ -171,7 +171,7 @@ def handle_rootkey(args: argparse.Namespace, config: Config) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for existing in (out / "root.key.pem", out / "root.pub.pem"):
             if existing.exists():
-                raise keys.KeyFileError(f"{existing}: already exists; refusing to overwrite a key")
+                raise KeyFileError(f"{existing}: already exists; refusing to overwrite a key")
         key = keys.generate()
         keys.save_private_key(key, out / "root.key.pem")
         keys.save_public_key(key, out / "root.pub.pem")

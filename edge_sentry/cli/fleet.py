@@ -25,30 +25,25 @@ from typing import Any
 from ..codes import keys
 from ..codes.trust import TrustList
 from ..config import Config
-from ..errors import EdgeSentryError
+from ..errors import EdgeSentryError, FleetError, KeyFileError, PayloadError, TopicError, UsageError
 from ..fleet import command_request as cmd
 from ..fleet import push, status, tail
 from ..fleet.client import (
     DEFAULT_TIMEOUT_S,
     FleetClient,
-    FleetError,
     check_device,
     check_site,
     device_topic,
     site_filter,
 )
 from ..link import payloads, topics
-from ..link.topics import TopicError
+from ..vocabulary import CommandStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_BROKER = 0, 1, 2, 3, 4
 
 DEFAULT_WAIT_S = 1.0  # retained messages arrive right after the SUBACK; this bounds the wait for them
 DEFAULT_PUSH_TIMEOUT_S = 20.0
 DEFAULT_DEADLINE_S = 10.0
-
-
-class UsageError(EdgeSentryError):
-    """An option that cannot be used; nothing was sent."""
 
 
 def register(sub: Any) -> Any:
@@ -158,7 +153,7 @@ def handle(args: argparse.Namespace, config: Config) -> int:
     except FleetError as exc:
         _error(name, exc)
         return EXIT_BROKER
-    except (UsageError, push.UsageError, cmd.ArgError, TopicError, keys.KeyFileError) as exc:
+    except (UsageError, TopicError, KeyFileError) as exc:
         _error(name, exc)
         return EXIT_USAGE
     except EdgeSentryError as exc:  # a trust list or key that cannot be read
@@ -298,7 +293,7 @@ def _desired_version(message: Any) -> list[int]:
         return []
     try:
         doc = payloads.decode(message.payload, message.content_type)
-    except payloads.PayloadError:
+    except PayloadError:
         return []
     version = doc.get("version")
     return [version] if isinstance(version, int) and not isinstance(version, bool) else []
@@ -371,7 +366,7 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     if response is None:
         return EXIT_NO_ANSWER
     print(json.dumps(cmd.printable(response)))
-    return EXIT_OK if response.get("status") == cmd.OK else EXIT_FAILED
+    return EXIT_OK if response.get("status") == CommandStatus.OK else EXIT_FAILED
 
 
 def _await_response(client: FleetClient, reply_topic: str, state_topic: str, correlation: bytes,
@@ -386,7 +381,7 @@ def _await_response(client: FleetClient, reply_topic: str, state_topic: str, cor
         if message.topic == state_topic and message.payload:
             try:
                 state = payloads.decode(message.payload, message.content_type)
-            except payloads.PayloadError:
+            except PayloadError:
                 continue
             if state.get("online") is False:
                 print(f"edge-sentry fleet command: {device} is offline; the request is not delivered",
@@ -396,7 +391,7 @@ def _await_response(client: FleetClient, reply_topic: str, state_topic: str, cor
             try:
                 answer: dict[str, Any] = payloads.decode(message.payload, message.content_type)
                 return answer
-            except payloads.PayloadError as exc:
+            except PayloadError as exc:
                 print(f"edge-sentry fleet command: unreadable answer from {device}: {exc}", file=sys.stderr)
                 return None
     print(f"edge-sentry fleet command: no answer from {device} within {timeout_s:g} s", file=sys.stderr)

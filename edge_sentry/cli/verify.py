@@ -18,12 +18,8 @@ from typing import Any
 from ..codes import keys
 from ..codes.trust import TrustList
 from ..config import Config
-from ..errors import EdgeSentryError
+from ..errors import EdgeSentryError, UsageError
 from ..verifier import Decision, Verifier
-
-
-class UsageError(EdgeSentryError):
-    """A command-line value that cannot be used; the message names the option."""
 
 
 def register(sub: Any) -> None:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import EdgeSentryError
+from ..errors import WipeRefused
 from ..storage import MAGIC
 
 # Outbox files by name, as outbox.py and storage.py create them: the lock (outbox._lock_folder),
@@ -70,10 +70,6 @@ _ATOMIC_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.\d+\.\d+\.tmp$")
 
 SERVICE_DIR_NAME = "edge-sentry"
 _LISTED_MAX = 20
-
-
-class WipeRefused(EdgeSentryError):
-    """Wipe will not touch anything; the message says why and what to do."""
 
 
 @dataclass

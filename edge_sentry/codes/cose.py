@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from ..errors import CodeError
+from ..errors import CodeError, UnsupportedAlgorithmError
 
 TAG_SIGN1 = 18
 TAG_CWT = 61
@@ -44,10 +44,6 @@ _PSS_SALT_BYTES = 32
 _RSA_MIN_BITS = 2048
 
 Header = Mapping[int | str, Any]
-
-
-class UnsupportedAlgorithmError(CodeError):
-    """A well-formed message signed with an algorithm this build cannot verify."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from ..errors import CodeError
+from ..errors import CodeError, UnsupportedAlgorithmError
 from . import base45, cose
 from .keys import KID_LENGTH
 
@@ -219,7 +219,7 @@ def inflate(data: bytes, limit: int = MAX_INFLATED) -> bytes:
 def parse(text: str) -> DccCode:
     """Read an HC1 text's envelope without trusting it.
 
-    Raises cose.UnsupportedAlgorithmError for a well-formed message under an algorithm other than ES256
+    Raises UnsupportedAlgorithmError for a well-formed message under an algorithm other than ES256
     or PS256, and CodeError for anything else that does not follow the format.
     """
     if len(text) > MAX_TEXT_BYTES or len(text.encode("utf-8", "replace")) > MAX_TEXT_BYTES:
@@ -229,7 +229,7 @@ def parse(text: str) -> DccCode:
     raw = inflate(base45.decode(text[len(PREFIX) :]))
     message = cose.decode_sign1(raw, cwt_tag=True, kid_in_both=True)
     if message.alg not in ALGORITHMS:
-        raise cose.UnsupportedAlgorithmError(f"DCC: algorithm {message.alg!r} is not ES256 or PS256")
+        raise UnsupportedAlgorithmError(f"DCC: algorithm {message.alg!r} is not ES256 or PS256")
     kid = message.kid
     if kid is None or len(kid) != KID_LENGTH:
         raise CodeError(f"DCC: a {KID_LENGTH}-byte kid is required in the protected or unprotected header")

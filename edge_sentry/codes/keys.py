@@ -18,13 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from ..errors import EdgeSentryError
+from ..errors import KeyFileError
 
 KID_LENGTH = 8
-
-
-class KeyFileError(EdgeSentryError):
-    """A key file that cannot be written, read or used; the message names the file."""
 
 
 def generate() -> Ed25519PrivateKey:

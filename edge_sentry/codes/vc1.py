@@ -20,6 +20,7 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import CodeError
+from ..vocabulary import Reason
 from . import base45, cose
 from .keys import kid_of
 
@@ -98,12 +99,12 @@ def verify(text: str, root_key: Ed25519PublicKey | None) -> tuple[str, VenueCode
         ):
             raise CodeError("VC1: protected header must carry alg -8 and a kid")
     except CodeError:
-        return "malformed", None
+        return Reason.MALFORMED, None
     if root_key is None or message.protected_header[cose.HEADER_KID] != kid_of(root_key):
-        return "unknown-key", None
+        return Reason.UNKNOWN_KEY, None
     if not cose.verify(message, root_key):
-        return "bad-signature", None
+        return Reason.BAD_SIGNATURE, None
     try:
-        return "ok", _decode_body(message.payload)
+        return Reason.OK, _decode_body(message.payload)
     except CodeError:
-        return "malformed", None
+        return Reason.MALFORMED, None

@@ -41,7 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..config import MqttConfig
-from ..errors import EdgeSentryError
+from ..errors import FleetError
 from ..link.mqtt import LinkError, read_password, tls_context
 from ..link.payloads import CBOR
 from ..link.topics import ROOT, SITE_WIDE, check_segment
@@ -50,10 +50,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 10.0
 _USER_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-class FleetError(EdgeSentryError):
-    """The broker cannot be used for this request: unreachable, refused, or it refused a message."""
 
 
 @dataclass(frozen=True)

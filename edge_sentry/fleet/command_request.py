@@ -19,16 +19,11 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import EdgeSentryError
+from ..errors import ArgError
 from ..link import topics
 from .client import device_topic
 
-OK = "ok"
 REPLY = "reply"
-
-
-class ArgError(EdgeSentryError):
-    """A `--arg` that is not KEY=VALUE, or names a key twice."""
 
 
 def parse_args(items: Iterable[str]) -> dict[str, Any]:

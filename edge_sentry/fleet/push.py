@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeSentryError
+from ..errors import UsageError
 from ..link import topics
+from ..vocabulary import Event
 
 APPLIED = "applied"
 REJECTED = "rejected"
@@ -42,10 +43,6 @@ DEVICE = "device"
 SITE = "site"
 
 _LEAVES = (str, int, float, bool)
-
-
-class UsageError(EdgeSentryError):
-    """A file or option that cannot be used; nothing was published."""
 
 
 @dataclass
@@ -193,11 +190,11 @@ class TrustWatch(Watch):
             return
         event = doc.get("event") if kind == topics.EVENT else None
         took = (kind == topics.STATE and doc.get("trust_version") == self.version) or (
-            event == "trust-updated" and doc.get("version") == self.version
+            event == Event.TRUST_UPDATED and doc.get("version") == self.version
         )
         if took:
             self.outcomes[device] = Outcome(device, ACCEPTED, self.version)
-        elif event == "trust-rejected" and doc.get("version") in (None, self.version):
+        elif event == Event.TRUST_REJECTED and doc.get("version") in (None, self.version):
             reason = str(doc.get("reason") or "rejected")
             detail = doc.get("detail")
             current = doc.get("current")

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import PayloadError
 from ..link import payloads, topics
-from ..link.payloads import PayloadError
 from .client import Message, split_topic
 
 KINDS = (topics.STATE, topics.HEALTH, topics.CONFIG_REPORTED)

@@ -14,9 +14,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import PayloadError
 from ..eventlog import EventLog
 from ..link import payloads, topics
-from ..link.payloads import PayloadError
 from .client import Message, split_topic
 
 KINDS = (topics.SCAN, topics.EVENT)

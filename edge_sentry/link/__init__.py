@@ -4,9 +4,10 @@
 runs the handlers that the config shadow, the trust push and the commands register.
 """
 
+from ..errors import PayloadError, TopicError
 from .mqtt import Link, LinkError, MessageProperties
-from .payloads import PayloadError, decode, encode
-from .topics import TopicError, TopicParts, Topics
+from .payloads import decode, encode
+from .topics import TopicParts, Topics
 
 __all__ = [
     "Link",

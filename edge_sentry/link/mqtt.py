@@ -64,9 +64,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import __version__
 from ..config import Config, MqttConfig
-from ..errors import EdgeSentryError
+from ..errors import EdgeSentryError, PayloadError
 from . import payloads
-from .payloads import CBOR, PayloadError
+from .payloads import CBOR
 from .shadow import write_atomic
 from .topics import Topics, check_filter, check_publish_topic
 

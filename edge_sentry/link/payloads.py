@@ -15,17 +15,13 @@ from typing import Any
 
 import cbor2
 
-from ..errors import EdgeSentryError
+from ..errors import PayloadError
 
 CBOR = "application/cbor"
 JSON = "application/json"
 
 DEFAULT_MAX_PAYLOAD = 256 * 1024  # the default of mqtt.max_payload
 DEFAULT_MAX_DEPTH = 16  # a desired config is 4 levels deep; a trust list 4
-
-
-class PayloadError(EdgeSentryError):
-    """A payload that cannot be used: too large, malformed, or not the expected shape."""
 
 
 def encode(obj: Mapping[str, Any] | list[Any], *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:

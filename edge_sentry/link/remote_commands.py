@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CommandError, CommandRejected, PayloadError
+from ..vocabulary import CommandStatus
 from . import payloads, topics
-from .payloads import PayloadError
 from .shadow import write_atomic
 
 if TYPE_CHECKING:
@@ -53,19 +54,6 @@ STATE_FILE = "commands.json"
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_CORRELATION_BYTES = 256
 
-OK = "ok"
-ERROR = "error"
-EXPIRED = "expired"
-REJECTED = "rejected"
-UNKNOWN = "unknown-command"
-
-
-class CommandError(Exception):
-    """Raised by a command that ran and failed: answered `error` with this message."""
-
-
-class CommandRejected(Exception):
-    """Raised by a command that refuses its request (bad args, not allowed): answered `rejected`."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +115,10 @@ class RemoteCommands:
         """Decide on one request to `cmd/{name}` (CBOR or JSON, by `content_type` or its first
         byte); None when nothing is to be sent (a redelivery)."""
         if not correlation:
-            return self._reply(REJECTED, error="correlation data is required")
+            return self._reply(CommandStatus.REJECTED, error="correlation data is required")
         correlation = bytes(correlation)
         if len(correlation) > MAX_CORRELATION_BYTES:
-            return self._reply(REJECTED, error="correlation data too long")
+            return self._reply(CommandStatus.REJECTED, error="correlation data too long")
         key = f"{name}\x00{binascii.hexlify(correlation).decode()}"
         with self._lock:
             entry = self._seen.get(key)
@@ -146,14 +134,14 @@ class RemoteCommands:
             try:
                 result = command.run(args)
             except CommandRejected as exc:
-                reply = self._reply(REJECTED, error=str(exc))
+                reply = self._reply(CommandStatus.REJECTED, error=str(exc))
             except CommandError as exc:
-                reply = self._reply(ERROR, error=str(exc))
+                reply = self._reply(CommandStatus.ERROR, error=str(exc))
             except Exception as exc:
                 log.exception("command %s failed", name)
-                reply = self._reply(ERROR, error=f"failed ({type(exc).__name__})")
+                reply = self._reply(CommandStatus.ERROR, error=f"failed ({type(exc).__name__})")
             else:
-                reply = self._reply(OK, result=result, after=command.after)
+                reply = self._reply(CommandStatus.OK, result=result, after=command.after)
             log.info("command %s: %s", name, reply.response["status"])
             self._remember(key, reply.response, keep=command.keep_result)
             return reply
@@ -184,34 +172,44 @@ class RemoteCommands:
     ) -> tuple[Reply | None, Mapping[str, Any]]:
         """The answer when the request must not run (with no args), else (None, args)."""
         if command is None:
-            return self._reply(UNKNOWN, error=f"no command {name!r}"), {}
+            return self._reply(CommandStatus.UNKNOWN_COMMAND, error=f"no command {name!r}"), {}
         try:
             request = payloads.decode(payload, content_type, max_size=self.max_bytes, expect=dict)
         except PayloadError as exc:
-            return self._reply(REJECTED, error=str(exc)), {}
+            return self._reply(CommandStatus.REJECTED, error=str(exc)), {}
         if not isinstance(request, Mapping):
-            return self._reply(REJECTED, error="request: must be a map with deadline and args"), {}
+            return self._reply(
+                CommandStatus.REJECTED, error="request: must be a map with deadline and args"
+            ), {}
         unknown = sorted(str(k) for k in request if k not in ("deadline", "args"))
         if unknown:
-            return self._reply(REJECTED, error="request: unknown keys " + ", ".join(unknown)), {}
+            return self._reply(
+                CommandStatus.REJECTED, error="request: unknown keys " + ", ".join(unknown)
+            ), {}
         deadline = request.get("deadline")
         if deadline is None:
-            return self._reply(REJECTED, error="deadline: required (milliseconds since 1970)"), {}
+            return self._reply(
+                CommandStatus.REJECTED, error="deadline: required (milliseconds since 1970)"
+            ), {}
         if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not math.isfinite(deadline):
-            return self._reply(REJECTED, error="deadline: must be milliseconds since 1970"), {}
+            return self._reply(CommandStatus.REJECTED, error="deadline: must be milliseconds since 1970"), {}
         args = request.get("args", {})
         if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
-            return self._reply(REJECTED, error="args: must be a map with text keys"), {}
+            return self._reply(CommandStatus.REJECTED, error="args: must be a map with text keys"), {}
         now_ms = self._clock() * 1000
         if now_ms >= deadline:
             log.info("command %s expired %.0f ms ago: not run", name, now_ms - deadline)
-            return self._reply(EXPIRED, error="the deadline had passed when the request arrived"), {}
+            return self._reply(
+                CommandStatus.EXPIRED, error="the deadline had passed when the request arrived"
+            ), {}
         if deadline - now_ms > self.max_ahead_s * 1000:
-            return self._reply(REJECTED, error=f"deadline: more than {self.max_ahead_s:g} s ahead"), {}
+            return self._reply(
+                CommandStatus.REJECTED, error=f"deadline: more than {self.max_ahead_s:g} s ahead"
+            ), {}
         moves_gate = command.moves_gate(args) if callable(command.moves_gate) else command.moves_gate
         if moves_gate and self._clock_synced() is False:
             why = "the clock is not synchronised: deadlines cannot be trusted"
-            return self._reply(REJECTED, error=why), {}
+            return self._reply(CommandStatus.REJECTED, error=why), {}
         return None, args
 
     def _redelivered(self, name: str, key: str, entry: dict[str, Any]) -> Reply | None:
@@ -223,7 +221,7 @@ class RemoteCommands:
         entry["resend"] = False
         response = entry["response"]
         if response is None:
-            response = {"status": ERROR, "error": "interrupted by a restart; not run again",
+            response = {"status": CommandStatus.ERROR, "error": "interrupted by a restart; not run again",
                         "t": int(self._clock() * 1000)}  # fmt: skip
         log.info("command %s redelivered after a restart: answered again, not run again", name)
         return Reply(response)
@@ -233,7 +231,7 @@ class RemoteCommands:
         after: Callable[[], None] | None = None,
     ) -> Reply:  # fmt: skip
         response: dict[str, Any] = {"status": status}
-        if status == OK:
+        if status == CommandStatus.OK:
             response["result"] = result
         else:
             response["error"] = error
@@ -243,7 +241,8 @@ class RemoteCommands:
     def _remember(self, key: str, response: dict[str, Any] | None, *, keep: bool) -> None:
         stored = response
         if response is not None and (not keep or not _is_json(response)):
-            stored = {"status": ERROR, "error": "answered before a restart; the result is not kept",
+            stored = {"status": CommandStatus.ERROR,
+                      "error": "answered before a restart; the result is not kept",
                       "t": response["t"]}  # fmt: skip
         self._seen[key] = {"response": response, "stored": stored, "resend": False}
         self._seen.move_to_end(key)

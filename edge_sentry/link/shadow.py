@@ -49,10 +49,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config, from_mapping, to_mapping
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigRejected, PayloadError
 from ..storage import fsync_dir
 from . import payloads, topics
-from .payloads import PayloadError
 
 if TYPE_CHECKING:
     from .mqtt import Link, MessageProperties
@@ -200,18 +199,10 @@ class Applied:
         return self.site if source == SITE else self.device
 
 
-class Rejected(Exception):
-    """A candidate config with its problems, each as (key path, message)."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
-        self.problems = problems
-
-
 def _check_document(doc: Any) -> tuple[int, Mapping[str, Any]]:
-    """The version and the config of a desired document; Rejected naming what is wrong."""
+    """The version and the config of a desired document; ConfigRejected naming what is wrong."""
     if not isinstance(doc, Mapping):
-        raise Rejected([("", "must be a map with version and config")])
+        raise ConfigRejected([("", "must be a map with version and config")])
     problems = [(str(k), "unknown key") for k in doc if k not in ("version", "config")]
     version = doc.get("version")
     if "version" not in doc:
@@ -224,7 +215,7 @@ def _check_document(doc: Any) -> tuple[int, Mapping[str, Any]]:
     elif not isinstance(config, Mapping):
         problems.append(("config", "must be a map of sections"))
     if problems:
-        raise Rejected(problems)
+        raise ConfigRejected(problems)
     return version, config  # type: ignore[return-value]
 
 
@@ -251,11 +242,11 @@ def _check_shape(config: Mapping[str, Any]) -> None:
                     problems.append((f"{section}.{key}", "must be a finite number"))
                     break
     if problems:
-        raise Rejected(problems)
+        raise ConfigRejected(problems)
 
 
 def build(local: Config, site: Mapping[str, Any], device: Mapping[str, Any]) -> Config:
-    """The effective config from the local one and two overlays; Rejected listing every problem."""
+    """The effective config from the local one and two overlays; ConfigRejected listing every problem."""
     _check_shape(site)
     _check_shape(device)
     wanted = merge(site, device)
@@ -282,7 +273,7 @@ def build(local: Config, site: Mapping[str, Any], device: Mapping[str, Any]) -> 
         config = None
     if problems or config is None:
         unique = sorted(set(problems))
-        raise Rejected(unique)
+        raise ConfigRejected(unique)
     return config
 
 
@@ -400,7 +391,7 @@ class ConfigShadow:
                 site = overlay if source == SITE else others.config
                 device = overlay if source == DEVICE else others.config
                 config = build(self.local, site, device)
-            except Rejected as exc:
+            except ConfigRejected as exc:
                 log.warning("config: %s desired version %s rejected: %s", source, version, exc)
                 return self._report(applied, "rejected", exc.problems, versions[SITE], versions[DEVICE])
             new_overlay = Overlay(version, _strip_local(self.local, overlay))
@@ -494,13 +485,13 @@ class ConfigShadow:
         try:
             doc = json.loads(raw.decode("utf-8"))
             if not isinstance(doc, dict) or doc.get("format") != _FILE_FORMAT:
-                raise Rejected([("format", f"must be {_FILE_FORMAT}")])
+                raise ConfigRejected([("format", f"must be {_FILE_FORMAT}")])
             overlays = {}
             for source in SOURCES:
                 version, overlay = _check_document(doc.get(source))
                 overlays[source] = Overlay(version, overlay)
             config = build(self.local, overlays[SITE].config, overlays[DEVICE].config)
-        except (ValueError, Rejected) as exc:
+        except (ValueError, ConfigRejected) as exc:
             log.warning("config: ignoring %s, it cannot be used: %s", self.path, exc)
             return fallback
         log.info(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..errors import EdgeSentryError
+from ..errors import TopicError
 
 ROOT = "sentry/v1"
 SITE_WIDE = "all"  # the device-id slot that addresses every device of a site
@@ -29,10 +29,6 @@ SITE_CONFIG_DESIRED = "all/config/desired"  # kind that parse() gives the site-w
 FIXED_KINDS = (STATE, SCAN, EVENT, HEALTH, CONFIG_DESIRED, CONFIG_REPORTED, TRUST)
 
 _FORBIDDEN = ("/", "+", "#", "\0")
-
-
-class TopicError(EdgeSentryError):
-    """A topic or topic segment that does not follow the naming contract."""
 
 
 class TopicParts(NamedTuple):

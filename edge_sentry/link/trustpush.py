@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..codes import cose
 from ..codes.trust import TrustList
-from ..errors import CodeError, TrustListError
+from ..errors import CodeError, TrustListError, TrustRefused, UnsupportedAlgorithmError
+from ..vocabulary import Event
 from . import topics
 from .shadow import write_atomic
 
@@ -133,7 +134,7 @@ class TrustPush:
             current = self.trust
             try:
                 pushed = self._verify(bytes(payload))
-            except _Refusal as exc:
+            except TrustRefused as exc:
                 return self._refuse(exc.reason, exc.detail, None, current)
             if pushed.version < current.version:
                 detail = f"version {pushed.version} is lower than {current.version} in use"
@@ -157,7 +158,9 @@ class TrustPush:
                 listener(pushed)
             except Exception:
                 log.exception("trust listener %r failed", listener)
-        event = self._event("trust-updated", version=pushed.version, previous=current.version, persisted=kept)
+        event = self._event(
+            Event.TRUST_UPDATED, version=pushed.version, previous=current.version, persisted=kept
+        )
         return Outcome("accepted", version=pushed.version, event=event)
 
     def attach(self, link: Link) -> None:
@@ -177,28 +180,28 @@ class TrustPush:
 
     def _verify(self, payload: bytes) -> TrustList:
         if self.root_key is None:
-            raise _Refusal("no-root-key", "trust.root_key is not configured or cannot be read")
+            raise TrustRefused("no-root-key", "trust.root_key is not configured or cannot be read")
         if len(payload) > self.max_bytes:
-            raise _Refusal("too-large", f"{len(payload)} bytes, more than {self.max_bytes}")
+            raise TrustRefused("too-large", f"{len(payload)} bytes, more than {self.max_bytes}")
         try:
             message = cose.decode_sign1(payload)
         except CodeError as exc:
-            raise _Refusal("malformed", str(exc)) from None
+            raise TrustRefused("malformed", str(exc)) from None
         try:
             genuine = cose.verify(message, self.root_key)
-        except cose.UnsupportedAlgorithmError as exc:
-            raise _Refusal("unsupported-algorithm", str(exc)) from None
+        except UnsupportedAlgorithmError as exc:
+            raise TrustRefused("unsupported-algorithm", str(exc)) from None
         if not genuine:
-            raise _Refusal("bad-signature", "not signed by the trust-root key")
+            raise TrustRefused("bad-signature", "not signed by the trust-root key")
         try:
             return TrustList.from_cbor(message.payload)
         except TrustListError as exc:
-            raise _Refusal("invalid", str(exc)) from None
+            raise TrustRefused("invalid", str(exc)) from None
 
     def _refuse(self, reason: str, detail: str, version: int | None, current: TrustList) -> Outcome:
         log.warning("trust list refused (%s): %s; keeping version %d", reason, detail, current.version)
         event = self._event(
-            "trust-rejected", reason=reason, detail=detail, version=version, current=current.version
+            Event.TRUST_REJECTED, reason=reason, detail=detail, version=version, current=current.version
         )
         return Outcome("rejected", reason, detail, version, event)
 
@@ -211,9 +214,3 @@ class TrustPush:
                 log.exception("could not record %s", name)
         return event
 
-
-class _Refusal(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail

@@ -1,0 +1,94 @@
+"""The contract's words: verdicts, reasons, modes, event names, refusals and command statuses.
+
+Operators' tools, the back end and outside checks read these strings in scan events, event-log
+lines, MQTT payloads and command answers, so each lives here once, as a `StrEnum` whose values are
+exactly the contract strings. A member is a `str`: it compares equal to the plain string, encodes as a
+plain JSON or CBOR text string and formats as its value, so what is decoded from the wire or from
+the outbox (plain strings) and what the code writes (members) mix freely.
+
+Pure: no imports from the package, no I/O. Adding or renaming a value changes the contract: it
+needs a version bump and a note, never a quiet edit.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """What the gate does with a code: `verdict` of a scan event."""
+
+    ACCEPT = "accept"
+    DENY = "deny"
+
+
+class Reason(StrEnum):
+    """Why: `reason` of a scan event, in the order the verifier checks (`ok` is the accept)."""
+
+    OK = "ok"
+    MALFORMED = "malformed"
+    UNSUPPORTED = "unsupported"
+    UNKNOWN_KEY = "unknown-key"
+    BAD_SIGNATURE = "bad-signature"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not-yet-valid"
+    STALE = "stale"
+    REVOKED = "revoked"
+    STATUS = "status"
+    PASSBACK = "passback"
+    WRONG_VENUE = "wrong-venue"
+    ASSIST = "assist"  # valid, but entry needs staff: a paper code
+
+
+class Mode(StrEnum):
+    """How a person entered: `mode` of a scan event."""
+
+    SCAN = "scan"
+    MANUAL = "manual"  # the staff button
+    EXIT = "exit"  # the request-to-exit button
+    ASSISTED = "assisted"  # a paper code confirmed by the staff button
+
+
+class Refusal(StrEnum):
+    """The policy that withholds a valid code's entry: `refused` of a `deny` / `ok` scan event."""
+
+    TRUST_STALE = "trust-stale"
+    CLOCK_UNSYNCED = "clock-unsynced"
+    FAULT = "fault"  # a secure fail mode
+
+
+class Event(StrEnum):
+    """The `event` of an event-log line and of an `event` message: what happened."""
+
+    SCAN = "scan"
+    START = "start"
+    STOP = "stop"
+    DOOR_OPENED = "door-opened"
+    DOOR_CLOSED = "door-closed"
+    DOOR_FORCED = "door-forced"
+    DOOR_HELD = "door-held"
+    TAILGATE = "tailgate"
+    ASSIST_EXPIRED = "assist-expired"
+    FAULT = "fault"
+    FAULT_CLEARED = "fault-cleared"
+    CAMERA_FAULT = "camera-fault"
+    CAMERA_RECOVERED = "camera-recovered"
+    VENUE_CODE = "venue-code"
+    GATE_PULSE = "gate-pulse"  # a grant that is not a person's entry
+    TRUST_INVALID = "trust-invalid"
+    TRUST_STALE = "trust-stale"
+    TRUST_UPDATED = "trust-updated"
+    TRUST_REJECTED = "trust-rejected"
+    CLOCK_UNSYNCED = "clock-unsynced"
+    OUTBOX_FULL = "outbox-full"
+    DISK_LOW = "disk-low"
+
+
+class CommandStatus(StrEnum):
+    """`status` of the answer to a `cmd/{name}` request."""
+
+    OK = "ok"
+    ERROR = "error"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    UNKNOWN_COMMAND = "unknown-command"
