@@ -4,7 +4,7 @@
 pulse and switches the pin before lights, buzzer and events. This measures, on gpiozero's mock
 pins, the time from calling grant() to the relay being on (its return value), and the whole call;
 the baseline is a bare `OutputDevice.on()` in the same run, so the ratio is what the gate adds.
-DESIGN.md asks for the frame -> relay p99 well inside one frame interval at 30 fps (33 ms).
+docs/architecture.md (budgets) asks for the frame -> relay p99 well inside one frame interval.
 
 Run: .venv/bin/python benchmarks/bench_gate.py [ROUNDS]
 """

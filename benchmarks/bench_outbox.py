@@ -1,7 +1,7 @@
 """Outbox: put -> durable latency with a small and a large backlog, throughput, drain, replay; and
 stock TinyDB beside it, to show why the outbox has its own storage.
 
-DESIGN.md section 7 asks that the append cost stay flat from 1 k to 100 k queued events (ratio of
+docs/architecture.md (budgets) asks that the append cost stay flat from 1 k to 100 k queued events (ratio of
 the latencies <= 1.5). Latency is measured one event at a time, from put() to its on_durable
 callback (so it includes the writer's wake-up, the append and the fsync), in two outboxes filled
 with 1 k and 100 k durable, unacknowledged events, measured in turns. Stock TinyDB's JSONStorage

@@ -47,7 +47,7 @@ def _pin() -> dict[str, Any]:
     return _between(0, 27)
 
 
-# Site and device ids are levels of the MQTT topics `sentry/v1/{site}/{device}` (DESIGN section 5): a
+# Site and device ids are levels of the MQTT topics `sentry/v1/{site}/{device}` (docs/protocol.md 6.1): a
 # separator or a wildcard in one would widen a subscription or an ACL grant, and the device slot `all`
 # addresses a whole site. link/topics.py refuses them too, but only once a broker is dialled.
 _TOPIC_FORBIDDEN = ("/", "+", "#", "\0")

@@ -4,7 +4,7 @@ In JSON format each line is one object with `event`, `t` and its details, so tha
 test can follow decisions without parsing prose. The human format is for a technician's terminal.
 Event dicts never carry code texts. A scan event may carry its subject sealed to the health
 authority; the log leaves it out all the same, because logs (the journal under systemd) outlive
-`privacy.retention_days` and DESIGN section 4 keeps subjects out of them.
+`privacy.retention_days` and docs/protocol.md section 4 keeps subjects out of them.
 """
 
 from __future__ import annotations

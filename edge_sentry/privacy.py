@@ -1,4 +1,4 @@
-"""Sealing a scan's subject to the health authority (DESIGN section 4), and opening it on their side.
+"""Sealing a scan's subject to the health authority (docs/protocol.md 5), and opening it on their side.
 
 A scan event never carries the holder's pseudonym (`sub`) in clear. When `privacy.authority_key` names
 the authority's X25519 public key, the event's `subject` is that pseudonym sealed with HPKE (RFC 9180)

@@ -36,7 +36,7 @@ Record = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 # Gate events that the scan events already say: a scan's grant or deny is not recorded twice.
 _COVERED_BY_SCAN = {"deny", "grant-refused"}
-# Grants that let a person in without a scan: each is a scan event of that mode (DESIGN section 4).
+# Grants that let a person in without a scan: each is a scan event of that mode (docs/protocol.md 4.1).
 _PERSON_MODES = {Mode.MANUAL, Mode.EXIT, Mode.ASSISTED}
 
 
@@ -125,7 +125,7 @@ class Sentry:
         *,
         granted: bool | None = None,
     ) -> dict[str, Any]:
-        """A scan event (DESIGN section 4); never the code text, never the subject in clear."""
+        """A scan event (docs/protocol.md 4.1); never the code text, never the subject in clear."""
         if granted is None:
             granted = mode != Mode.SCAN or (decision is not None and decision.accepted)
         reason: str

@@ -1,4 +1,4 @@
-"""The verifier: a code's text in, a Decision out (DESIGN section 3). Never raises, never blocks.
+"""The verifier: a code's text in, a Decision out (docs/protocol.md section 2). Never raises, never blocks.
 
 It runs on the hot path for every text the decoder finds, most of them from strangers, so every
 failure inside becomes a `deny` with a reason instead of an exception, and the only state it keeps

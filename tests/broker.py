@@ -8,7 +8,7 @@ with everything it reads generated in its own folder:
 - a TLS listener: a test CA made with `cryptography`, a server certificate for 127.0.0.1 and
   localhost, a client certificate per device (CN = device id); `require_certificate true` and
   `use_identity_as_username true`, so the certificate is the login;
-- an ACL (DESIGN.md section 5): each device reads and writes only under
+- an ACL (docs/protocol.md section 6.2): each device reads and writes only under
   `sentry/v1/{site}/{device}/#` and reads `sentry/v1/{site}/all/#`; the operator may do anything;
 - persistence in its folder, so `stop()` then `start()` on the same ports is a real broker restart:
   retained messages and persistent sessions survive, in-flight connections do not.

@@ -2,8 +2,9 @@
 
 A photo alone is not what the sentry sees: it sees a 1280x720 view of an entrance with the code
 somewhere in it. `camera_view` places a photo, scaled to a size a phone shows at a gate, into such a
-view. The set lives outside the repository (read-only, Apache-2.0, see its NOTICE);
-EDGE_SENTRY_QR_PHOTOS points elsewhere, and `available()` lets tests skip when it is absent.
+view. The set is not part of the repository (read-only, Apache-2.0, see its NOTICE): the environment
+variable EDGE_SENTRY_QR_PHOTOS names its folder, and nothing else does. `available()` lets tests and
+benchmarks skip, with `MISSING` as the reason, when the variable is unset or its folder is absent.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from PIL import Image
 
 from edge_sentry.camera.synthetic import entrance_background
 
-# The photo set sits in shared/ beside the checkout (DESIGN.md's home), wherever that checkout is.
-_BESIDE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "qr-photos"
-PHOTO_DIR = Path(os.environ.get("EDGE_SENTRY_QR_PHOTOS", str(_BESIDE)))
+ENV = "EDGE_SENTRY_QR_PHOTOS"
+# No default folder: a checkout must not depend on what happens to lie beside it.
+PHOTO_DIR: Path | None = Path(os.environ[ENV]) if os.environ.get(ENV) else None
 IMAGE_SUFFIXES = (".webp", ".png", ".jpg", ".jpeg")
 
 
@@ -39,14 +40,26 @@ class Photo:
         return self.name.endswith(".png")
 
 
+def _missing_reason() -> str:
+    if PHOTO_DIR is None:
+        return f"QR photo set not available: {ENV} is not set (set it to the photo set's folder)"
+    return f"QR photo set not available: {ENV}={PHOTO_DIR} is not a folder"
+
+
+#: Why the photos cannot be used here (the skip reason); read only when `available()` is False.
+MISSING = _missing_reason()
+
+
 def available() -> bool:
-    return PHOTO_DIR.is_dir()
+    return PHOTO_DIR is not None and PHOTO_DIR.is_dir()
 
 
 @functools.cache
 def load() -> tuple[Photo, ...]:
     """Every sample with an expected text, sorted by name."""
-    photos = []
+    photos: list[Photo] = []
+    if PHOTO_DIR is None:
+        return ()
     for path in sorted(PHOTO_DIR.glob("*/*")):
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             continue

@@ -13,7 +13,7 @@ from edge_sentry.camera.synthetic import Cue, Scene, entrance_background
 from edge_sentry.config import DecoderConfig
 from edge_sentry.decoder import Decoded, Decoder, check_frame
 
-needs_photos = pytest.mark.skipif(not photos.available(), reason="QR photo set not available")
+needs_photos = pytest.mark.skipif(not photos.available(), reason=photos.MISSING)
 SIZES = (300, 430)  # pixels tall: a phone at arm's length and one held close
 
 

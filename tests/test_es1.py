@@ -1,4 +1,4 @@
-"""ES1 codes: the wire format of DESIGN section 3, issuing, and strict parsing without trust."""
+"""ES1 codes: the wire format of docs/protocol.md 2.2, issuing, and strict parsing without trust."""
 
 import hashlib
 

@@ -1,4 +1,4 @@
-"""Nothing the daemon writes holds a code text or a subject in clear (DESIGN section 4).
+"""Nothing the daemon writes holds a code text or a subject in clear (docs/protocol.md section 4).
 
 The real daemon runs as a process on a scene of codes this test issued, so it knows every secret the
 camera showed: the code texts and the subjects inside them. Then everything the daemon wrote (stdout,

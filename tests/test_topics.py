@@ -1,4 +1,4 @@
-"""Topic names follow DESIGN.md section 5 exactly, ids that would widen a topic are refused, and an
+"""Topic names follow docs/protocol.md 6.2 exactly, ids that would widen a topic are refused, and an
 incoming topic reads back as (kind, name)."""
 
 from __future__ import annotations

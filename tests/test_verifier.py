@@ -1,4 +1,4 @@
-"""The verifier: every reason of DESIGN section 3, their precedence, passback, and no raising."""
+"""The verifier: every reason of docs/protocol.md 2, their precedence, passback, and no raising."""
 
 import dataclasses
 

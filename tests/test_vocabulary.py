@@ -16,7 +16,7 @@ from edge_sentry.link import payloads
 from edge_sentry.storage import encode_frame
 from edge_sentry.vocabulary import CommandStatus, Event, Mode, Reason, Refusal, Verdict
 
-# As the README and DESIGN.md sections 3-5 list them.
+# As the README and docs/protocol.md list them.
 CONTRACT: dict[type, set[str]] = {
     Verdict: {"accept", "deny"},
     Reason: {

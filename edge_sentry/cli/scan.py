@@ -1,7 +1,7 @@
 """`edge-sentry scan IMAGE...`: decode and verify image files as the daemon would, one JSON line each.
 
-Each line is `{"image", "codes": [{"text_sha256", "scheme", "verdict", "reason"}], "ms"}` (DESIGN
-section 6): the code text is given only as its SHA-256, so the output can be kept or shared. `ms` is
+Each line is `{"image", "codes": [{"text_sha256", "scheme", "verdict", "reason"}], "ms"}`
+(docs/protocol.md 7): the code text is given only as its SHA-256, so the output can be kept or shared. `ms` is
 the time spent decoding and verifying that image with the daemon's settings, not reading the file.
 Images are independent: each gets a fresh verifier, so no anti-passback between them. An unreadable
 image gets an `error` instead of `codes`, and the command goes on with the next one (exit 1 at the end).

@@ -1,6 +1,6 @@
 """`edge-sentry verify [--now ISO8601] [--trust FILE] TEXT|-`: decide on one code text, print JSON.
 
-Prints one JSON object {"verdict", "reason", "scheme", "kid", "iat", "exp"} (DESIGN section 6, a
+Prints one JSON object {"verdict", "reason", "scheme", "kid", "iat", "exp"} (docs/protocol.md 7, a
 contract: operators' scripts parse it) and exits 0 on accept, 1 on deny, 2 on bad usage. The code
 text itself is never echoed, so the output can be logged.
 """

@@ -1,4 +1,4 @@
-"""The EU Digital COVID Certificate (DESIGN section 3): read an HC1 text and its signer, never decide.
+"""The EU Digital COVID Certificate (docs/protocol.md 2.3): read an HC1 text and its signer, never decide.
 
 Text = "HC1:" + Base45(zlib(COSE_Sign1)); the signed payload is a CWT: `1` iss (issuing country), `6` iat,
 `4` exp, `-260` hcert = {1: the eu_dgc_v1 map with `ver`, `nam`, `dob` and one `v`, `t` or `r` entry}.

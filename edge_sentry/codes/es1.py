@@ -1,4 +1,4 @@
-"""ES1, the sentry's own dynamic entry code (DESIGN section 3): issue and parse, never decide.
+"""ES1, the sentry's own dynamic entry code (docs/protocol.md section 2.2): issue and parse, never decide.
 
 Text = "ES1:" + Base45(COSE_Sign1) with protected header {1: -8, 4: kid} and a CWT claims payload.
 Parsing is split in two on purpose: `parse` reads only the envelope (enough to find the key by its

@@ -39,7 +39,7 @@ def raw_public_key(key: RawKey) -> bytes:
 
 
 def kid_of(key: RawKey | bytes) -> bytes:
-    """Key id: the first 8 bytes of SHA-256 of the 32-byte raw public key (DESIGN section 3)."""
+    """Key id: the first 8 bytes of SHA-256 of the 32-byte raw public key (docs/protocol.md section 1)."""
     raw = key if isinstance(key, bytes) else raw_public_key(key)
     return hashlib.sha256(raw).digest()[:KID_LENGTH]
 

@@ -1,4 +1,4 @@
-"""VC1, the venue code printed on an entrance's poster (DESIGN section 3).
+"""VC1, the venue code printed on an entrance's poster (docs/protocol.md section 2.4).
 
 Text = "VC1:" + Base45(COSE_Sign1) signed with the fleet's trust-root key over the CBOR map {"site",
 "venue", "entrance", "name", "issued"}. `name` is the venue's display name and `issued` is seconds

@@ -1,4 +1,4 @@
-"""The operator's side of the fleet link (DESIGN.md sections 5 and 6): read what the sentries report,
+"""The operator's side of the fleet link (docs/protocol.md sections 6 and 7): read what the sentries report,
 push desired configs and trust lists, send commands, follow scans and events.
 
 `client` is the one module that talks to the broker; `status`, `push`, `command` and `tail` turn

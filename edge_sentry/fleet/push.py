@@ -1,7 +1,7 @@
 """Pushing a desired config or a trust list, and judging what each sentry answered.
 
 A desired config is `{"version", "config"}` on a retained topic; the device applies it whole or
-rejects it, and says which on its retained `config/reported` (DESIGN.md section 5). The version
+rejects it, and says which on its retained `config/reported` (docs/protocol.md section 6.5). The version
 decides everything: a sentry silently ignores a document whose version is at or below the one it
 applied from the same source (its device topic, or the site's `all/config/desired`). So the version
 chosen by default is one above every version the broker knows of for that source: the retained

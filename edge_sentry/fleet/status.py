@@ -1,6 +1,6 @@
 """What a site's sentries last said about themselves, from their retained topics, as rows and a table.
 
-Each sentry keeps three retained messages (DESIGN.md section 5): `state` (its birth, or its Last
+Each sentry keeps three retained messages (docs/protocol.md section 6): `state` (its birth, or its Last
 Will: online, firmware, config and trust versions), `health` (machine figures, backlog, link and
 gate state) and `config/reported` (the outcome of the last desired config). A `Snapshot` is fed
 those messages in arrival order and keeps the latest of each per device; `rows()` flattens them

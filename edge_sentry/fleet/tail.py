@@ -1,7 +1,7 @@
 """Scans and events as they reach the broker, as lines for a terminal or for a script.
 
 A `scan` message is a CBOR array of scan events (a batch from a sentry's outbox), an `event` message
-one map (DESIGN.md section 5). Each event becomes one line: the daemon's own human format
+one map (docs/protocol.md section 6.2). Each event becomes one line: the daemon's own human format
 (`eventlog.EventLog`) behind the device id, or one JSON object. A sealed subject is never printed,
 in any form: it is the one field meant for the health authority alone, and a terminal's scrollback
 or a piped log outlives the outbox's retention. The line says `subject=sealed` instead, so an

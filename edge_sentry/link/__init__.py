@@ -1,4 +1,4 @@
-"""The fleet link: MQTT topics, payloads and the connection (DESIGN.md section 5).
+"""The fleet link: MQTT topics, payloads and the connection (docs/protocol.md section 6).
 
 `topics` and `payloads` are pure (no I/O); `mqtt.Link` owns the connection, drains the outbox and
 runs the handlers that the config shadow, the trust push and the commands register.

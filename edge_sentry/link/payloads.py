@@ -1,4 +1,4 @@
-"""MQTT payloads: CBOR maps with text keys out; CBOR or hand-typed JSON in (DESIGN.md section 5).
+"""MQTT payloads: CBOR maps with text keys out; CBOR or hand-typed JSON in (docs/protocol.md section 1).
 
 Incoming payloads come from the network, so `decode()` treats them as hostile: the size cap is
 checked before a single byte is parsed, a CBOR item is walked header by header (depth, declared

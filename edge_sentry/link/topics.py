@@ -1,4 +1,4 @@
-"""MQTT topic names of DESIGN.md section 5 (a contract): building them and reading them back.
+"""MQTT topic names of docs/protocol.md section 6.2 (a contract): building them and reading them back.
 
 Every topic a device uses sits under `sentry/v1/{site}/{device}`; the one site-wide topic is
 `sentry/v1/{site}/all/config/desired`. Site and device ids come from the config, so they are checked

@@ -1,7 +1,7 @@
 """Trust push: a signed trust list from the fleet replaces the sentry's own, or is refused and reported.
 
 The `trust` topic carries a COSE_Sign1 (signed by the fleet's trust-root key, `trust.root_key`)
-around the CBOR form of a trust list (DESIGN section 3). A list is accepted only when the signature
+around the CBOR form of a trust list (docs/protocol.md section 3). A list is accepted only when the signature
 holds under that key and its version is higher than the one in use; anything else (no root key
 configured, bad or missing signature, malformed envelope or list, a lower version, an equal version
 with other content) is refused: the list in use stays, and a `trust-rejected` event says why. The
