@@ -4,7 +4,8 @@ What it must never do: exit because a part is unwell. A broken trust file, a cam
 an unreachable broker or a full disk put the gate in its fail mode or raise an event; only a config
 error or pins that cannot be claimed stop the start (exit 2 / 1), because then there is no gate to keep
 safe. The config in force is the file's overlaid with what operators pushed and this device applied
-(the shadow keeps the last good one on disk), so a restart never loses a pushed config.
+(the shadow keeps the last good one in the state store), so a restart never loses a pushed config.
+The state store is opened once per run, with the daemon, and closed when `run` returns.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .outbox import Outbox
 from .privacy import Sealer
 from .sentry import Sentry
 from .service import Notifier
+from .state import StateStore
 from .uplink import RESTART_EXIT, Uplink
 from .verifier import Verifier
 from .vocabulary import Event, Refusal
@@ -57,7 +59,8 @@ class Daemon:
         stream: TextIO | None = None,
         clock_probe: Callable[[], bool | None] = selftest.clock_synchronised,
     ):
-        self.shadow = ConfigShadow(config)
+        self.store = StateStore.open(config)
+        self.shadow = ConfigShadow(config, self.store)
         self.config = self.shadow.current
         self.events = EventLog(self.config.log.format, stream)
         self.stop_event = threading.Event()
@@ -84,7 +87,7 @@ class Daemon:
         if config.trust.file is None and demo is not None:
             log.warning("no trust.file: trusting only the in-memory demo issuer")
             return demo.trust, None
-        trust, problem = load_initial(config.trust.file, config.device.state_dir)
+        trust, problem = load_initial(config.trust.file, self.store)
         if trust is None:
             log.error("trust list unusable: %s", problem)
             return TrustList.empty(), problem
@@ -143,6 +146,12 @@ class Daemon:
 
     def run(self, duration: float | None = None) -> int:
         """Run until stopped; the exit status (0, or RESTART_EXIT after a remote `restart`)."""
+        try:
+            return self._run(duration)
+        finally:
+            self.store.close()  # last: everything that keeps state has stopped by now
+
+    def _run(self, duration: float | None) -> int:
         config = self.config
         sealer = Sealer.from_config(config.privacy)  # a set but unusable key is a config error
         demo = DemoIssuer.create() if self._is_demo() else None
@@ -175,7 +184,7 @@ class Daemon:
                 sealer=sealer,
                 refusal=self._refusal,
             )
-            push = TrustPush(trust, root_key, config.device.state_dir, record=self._record)
+            push = TrustPush(trust, root_key, self.store, record=self._record)
             rig = selftest.Rig(
                 config, devices=devices, gate=sentry.gate, decoder=sentry.decoder, trust=trust,
                 trust_problem=trust_problem, root_key=root_key,
@@ -204,7 +213,8 @@ class Daemon:
                 sentry.gate.set_fault("trust")
             if config.mqtt is not None:
                 self.uplink = Uplink(
-                    config, self.shadow, push, self.outbox, sentry, rig, self._request_restart
+                    config, self.shadow, push, self.outbox, sentry, rig, self._request_restart,
+                    self.store,
                 )
                 self.uplink.start()
             self._check_trust(push.trust)

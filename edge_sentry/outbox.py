@@ -172,6 +172,10 @@ class Outbox:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock_fd = _lock_folder(self.path)
+            # The seq reservation stays here, beside the events it numbers, not in the device's
+            # state store: `outbox.path` may be configured apart from `device.state_dir`, and a
+            # seq is only "never reused" while the reservation and the events travel together
+            # (moved, restored from a backup or wiped as one folder, under one lock).
             self._db = TinyDB(self.path / "state.log", storage=LogStorage, opener=self._opener)
             store = EventStore(self.path / "events.log", opener=self._opener)
             store.open()

@@ -40,8 +40,8 @@ from .camera.base import Frame
 from .codes import es1, keys, vc1
 from .codes.trust import TrustList
 from .config import Config
+from .files import fsync_dir
 from .gpio import GateDevices
-from .storage import fsync_dir
 from .vocabulary import Mode
 
 log = logging.getLogger(__name__)

@@ -56,6 +56,7 @@ import cbor2
 from tinydb.storages import Storage
 
 from .errors import StorageError
+from .files import fsync_dir
 from .records import event_id_ms
 
 log = logging.getLogger(__name__)
@@ -241,15 +242,6 @@ class OsLogFile:
 
 
 Opener = Callable[[Path], LogFile]
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` durable (the entry lives in the folder)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class AppendLog:

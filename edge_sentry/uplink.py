@@ -23,6 +23,7 @@ from .link.shadow import ConfigShadow
 from .link.trustpush import TrustPush
 from .outbox import Outbox
 from .sentry import Sentry
+from .state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ RESTART_EXIT = 75
 
 
 class Uplink:
-    """Link, shadow, trust push, commands and health for one run of the daemon."""
+    """Link, shadow, trust push, commands and health for one run of the daemon; `store` is the
+    daemon's open state store (the commands keep their answered ids there)."""
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class Uplink:
         sentry: Sentry,
         rig: selftest.Rig,
         request_restart: Callable[[], None],
+        store: StateStore,
     ):
         self.config = config
         self.shadow = shadow
@@ -50,7 +53,7 @@ class Uplink:
         self.sentry = sentry
         self.link = Link(config, outbox)
         commands = RemoteCommands(
-            config.device.state_dir,
+            store,
             builtin_commands(
                 grant=sentry.gate.grant,
                 request_restart=request_restart,

@@ -15,6 +15,9 @@ system broker on 1883:
   state folder and outbox under the test's tmp_path and short reconnect backoffs.
 - `subscriber(topics="#", **opts)`: an operator-side `Subscriber` recording what arrives (see
   tests/broker.py for persistent sessions); closed at the end of the test.
+- `open_store(folder_or_config, identity=TEST_IDENTITY)`: the device's `StateStore` in a folder
+  (or the one a Config names, for its identity). Opening a folder again closes the store open on
+  it first, as a restart would; every store is closed at the end of the test.
 
 If Mosquitto is missing the MQTT tests fail (not skip) with the way to install it: CI installs it.
 """
@@ -22,12 +25,17 @@ If Mosquitto is missing the MQTT tests fail (not skip) with the way to install i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from broker import MISSING_MOSQUITTO, Broker, Subscriber, find_mosquitto
 
 from edge_sentry.config import Config
+from edge_sentry.state import Identity, StateStore
+
+#: The identity `open_store` gives a bare folder (the device of the tests' local configs).
+TEST_IDENTITY = Identity("s1", "sentry-1")
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +76,23 @@ def subscriber(broker: Broker) -> Iterator[Callable[..., Subscriber]]:
     yield make
     for sub in opened:
         sub.close()
+
+
+@pytest.fixture
+def open_store() -> Iterator[Callable[..., StateStore]]:
+    opened: dict[Path, StateStore] = {}
+
+    def make(where: Path | str | Config, identity: Identity = TEST_IDENTITY) -> StateStore:
+        if isinstance(where, Config):
+            folder, identity = Path(where.device.state_dir), Identity(where.device.site, where.device.id)
+        else:
+            folder = Path(where)
+        previous = opened.pop(folder, None)
+        if previous is not None:
+            previous.close()
+        store = opened[folder] = StateStore(folder, identity)
+        return store
+
+    yield make
+    for store in opened.values():
+        store.close()

@@ -68,3 +68,33 @@ def test_an_unusable_trust_list_stays_a_fault_when_a_verifier_failure_clears(tmp
     assert [e["event"] for e in lines].count("trust-invalid") == 1
     assert FailsOnce.calls >= 2
     assert daemon.sentry is not None and daemon.sentry.gate.snapshot()["faults"] != []
+
+
+def test_a_run_uses_its_identitys_kept_state_moves_old_files_in_and_closes_the_store(tmp_path: Path):
+    import json
+
+    from edge_sentry.state import STORE_FILE, Identity, StateStore
+
+    state = tmp_path / "state"
+    state.mkdir()
+    kept = {"format": 1, "site": {"version": 0, "config": {}},
+            "device": {"version": 4, "config": {"gate": {"pulse_ms": 650}}}}  # fmt: skip
+    (state / "config.json").write_text(json.dumps(kept))  # as an older sentry left it
+    mapping = {
+        "device": {"state_dir": str(state), "site": "site", "id": "gate-1"},
+        "camera": {"scene": str(tmp_path / "no-such-scene.toml")},
+        "gpio": {"pin_factory": "mock"},
+        "outbox": {"path": str(tmp_path / "outbox")},
+    }
+    daemon = Daemon(from_mapping(mapping), stream=io.StringIO(), clock_probe=lambda: True)
+    assert daemon.config.gate.pulse_ms == 650 and daemon.shadow.version == 4
+    assert not (state / "config.json").exists()  # moved into the store
+    with pytest.raises(CameraError):
+        daemon.run(duration=1.0)
+    with StateStore(state, Identity("site", "gate-1")) as store:  # given back at the end of run
+        assert store.applied_config() == kept
+    demo = Daemon(from_mapping({**mapping, "device": {**mapping["device"], "id": "demo"}}),
+                  stream=io.StringIO(), clock_probe=lambda: True)  # fmt: skip
+    assert demo.config.gate.pulse_ms != 650 and demo.shadow.version == 0  # another identity
+    demo.store.close()
+    assert sorted(p.name for p in state.iterdir()) == [STORE_FILE]

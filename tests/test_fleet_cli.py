@@ -31,6 +31,7 @@ from edge_sentry.link.remote_commands import RemoteCommands, builtin_commands
 from edge_sentry.link.shadow import ConfigShadow
 from edge_sentry.link.trustpush import TrustPush
 from edge_sentry.outbox import Outbox
+from edge_sentry.state import StateStore
 
 WAIT = 20.0
 RETAINED_WAIT = "2"  # seconds for `--wait`: retained messages come within milliseconds
@@ -96,7 +97,7 @@ def root() -> Any:
 
 @pytest.fixture
 def sentries(broker: Broker, broker_config: Callable[..., Config], subscriber: Any,
-             root: Any) -> Iterator[Callable[..., Sentry]]:
+             root: Any, open_store: Callable[..., StateStore]) -> Iterator[Callable[..., Sentry]]:
     """Start a sentry's link with its shadow, trust push (trust list version 3) and commands; wait
     until its birth is on the broker. At the end stop them and clear every retained message the
     test may have left, so the next test of the module starts from an empty site."""
@@ -105,9 +106,10 @@ def sentries(broker: Broker, broker_config: Callable[..., Config], subscriber: A
     def make(device: str, *, rig: Rig | None = None, outbox: Outbox | None = None,
              selftest: Callable[[Any], list[dict[str, Any]]] = lambda parts: []) -> Sentry:
         config = broker_config(device)
-        shadow = ConfigShadow(config)
-        trust = TrustPush(trust_list(keys.generate(), version=3), root.public_key(), config.device.state_dir)
-        commands = RemoteCommands(config.device.state_dir, builtin_commands(
+        store = open_store(config)
+        shadow = ConfigShadow(config, store)
+        trust = TrustPush(trust_list(keys.generate(), version=3), root.public_key(), store)
+        commands = RemoteCommands(store, builtin_commands(
             grant=rig.gate.grant if rig is not None else (lambda mode: None),
             request_restart=lambda: None,
             allow_snapshot=lambda: False,

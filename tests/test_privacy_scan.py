@@ -32,6 +32,7 @@ from edge_sentry import privacy, sentry
 from edge_sentry.codes import es1, keys
 from edge_sentry.codes.trust import TrustList
 from edge_sentry.outbox import Outbox
+from edge_sentry.state import STORE_FILE
 from edge_sentry.storage import MAGIC, encode_frame, scan
 
 EXE = str(Path(sys.executable).with_name("edge-sentry"))
@@ -241,6 +242,7 @@ def test_the_scene_was_decided_as_issued(plain_run, cases):
     es1_reasons = [("accept", "ok"), ("deny", "expired"), ("deny", "passback"), ("deny", "unknown-key")]
     assert reasons == es1_reasons + [("accept", "ok")] * (len(cases) - 4)
     assert any(name.endswith("events.log") for name in plain_run.outputs)
+    assert f"state/{STORE_FILE}" in plain_run.outputs  # the device's state store is searched too
 
 
 def test_without_an_authority_key_nothing_is_written_of_texts_or_subjects(plain_run, cases):
@@ -286,6 +288,9 @@ def test_a_named_dcc_holder_is_part_of_the_search_once_dcc_has_landed(cases):
         lambda c: {"stderr": f"WARNING bad code {c.text[:30]}".encode()},
         lambda c: {"state/x.cbor": cbor2.dumps({"s": base64.b64encode(c.subs[0]).decode()})},
         lambda c: {"state/outbox/events.log": MAGIC + encode_frame([0, "t", "1", {"sub": c.subs[0]}])},
+        lambda c: {f"state/{STORE_FILE}": MAGIC + encode_frame(
+            [0, "commands@arena/sentry-privacy", "1", {"key": "k", "response": {"result": c.text}}]
+        )},
         lambda c: {"state/name.json": json.dumps({"n": "Gößinger"}, ensure_ascii=True).encode()},
     ],
 )

@@ -11,17 +11,18 @@ from typing import Any
 
 import cbor2
 import pytest
+from conftest import TEST_IDENTITY
 from gate_helpers import Rig, gate_rig
 
 from edge_sentry import selftest
 from edge_sentry.config import Config
 from edge_sentry.errors import CommandError, CommandRejected
 from edge_sentry.link.remote_commands import (
-    STATE_FILE,
     Command,
     RemoteCommands,
     builtin_commands,
 )
+from edge_sentry.state import STORE_FILE, StateStore
 
 NOW = 1_795_000_000.0
 NOW_MS = int(NOW * 1000)
@@ -67,7 +68,7 @@ def calls() -> Calls:
     return Calls()
 
 
-def make(state: Path, rig: Rig, calls: Calls, **kwargs: Any) -> RemoteCommands:
+def make(state: StateStore, rig: Rig, calls: Calls, **kwargs: Any) -> RemoteCommands:
     commands = builtin_commands(
         grant=rig.gate.grant,
         request_restart=calls.restart,
@@ -80,8 +81,8 @@ def make(state: Path, rig: Rig, calls: Calls, **kwargs: Any) -> RemoteCommands:
 
 
 @pytest.fixture
-def commands(tmp_path: Path, rig: Rig, calls: Calls) -> RemoteCommands:
-    return make(tmp_path, rig, calls)
+def commands(tmp_path: Path, open_store, rig: Rig, calls: Calls) -> RemoteCommands:
+    return make(open_store(tmp_path), rig, calls)
 
 
 def remote_grants(rig: Rig) -> list[dict[str, Any]]:
@@ -120,18 +121,20 @@ def test_a_redelivered_request_is_neither_run_nor_answered_again(commands: Remot
 
 
 def test_a_redelivery_after_a_restart_is_answered_once_more_and_not_run(
-    tmp_path: Path, rig: Rig, calls: Calls
+    tmp_path: Path, open_store, rig: Rig, calls: Calls
 ):
-    first = make(tmp_path, rig, calls).handle("pulse-gate", request(), b"before-restart")
+    first = make(open_store(tmp_path), rig, calls).handle("pulse-gate", request(), b"before-restart")
     assert first is not None
-    again = make(tmp_path, rig, calls)
+    again = make(open_store(tmp_path), rig, calls)
     reply = again.handle("pulse-gate", request(), b"before-restart")
     assert reply is not None and reply.response == first.response
     assert again.handle("pulse-gate", request(), b"before-restart") is None
     assert len(remote_grants(rig)) == 1
 
 
-def test_a_request_interrupted_by_a_crash_is_not_run_after_the_restart(tmp_path: Path, calls: Calls):
+def test_a_request_interrupted_by_a_crash_is_not_run_after_the_restart(
+    tmp_path: Path, open_store, calls: Calls
+):
     """The id is written down before the command runs: the second process (started while the
     first is still inside the command, as after a crash) finds it and does not run it."""
     runs: list[str] = []
@@ -139,12 +142,13 @@ def test_a_request_interrupted_by_a_crash_is_not_run_after_the_restart(tmp_path:
 
     def pulse(_args: Any) -> Any:
         runs.append("first")
-        restarted = RemoteCommands(tmp_path, {"pulse-gate": Command(lambda a: runs.append("again"))},
-                             clock=lambda: NOW)  # fmt: skip
-        seen_by_restarted.append(restarted.handle("pulse-gate", request(), b"crash"))
+        with StateStore(tmp_path, TEST_IDENTITY) as second:  # the first process still holds its own
+            restarted = RemoteCommands(second, {"pulse-gate": Command(lambda a: runs.append("again"))},
+                                       clock=lambda: NOW)  # fmt: skip
+            seen_by_restarted.append(restarted.handle("pulse-gate", request(), b"crash"))
         return {"granted": True}
 
-    RemoteCommands(tmp_path, {"pulse-gate": Command(pulse)}, clock=lambda: NOW).handle(
+    RemoteCommands(open_store(tmp_path), {"pulse-gate": Command(pulse)}, clock=lambda: NOW).handle(
         "pulse-gate", request(), b"crash"
     )
     assert runs == ["first"]
@@ -203,8 +207,8 @@ def test_a_bad_request_is_rejected_and_not_run(commands: RemoteCommands, rig: Ri
     assert rig.events.of("grant") == []
 
 
-def test_an_oversized_request_is_rejected(tmp_path: Path, rig: Rig, calls: Calls):
-    commands = make(tmp_path, rig, calls, max_bytes=100)
+def test_an_oversized_request_is_rejected(tmp_path: Path, open_store, rig: Rig, calls: Calls):
+    commands = make(open_store(tmp_path), rig, calls, max_bytes=100)
     reply = commands.handle("pulse-gate", request(args={"pad": "x" * 200}), b"big")
     assert reply is not None and reply.response["status"] == "rejected"
 
@@ -229,11 +233,11 @@ def test_json_typed_by_hand_is_accepted(commands: RemoteCommands, rig: Rig):
     assert reply is not None and reply.response["status"] == "ok"
 
 
-def test_a_command_that_crashes_is_an_error(tmp_path: Path):
+def test_a_command_that_crashes_is_an_error(tmp_path: Path, open_store):
     def broken(_args: Any) -> Any:
         raise KeyError("secret detail")
 
-    commands = RemoteCommands(tmp_path, {"x": Command(broken)}, clock=lambda: NOW)
+    commands = RemoteCommands(open_store(tmp_path), {"x": Command(broken)}, clock=lambda: NOW)
     reply = commands.handle("x", request(), b"1")
     assert reply is not None and reply.response == {
         "status": "error",
@@ -242,14 +246,15 @@ def test_a_command_that_crashes_is_an_error(tmp_path: Path):
     }
 
 
-def test_command_errors_and_refusals_carry_their_message(tmp_path: Path):
+def test_command_errors_and_refusals_carry_their_message(tmp_path: Path, open_store):
     def fails(_args: Any) -> Any:
         raise CommandError("relay driver absent")
 
     def refuses(_args: Any) -> Any:
         raise CommandRejected("not now")
 
-    commands = RemoteCommands(tmp_path, {"f": Command(fails), "r": Command(refuses)}, clock=lambda: NOW)
+    handlers = {"f": Command(fails), "r": Command(refuses)}
+    commands = RemoteCommands(open_store(tmp_path), handlers, clock=lambda: NOW)
     assert commands.handle("f", request(), b"1").response["error"] == "relay driver absent"
     assert commands.handle("r", request(), b"2").response == {"status": "rejected", "error": "not now",
                                                               "t": NOW_MS}  # fmt: skip
@@ -268,12 +273,12 @@ def test_restart_answers_first_and_stops_after(commands: RemoteCommands, calls: 
 
 
 def test_a_restart_request_redelivered_after_the_restart_does_not_restart_again(
-    tmp_path: Path, rig: Rig, calls: Calls
+    tmp_path: Path, open_store, rig: Rig, calls: Calls
 ):
-    reply = make(tmp_path, rig, calls).handle("restart", request(), b"loop?")
+    reply = make(open_store(tmp_path), rig, calls).handle("restart", request(), b"loop?")
     assert reply is not None and reply.after is not None
     reply.after()
-    again = make(tmp_path, rig, calls).handle("restart", request(), b"loop?")
+    again = make(open_store(tmp_path), rig, calls).handle("restart", request(), b"loop?")
     assert again is not None and again.after is None
     assert calls.restarts == 1
 
@@ -288,18 +293,18 @@ def test_snapshot_needs_the_opt_in(commands: RemoteCommands, calls: Calls):
     assert reply.response["result"] == {"content_type": "image/jpeg", "image": JPEG}
 
 
-def test_a_snapshot_is_never_written_to_disk(tmp_path: Path, rig: Rig, calls: Calls):
+def test_a_snapshot_is_never_written_to_disk(tmp_path: Path, open_store, rig: Rig, calls: Calls):
     calls.allow = True
-    make(tmp_path, rig, calls).handle("snapshot", request(), b"s")
-    assert JPEG not in (tmp_path / STATE_FILE).read_bytes()
-    again = make(tmp_path, rig, calls).handle("snapshot", request(), b"s")
+    make(open_store(tmp_path), rig, calls).handle("snapshot", request(), b"s")
+    assert JPEG not in (tmp_path / STORE_FILE).read_bytes()
+    again = make(open_store(tmp_path), rig, calls).handle("snapshot", request(), b"s")
     assert again is not None and again.response["status"] == "error"
     assert calls.snapshots == 1
 
 
-def test_snapshot_without_a_camera_is_an_error(tmp_path: Path, rig: Rig):
+def test_snapshot_without_a_camera_is_an_error(tmp_path: Path, open_store, rig: Rig):
     commands = RemoteCommands(
-        tmp_path,
+        open_store(tmp_path),
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: True,
                          snapshot=None, selftest=lambda parts: []),
         clock=lambda: NOW,
@@ -325,9 +330,9 @@ def test_selftest_refuses_unknown_parts_and_args(commands: RemoteCommands, calls
     assert calls.selftests == []
 
 
-def test_a_failed_part_is_an_ok_response_that_did_not_pass(tmp_path: Path, rig: Rig):
+def test_a_failed_part_is_an_ok_response_that_did_not_pass(tmp_path: Path, open_store, rig: Rig):
     commands = RemoteCommands(
-        tmp_path,
+        open_store(tmp_path),
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: False,
                          snapshot=None,
                          selftest=lambda parts: [{"part": "camera", "status": "fail", "detail": "dark"}]),
@@ -339,13 +344,13 @@ def test_a_failed_part_is_an_ok_response_that_did_not_pass(tmp_path: Path, rig: 
 
 
 def test_a_selftest_of_the_relay_moves_the_strike_so_an_unsynchronised_clock_refuses_it(
-    tmp_path: Path, rig: Rig, calls: Calls
+    tmp_path: Path, open_store, rig: Rig, calls: Calls
 ):
     """The relay part pulses the strike through the running gate, exactly as pulse-gate does: a
     replayed request must not open the gate on a clock where every deadline looks fresh."""
     parts = selftest.Rig(Config(), gate=rig.gate, clock_synced=lambda: calls.synced)
     commands = RemoteCommands(
-        tmp_path,
+        open_store(tmp_path),
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: False,
                          snapshot=None, selftest=selftest.remote_runner(parts),
                          selftest_parts=tuple(selftest.PARTS)),
@@ -375,36 +380,46 @@ def test_responses_are_cbor_encodable(commands: RemoteCommands, calls: Calls):
         assert cbor2.loads(cbor2.dumps(reply.response)) == reply.response
 
 
-def test_the_remembered_ids_are_bounded(tmp_path: Path, rig: Rig, calls: Calls):
-    commands = make(tmp_path, rig, calls, max_ids=3)
+def test_the_remembered_ids_are_bounded(tmp_path: Path, open_store, rig: Rig, calls: Calls):
+    commands = make(open_store(tmp_path), rig, calls, max_ids=3)
     for i in range(5):
         commands.handle("selftest", request(), f"id-{i}".encode())
-    kept = json.loads((tmp_path / STATE_FILE).read_text())
+    kept = open_store(tmp_path).answered_commands()  # as the next start finds them
     assert len(kept) == 3
     assert commands.handle("selftest", request(), b"id-4") is None  # recent: remembered
 
 
-def test_an_unreadable_id_file_is_ignored_with_a_warning(tmp_path: Path, rig: Rig, calls: Calls, caplog):
-    (tmp_path / STATE_FILE).write_text("{not json")
-    with caplog.at_level(logging.WARNING, logger="edge_sentry.link.remote_commands"):
-        commands = make(tmp_path, rig, calls)
-    assert any("commands.json" in r.getMessage() for r in caplog.records)
+@pytest.mark.parametrize("where", ["file of an older sentry", "store"])
+def test_unreadable_ids_are_ignored_with_a_warning(
+    tmp_path: Path, open_store, rig: Rig, calls: Calls, caplog, where: str
+):
+    if where == "store":
+        open_store(tmp_path).keep_answered_commands([{"key": "pulse-gate\x00aa", "response": "not a map"}])
+        named = STORE_FILE
+    else:
+        (tmp_path / "commands.json").write_text("{not json")
+        named = "commands.json"
+    with caplog.at_level(logging.WARNING):
+        commands = make(open_store(tmp_path), rig, calls)
+    assert any(named in r.getMessage() for r in caplog.records)
     reply = commands.handle("pulse-gate", request(), b"fresh")
     assert reply is not None and reply.response["status"] == "ok"
 
 
-def test_a_result_that_json_cannot_hold_is_remembered_without_it(tmp_path: Path):
+def test_a_result_that_json_cannot_hold_is_remembered_without_it(tmp_path: Path, open_store):
     runs: list[int] = []
 
     def raw(_args: Any) -> Any:
         runs.append(1)
         return {"blob": b"\x00\x01"}
 
-    commands = RemoteCommands(tmp_path, {"raw": Command(raw)}, clock=lambda: NOW)
+    commands = RemoteCommands(open_store(tmp_path), {"raw": Command(raw)}, clock=lambda: NOW)
     reply = commands.handle("raw", request(), b"r")
     assert reply is not None and reply.response["result"] == {"blob": b"\x00\x01"}
-    kept = json.loads((tmp_path / STATE_FILE).read_text())
+    kept = open_store(tmp_path).answered_commands()
     assert kept[0]["response"]["status"] == "error"
-    again = RemoteCommands(tmp_path, {"raw": Command(raw)}, clock=lambda: NOW).handle("raw", request(), b"r")
+    again = RemoteCommands(open_store(tmp_path), {"raw": Command(raw)}, clock=lambda: NOW).handle(
+        "raw", request(), b"r"
+    )
     assert again is not None and again.response["status"] == "error"
     assert runs == [1]

@@ -53,12 +53,12 @@ class Remote:
 
 
 @pytest.fixture
-def remote(broker, broker_config, subscriber) -> Iterator[Remote]:
+def remote(broker, broker_config, subscriber, open_store) -> Iterator[Remote]:
     config = broker_config()
     restarted = threading.Event()
     with gate_rig() as rig:
         commands = RemoteCommands(
-            config.device.state_dir,
+            open_store(config),
             builtin_commands(
                 grant=rig.gate.grant,
                 request_restart=restarted.set,

@@ -17,13 +17,13 @@ WAIT = 20.0
 
 
 @pytest.fixture
-def sentries(broker) -> Iterator[Callable[[Config], tuple[ConfigShadow, Link]]]:
+def sentries(broker, open_store) -> Iterator[Callable[[Config], tuple[ConfigShadow, Link]]]:
     """A shadow attached to a started link; stopped at the end, and every retained document the
     test left on the broker cleared, so the next test of the module starts from nothing."""
     made: list[Link] = []
 
     def make(config: Config) -> tuple[ConfigShadow, Link]:
-        shadow = ConfigShadow(config)
+        shadow = ConfigShadow(config, open_store(config))
         link = Link(config)
         shadow.attach(link)
         made.append(link)
@@ -113,7 +113,7 @@ def test_a_bad_desired_config_is_rejected_by_key_path_and_nothing_changes(
 
 
 def test_after_a_restart_the_kept_config_is_reported_and_the_retained_one_not_applied_twice(
-    broker, broker_config, subscriber, sentries
+    broker, broker_config, subscriber, sentries, open_store
 ):
     config = broker_config()
     prefix = f"sentry/v1/{broker.site}/{config.device.id}"
@@ -123,7 +123,7 @@ def test_after_a_restart_the_kept_config_is_reported_and_the_retained_one_not_ap
     assert operator.wait_for(f"{prefix}/config/reported", reported(6), WAIT) is not None
     link.stop(2.0)
 
-    again = ConfigShadow(config)
+    again = ConfigShadow(config, open_store(config))  # a new store on the folder: a restart
     applied: list[Config] = []
     again.add_listener(applied.append)
     assert again.current.es1.max_age_s == 45 and again.version == 6

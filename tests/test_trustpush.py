@@ -12,7 +12,8 @@ from codes_helpers import trust_doc, trust_list
 
 from edge_sentry.codes import cose, keys
 from edge_sentry.codes.trust import TrustList
-from edge_sentry.link.trustpush import STATE_FILE, TrustPush, load_initial
+from edge_sentry.link.trustpush import TrustPush, load_initial
+from edge_sentry.state import STORE_FILE, StateStore
 
 
 class Events:
@@ -39,8 +40,13 @@ def events() -> Events:
 
 
 @pytest.fixture
-def push(tmp_path: Path, root, issuer, events: Events) -> TrustPush:
-    return TrustPush(trust_list(issuer, version=5), root.public_key(), tmp_path, record=events)
+def store(tmp_path: Path, open_store) -> StateStore:
+    return open_store(tmp_path)
+
+
+@pytest.fixture
+def push(store: StateStore, root, issuer, events: Events) -> TrustPush:
+    return TrustPush(trust_list(issuer, version=5), root.public_key(), store, record=events)
 
 
 def test_a_newer_signed_list_is_accepted_kept_and_announced(push: TrustPush, root, issuer, tmp_path, events):
@@ -51,9 +57,9 @@ def test_a_newer_signed_list_is_accepted_kept_and_announced(push: TrustPush, roo
     assert outcome.status == "accepted" and outcome.version == 6
     assert push.trust.version == 6 and push.trust.to_mapping() == newer.to_mapping()
     assert swapped == [push.trust]
-    kept = TrustList.load(tmp_path / STATE_FILE)
-    assert kept.to_mapping() == newer.to_mapping()
-    assert (tmp_path / STATE_FILE).read_bytes().lstrip().startswith(b"{")  # the JSON form
+    text = push.store.pushed_trust()
+    assert text is not None and text.lstrip().startswith("{")  # the JSON form
+    assert TrustList.from_json(text).to_mapping() == newer.to_mapping()
     assert [e["event"] for e in events.items] == ["trust-updated"]
     assert events.items[0]["version"] == 6 and events.items[0]["previous"] == 5
     assert events.items[0]["persisted"] is True
@@ -131,44 +137,48 @@ def test_a_refused_list_keeps_the_old_one_and_is_reported(
     swapped: list[TrustList] = []
     push.add_listener(swapped.append)
     before = push.trust
+    written = (tmp_path / STORE_FILE).read_bytes()
     outcome = push.handle(make(root, issuer))
     assert (outcome.status, outcome.reason) == ("rejected", reason)
     assert push.trust is before and swapped == []
-    assert not (tmp_path / STATE_FILE).exists()
+    assert push.store.pushed_trust() is None
+    assert (tmp_path / STORE_FILE).read_bytes() == written  # nothing written
     assert len(events.items) == 1
     event = events.items[0]
     assert event["event"] == "trust-rejected" and event["reason"] == reason
     assert event["current"] == 5 and isinstance(event["detail"], str) and isinstance(event["t"], int)
 
 
-def test_without_a_root_key_nothing_is_accepted(tmp_path: Path, root, issuer, events: Events):
-    push = TrustPush(trust_list(issuer, version=1), None, tmp_path, record=events)
+def test_without_a_root_key_nothing_is_accepted(store: StateStore, root, issuer, events: Events):
+    push = TrustPush(trust_list(issuer, version=1), None, store, record=events)
     outcome = push.handle(trust_list(issuer, version=2).signed(root))
     assert (outcome.status, outcome.reason) == ("rejected", "no-root-key")
     assert push.trust.version == 1
     assert events.items[0]["reason"] == "no-root-key"
 
 
-def test_an_oversized_message_is_refused_unread(tmp_path: Path, root, issuer):
-    push = TrustPush(trust_list(issuer, version=1), root.public_key(), tmp_path, max_bytes=64)
+def test_an_oversized_message_is_refused_unread(store: StateStore, root, issuer):
+    push = TrustPush(trust_list(issuer, version=1), root.public_key(), store, max_bytes=64)
     outcome = push.handle(trust_list(issuer, version=2).signed(root))
     assert (outcome.status, outcome.reason) == ("rejected", "too-large")
 
 
-def test_an_unwritable_state_folder_still_swaps_the_newer_list_in(tmp_path: Path, root, issuer, events):
+def test_an_unwritable_state_folder_still_swaps_the_newer_list_in(
+    tmp_path: Path, open_store, root, issuer, events
+):
     blocker = tmp_path / "state"
     blocker.write_text("not a folder")
-    push = TrustPush(trust_list(issuer, version=1), root.public_key(), blocker, record=events)
+    push = TrustPush(trust_list(issuer, version=1), root.public_key(), open_store(blocker), record=events)
     outcome = push.handle(trust_list(issuer, version=2).signed(root))
     assert outcome.status == "accepted" and push.trust.version == 2
     assert events.items[0]["persisted"] is False
 
 
-def test_a_failing_listener_or_recorder_does_not_undo_the_swap(tmp_path: Path, root, issuer):
+def test_a_failing_listener_or_recorder_does_not_undo_the_swap(store: StateStore, root, issuer):
     def broken(*_: Any) -> None:
         raise RuntimeError("bug")
 
-    push = TrustPush(trust_list(issuer, version=1), root.public_key(), tmp_path, record=broken)
+    push = TrustPush(trust_list(issuer, version=1), root.public_key(), store, record=broken)
     push.add_listener(broken)
     assert push.handle(trust_list(issuer, version=2).signed(root)).status == "accepted"
     assert push.trust.version == 2
@@ -177,16 +187,17 @@ def test_a_failing_listener_or_recorder_does_not_undo_the_swap(tmp_path: Path, r
 # -- after a restart ----------------------------------------------------------------------------
 
 
-def test_a_restart_finds_the_pushed_list(push: TrustPush, root, issuer, tmp_path: Path):
+def test_a_restart_finds_the_pushed_list(push: TrustPush, root, issuer, tmp_path: Path, open_store):
     push.handle(trust_list(issuer, version=7).signed(root))
-    found, problem = load_initial(None, tmp_path)
+    restarted = open_store(tmp_path)
+    found, problem = load_initial(None, restarted)
     assert problem is None and found is not None and found.version == 7
-    again = TrustPush(found, root.public_key(), tmp_path)
+    again = TrustPush(found, root.public_key(), restarted)
     assert again.handle(trust_list(issuer, version=7).signed(root)).status == "unchanged"
 
 
-def test_the_higher_version_of_the_file_and_the_pushed_list_wins(tmp_path: Path, root, issuer):
-    state = tmp_path / "state"
+def test_the_higher_version_of_the_file_and_the_pushed_list_wins(tmp_path: Path, root, issuer, open_store):
+    state = open_store(tmp_path / "state")
     TrustPush(trust_list(issuer, version=1), root.public_key(), state).handle(
         trust_list(issuer, version=7).signed(root)
     )
@@ -197,18 +208,29 @@ def test_the_higher_version_of_the_file_and_the_pushed_list_wins(tmp_path: Path,
     assert load_initial(provisioned, state)[0].version == 9
 
 
-def test_a_broken_file_is_skipped_when_the_other_loads(tmp_path: Path, issuer):
-    provisioned = tmp_path / "trust.json"
-    provisioned.write_text(trust_list(issuer, version=3).to_json())
+def test_a_pushed_list_kept_by_an_older_sentry_still_counts(tmp_path: Path, issuer, open_store):
     state = tmp_path / "state"
     state.mkdir()
-    (state / STATE_FILE).write_text("{broken")
-    found, problem = load_initial(provisioned, state)
+    (state / "trust.json").write_text(trust_list(issuer, version=8).to_json())
+    found, problem = load_initial(None, open_store(state))
+    assert problem is None and found is not None and found.version == 8
+
+
+def test_a_broken_list_is_skipped_when_the_other_loads(tmp_path: Path, issuer, open_store):
+    provisioned = tmp_path / "trust.json"
+    provisioned.write_text(trust_list(issuer, version=3).to_json())
+    store = open_store(tmp_path / "state")
+    store.keep_pushed_trust("{broken")
+    found, problem = load_initial(provisioned, store)
     assert found is not None and found.version == 3 and problem is None
+    provisioned.write_text("{broken too")
+    store.keep_pushed_trust(trust_list(issuer, version=4).to_json())
+    found, problem = load_initial(provisioned, store)
+    assert found is not None and found.version == 4 and problem is None
 
 
-def test_no_usable_list_says_why(tmp_path: Path):
-    found, problem = load_initial(tmp_path / "missing.json", tmp_path)
+def test_no_usable_list_says_why(tmp_path: Path, store: StateStore):
+    found, problem = load_initial(tmp_path / "missing.json", store)
     assert found is None and "missing.json" in (problem or "")
-    found, problem = load_initial(None, tmp_path)
+    found, problem = load_initial(None, store)
     assert found is None and "trust.file" in (problem or "")

@@ -4,7 +4,6 @@ and the old list kept."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -13,7 +12,7 @@ from codes_helpers import trust_list
 
 from edge_sentry.codes import keys
 from edge_sentry.link import Link
-from edge_sentry.link.trustpush import STATE_FILE, TrustPush, load_initial
+from edge_sentry.link.trustpush import TrustPush, load_initial
 
 WAIT = 20.0
 
@@ -24,9 +23,9 @@ def root():
 
 
 @pytest.fixture
-def attached(broker, broker_config, root) -> Iterator[tuple[TrustPush, Link, Any]]:
+def attached(broker, broker_config, root, open_store) -> Iterator[tuple[TrustPush, Link, Any]]:
     config = broker_config()
-    push = TrustPush(trust_list(keys.generate(), version=3), root.public_key(), config.device.state_dir)
+    push = TrustPush(trust_list(keys.generate(), version=3), root.public_key(), open_store(config))
     link = Link(config)
     push.attach(link)
     link.start()
@@ -45,7 +44,7 @@ def body(message: Any) -> dict[str, Any]:
 
 
 def test_a_signed_newer_list_is_taken_kept_and_announced(broker, subscriber, root, attached):
-    push, link, config = attached
+    push, link, _config = attached
     prefix = link.topics.prefix
     operator = subscriber([f"{prefix}/event", f"{prefix}/state"])
     operator.publish(f"{prefix}/trust", trust_list(keys.generate(), version=8).signed(root), retain=True)
@@ -55,12 +54,12 @@ def test_a_signed_newer_list_is_taken_kept_and_announced(broker, subscriber, roo
     assert push.trust.version == 8
     state = operator.wait_for(f"{prefix}/state", lambda m: body(m).get("trust_version") == 8, WAIT)
     assert state is not None
-    found, _ = load_initial(None, config.device.state_dir)
+    found, _ = load_initial(None, push.store)
     assert found is not None and found.version == 8
 
 
 def test_a_forged_list_is_reported_and_the_old_one_kept(broker, subscriber, attached):
-    push, link, config = attached
+    push, link, _config = attached
     prefix = link.topics.prefix
     operator = subscriber(f"{prefix}/event")
     forger = keys.generate()
@@ -69,7 +68,7 @@ def test_a_forged_list_is_reported_and_the_old_one_kept(broker, subscriber, atta
     assert event is not None, broker.log_tail()
     assert body(event)["reason"] == "bad-signature" and body(event)["current"] == 3
     assert push.trust.version == 3
-    assert not (Path(config.device.state_dir) / STATE_FILE).exists()
+    assert push.store.pushed_trust() is None
 
 
 def test_a_list_over_mqtt_max_payload_but_within_the_trust_cap_is_taken(broker, subscriber, root, attached):

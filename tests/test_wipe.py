@@ -14,7 +14,8 @@ from tinydb import TinyDB
 from edge_sentry.cli import wipe
 from edge_sentry.config import Config, DeviceConfig, OutboxConfig
 from edge_sentry.outbox import Outbox
-from edge_sentry.storage import LogStorage
+from edge_sentry.state import LEGACY_FILES, STORE_FILE, Identity, StateStore
+from edge_sentry.storage import MAGIC, LogStorage
 
 
 def config_for(state_dir: Path, outbox: Path | None = None) -> Config:
@@ -44,9 +45,15 @@ def fill_outbox(path: Path, n: int = 5) -> None:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
-    """A state directory as a sentry leaves it: outbox, state logs and files, plus a stranger's."""
+    """A state directory as a sentry leaves it: outbox, the state store (and a compaction copy of it
+    cut short), state logs, old state files not moved into the store yet, plus a stranger's."""
     state_dir = tmp_path / "edge-sentry"
     fill_outbox(state_dir / "outbox")
+    with StateStore(state_dir, Identity("site", "gate-1")) as store:
+        store.keep_applied_config({"format": 1})
+        store.keep_answered_commands([{"key": "pulse-gate\x00ab", "response": None}])
+        store.next_boot_count()
+    (state_dir / f"{STORE_FILE}.tmp").write_bytes(MAGIC[:3])
     with TinyDB(state_dir / "boot.log", storage=LogStorage) as db:
         db.insert({"boots": 3})
     with TinyDB(state_dir / "commands" / "answered.log", storage=LogStorage, create_dirs=True) as db:
@@ -183,6 +190,8 @@ def test_recognition_rules():
     assert wipe._ATOMIC_LEFTOVER.match(".trust.json.77.140230.tmp")["name"] == "trust.json"
     assert wipe._ATOMIC_LEFTOVER.match("trust.json.tmp") is None
     assert not wipe.is_state_file(state_dir, state_dir / "absent" / "config.json")
+    # every old state file the store may not have taken in yet is the sentry's
+    assert set(LEGACY_FILES.values()) <= wipe.STATE_FILES
 
 
 def test_a_log_cut_short_before_its_magic_is_the_sentrys_but_an_empty_stranger_is_not(tmp_path):

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import files
 from ..codes import es1, keys, render, vc1
 from ..codes.trust import TrustList
 from ..config import Config
@@ -127,19 +126,6 @@ def _fail(action: str, exc: BaseException) -> int:
     return 1 if isinstance(exc, OSError) else 2
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` whole, so a crash never leaves half a trust list or half a PNG."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def handle_keygen(args: argparse.Namespace, config: Config) -> int:
     issuer = args.issuer or config.device.site
     try:
@@ -155,9 +141,11 @@ def handle_keygen(args: argparse.Namespace, config: Config) -> int:
             current = TrustList.load(trust_path) if trust_path.exists() else TrustList.empty()
             grown = current.with_entry(entry, issued=datetime.now(UTC))
         keys.save_private_key(key, out / f"{name}.key.pem")
-        _write_atomic(out / f"{name}.entry.json", (json.dumps(entry, indent=2) + "\n").encode())
+        # Entries, trust lists and images are handed on to others: world-readable, unlike state.
+        entry_json = (json.dumps(entry, indent=2) + "\n").encode()
+        files.write_atomic(out / f"{name}.entry.json", entry_json, files.PUBLIC, create_folder=False)
         if trust_path is not None and grown is not None:
-            _write_atomic(trust_path, grown.to_json().encode())
+            files.write_atomic(trust_path, grown.to_json().encode(), files.PUBLIC, create_folder=False)
     except (EdgeSentryError, OSError) as exc:
         return _fail("keygen", exc)
     print(json.dumps(entry))
@@ -231,7 +219,7 @@ def handle_render(args: argparse.Namespace, config: Config) -> int:
     except (EdgeSentryError, ValueError) as exc:
         return _fail("render", exc)
     try:
-        _write_atomic(Path(args.out), png)
+        files.write_atomic(Path(args.out), png, files.PUBLIC, create_folder=False)
     except OSError as exc:
         return _fail("render", exc)
     return 0
@@ -256,7 +244,7 @@ def handle_poster(args: argparse.Namespace, config: Config) -> int:
     except (EdgeSentryError, ValueError) as exc:
         return _fail("poster", exc)
     try:
-        _write_atomic(Path(args.out), png)
+        files.write_atomic(Path(args.out), png, files.PUBLIC, create_folder=False)
     except OSError as exc:
         return _fail("poster", exc)
     print(text)

@@ -51,6 +51,7 @@ def _wanted(only: list[str] | None) -> list[str] | None:
 def open_rig(config: Config, parts: list[str]) -> Iterator[selftest.Rig]:
     """A rig with what `parts` need, closed again afterwards; problems recorded, not raised."""
     from ..link.trustpush import load_initial
+    from ..state import StateStore
 
     rig = selftest.Rig(config)
     with contextlib.ExitStack() as stack:
@@ -59,7 +60,9 @@ def open_rig(config: Config, parts: list[str]) -> Iterator[selftest.Rig]:
         if selftest.CAMERA_PARTS & set(parts):
             _open_camera(config, rig, stack)
         if "trust" in parts:
-            rig.trust, rig.trust_problem = load_initial(config.trust.file, config.device.state_dir)
+            # Read-only: the daemon may be running and owns the store.
+            with StateStore.open(config, read_only=True) as store:
+                rig.trust, rig.trust_problem = load_initial(config.trust.file, store)
         if "venue-poster" in parts and config.trust.root_key:
             try:
                 rig.root_key = keys.load_public_key(config.trust.root_key)

@@ -1,19 +1,21 @@
 """`edge-sentry wipe [--yes]`: erase what the sentry stored on this device (decommissioning, handover).
 
 What it erases: the outbox (`outbox.path`: every event not yet sent, with its sealed subject), the
-state the sentry keeps under `device.state_dir` (applied config overlays, pushed trust list, answered
-command ids, boot counter, any log in the sentry's format), and a log file when the config names
-one. What it leaves: the config and the trust file and keys it names (an installer's
-files, not records), and the systemd journal, which the sentry does not own: the output says so.
+state the sentry keeps under `device.state_dir` (the state store `store.log` with the applied config
+overlays, pushed trust list, answered command ids and boot counter of every identity; the older
+state files it replaces, where they have not been moved into it yet; any log in the sentry's
+format), and a log file when the config names one. What it leaves: the config and the trust file
+and keys it names (an installer's files, not records), and the systemd journal, which the sentry
+does not own: the output says so.
 
 Only files the sentry created, never `rm -rf`. A file counts as the sentry's when
 - it is an outbox file (`lock`, `events.log`, `state.log`, their `.tmp`) in a folder whose logs are
   in the sentry's log format; or
 - anywhere under the state directory (symlinks are never followed), it is in the sentry's log format
   (starts with storage.MAGIC, or is a `*.log`/`*.log.tmp` file cut short before its magic was whole);
-  every log the sentry keeps uses that format; or
+  every log the sentry keeps uses that format, the state store and its compaction copy included; or
 - its path relative to the state directory is in STATE_FILES (state kept in another format: the
-  applied config overlays, the pushed trust list, answered command ids, the boot counter), or is
+  files the state store replaces, which an upgraded sentry moves into it at its first start), or is
   the temporary file a crash left beside one.
 Anything else is left in place and listed; folders are removed only once empty; the state directory
 itself stays (systemd owns it via StateDirectory=).
@@ -55,17 +57,18 @@ OUTBOX_LOCK = "lock"
 
 # State files under device.state_dir that are not in the sentry's log format, by path relative to
 # it. A module that writes such a file adds its name here in the same change, or wipe leaves the
-# file behind (and lists it as not the sentry's).
+# file behind (and lists it as not the sentry's). Today these are the files the state store
+# (state.py, LEGACY_FILES) replaces: left by an older sentry until the store takes them in.
 STATE_FILES: frozenset[str] = frozenset(
     {
-        "config.json",  # link/shadow.py: the applied desired-config overlays
-        "trust.json",  # link/trustpush.py: the last trust list pushed and accepted
-        "commands.json",  # link/commands.py: answered correlation ids and their responses
-        "boot_count",  # link/mqtt.py: the start counter
-        "boot_count.tmp",  # link/mqtt.py: its copy before the rename
+        "config.json",  # the applied desired-config overlays
+        "trust.json",  # the last trust list pushed and accepted
+        "commands.json",  # answered correlation ids and their responses
+        "boot_count",  # the start counter
+        "boot_count.tmp",  # its copy before the rename, from older sentries
     }
 )
-# What link/shadow.py's write_atomic leaves beside a state file when a crash beats its rename.
+# What files.write_atomic leaves beside a file when a crash beats its rename (files.temp_name).
 _ATOMIC_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.\d+\.\d+\.tmp$")
 
 SERVICE_DIR_NAME = "edge-sentry"

@@ -1,8 +1,9 @@
 """Ed25519 keys of code issuers and of the fleet trust root: make, save, load, describe.
 
 This is the one module under `codes/` that touches files, because a private key must be written with
-owner-only permissions from the first byte (created 0600, never chmod-ed afterwards) and never
-overwrite an existing key: a lost issuer key cannot be recovered, only revoked.
+owner-only permissions from the first byte (created 0600, never chmod-ed afterwards, through
+`files.write_new`) and never overwrite an existing key: a lost issuer key cannot be recovered, only
+revoked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from .. import files
 from ..errors import KeyFileError
 
 KID_LENGTH = 8
@@ -61,15 +63,11 @@ def write_new(
     """Create `path` with `mode` from its first byte and make it durable; an existing file is never
     replaced (a key overwritten by mistake is a key lost). Failures raise `error`, naming the file."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        files.write_new(path, data, mode)
     except FileExistsError:
         raise error(f"{path}: already exists; refusing to overwrite a key") from None
     except OSError as exc:
         raise error(f"{path}: cannot create ({exc.strerror})") from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> None:

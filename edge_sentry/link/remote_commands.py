@@ -13,11 +13,11 @@ A request is a map (CBOR, or JSON typed by hand) `{"deadline": ms, "args": {...}
 The response is `{"status": "ok" | "error" | "expired" | "rejected" | "unknown-command", "result" |
 "error", "t"}`. The correlation data is the request's identity: each id is decided once. A
 redelivery (QoS 1 after a lost PUBACK) is not run again and not answered again. The ids of recent
-requests, with their responses, are kept in `state_dir/commands.json` (bounded) and written before
-the command runs, so a request redelivered after a restart or a crash is not run twice either; its
-stored response is sent once more, since the first may have died with the process (a snapshot's
-image is never written to disk: that answer becomes an error). A request without correlation data
-cannot be told from its redelivery and is `rejected`.
+requests, with their responses, are kept in the device's state store (state.py; bounded) and
+written before the command runs, so a request redelivered after a restart or a crash is not run
+twice either; its stored response is sent once more, since the first may have died with the
+process (a snapshot's image is never written to disk: that answer becomes an error). A request
+without correlation data cannot be told from its redelivery and is `rejected`.
 
 Built-in commands (see `builtin_commands`): `pulse-gate` (one grant, mode "remote"; refused like
 any automatic grant in a secure fault), `restart` (answered first, then a clean stop that the
@@ -31,26 +31,23 @@ import binascii
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandError, CommandRejected, PayloadError
+from ..state import StateStore
 from ..vocabulary import CommandStatus
 from . import payloads, topics
-from .shadow import write_atomic
 
 if TYPE_CHECKING:
     from .mqtt import Link, MessageProperties
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "commands.json"
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_CORRELATION_BYTES = 256
 
@@ -61,7 +58,7 @@ class Command:
     """One command: `run(args)` returns the result (CBOR-encodable) or raises CommandError or
     CommandRejected. `moves_gate`: refused while the clock is unsynchronised; a callable decides
     from the request's args (a self-test moves the strike only when it tests the relay).
-    `keep_result`: the result may be written to the state file (False for images). `after`: called
+    `keep_result`: the result may be kept in the state store (False for images). `after`: called
     once the response has been sent (restart)."""
 
     run: Callable[[Mapping[str, Any]], Any]
@@ -81,13 +78,13 @@ class Reply:
 class RemoteCommands:
     """Checks and runs requests; one instance per sentry, shared by all `cmd/{name}` topics.
 
-    `clock_synced` says whether the wall clock can be trusted (None: unknown, treated as yes).
-    `max_ids` bounds the remembered correlation ids (oldest forgotten first).
+    `store` keeps the answered ids. `clock_synced` says whether the wall clock can be trusted
+    (None: unknown, treated as yes). `max_ids` bounds the remembered correlation ids (oldest forgotten first).
     """
 
     def __init__(
         self,
-        state_dir: str | os.PathLike[str],
+        store: StateStore,
         commands: Mapping[str, Command],
         *,
         clock: Callable[[], float] = time.time,
@@ -96,7 +93,7 @@ class RemoteCommands:
         max_ids: int = 256,
         max_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
-        self.path = Path(state_dir) / STATE_FILE
+        self.store = store
         self.commands = dict(commands)
         self.max_ahead_s = max_ahead_s
         self.max_ids = max_ids
@@ -250,29 +247,26 @@ class RemoteCommands:
             self._seen.popitem(last=False)
         entries = [{"key": k, "response": e["stored"]} for k, e in self._seen.items()]
         try:
-            write_atomic(self.path, json.dumps(entries).encode())
+            self.store.keep_answered_commands(entries)
         except OSError as exc:
             log.error("command ids not kept on disk: %s", exc.strerror)
 
     def _load(self) -> None:
         try:
-            entries = json.loads(self.path.read_bytes())
-            if not isinstance(entries, list):
-                raise ValueError("not a list")
+            entries = self.store.answered_commands()
             for item in entries[-self.max_ids :]:
                 key, response = item["key"], item["response"]
                 if not isinstance(key, str) or not (response is None or isinstance(response, dict)):
                     raise ValueError("bad entry")
                 self._seen[key] = {"response": response, "stored": response, "resend": True}
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("command ids in %s unusable (%s): starting with none", self.path, exc)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("command ids in %s unusable (%s): starting with none", self.store.path, exc)
             self._seen.clear()
 
 
 def _is_json(value: Any) -> bool:
-    """Whether `value` can go into the JSON state file as it is (bytes, for one, cannot)."""
+    """Whether `value` is kept as it is: plain JSON data (bytes, for one, are not: a snapshot's
+    image never goes to disk)."""
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):

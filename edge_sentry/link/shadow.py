@@ -23,11 +23,11 @@ the local one is accepted (a full config dump may be pushed back), a different o
 naming the key. Keys outside `LIVE` are applied to `current` at once but take effect only after a
 restart; the report lists those still waiting for one in `restart`.
 
-Persistence: the applied overlays and their versions go to `state_dir/config.json` (written to a
-temporary file, fsynced, renamed, folder fsynced) before they are swapped in, so a restart finds
-them; at start they are validated again over the local config of that moment, and a file that
-cannot be read or no longer validates is ignored with a warning (the retained documents bring the
-device up to date again once it connects).
+Persistence: the applied overlays and their versions go to the device's state store (state.py,
+durable when the call returns) before they are swapped in, so a restart finds them; at start they
+are validated again over the local config of that moment, and kept overlays that cannot be read or
+no longer validate are ignored with a warning (the retained documents bring the device up to date
+again once it connects).
 
 Secrets (`mqtt.password`) are never echoed in a report's `effective`. Nothing here blocks the hot
 path: callers read `shadow.current`, which is replaced by one reference assignment.
@@ -35,22 +35,21 @@ path: callers read `shadow.current`, which is replaced by one reference assignme
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config, from_mapping, to_mapping
 from ..errors import ConfigError, ConfigRejected, PayloadError
-from ..storage import fsync_dir
+
+# Re-exported for link/mqtt.py's boot counter only; it goes when the link is split into its package.
+from ..files import write_atomic as write_atomic
+from ..state import StateStore
 from . import payloads, topics
 
 if TYPE_CHECKING:
@@ -62,7 +61,6 @@ SITE = "site"
 DEVICE = "device"
 SOURCES = (SITE, DEVICE)
 
-STATE_FILE = "config.json"
 MAX_DESIRED_BYTES = 64 * 1024
 _FILE_FORMAT = 1
 _MAX_INT = 2**63  # beyond a 64-bit integer no config value means anything; floats would overflow
@@ -114,31 +112,6 @@ SECRETS = frozenset({"mqtt.password"})
 SECRET_MARK = "<set>"
 
 Listener = Callable[[Config], None]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old file or the new one whole.
-
-    Write a temporary file beside it, fsync it, rename it over, fsync the folder (the rename lives
-    in the folder). Owner-only permissions: state files may name keys and correlation ids.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
 
 
 def _matches(path: str, patterns: Iterable[str]) -> bool:
@@ -279,7 +252,7 @@ def build(local: Config, site: Mapping[str, Any], device: Mapping[str, Any]) -> 
 
 def _strip_local(local: Config, overlay: Mapping[str, Any]) -> dict[str, Any]:
     """The overlay without local-only keys (`build` has checked that they equal the local values):
-    the state file keeps only what an operator may change, and a later edit of the local file is
+    the store keeps only what an operator may change, and a later edit of the local file is
     not masked by a stale copy of it."""
     out: dict[str, Any] = {}
     for section, keys in overlay.items():
@@ -292,22 +265,22 @@ def _strip_local(local: Config, overlay: Mapping[str, Any]) -> dict[str, Any]:
 class ConfigShadow:
     """The effective config and its versions; `handle` decides on each desired document.
 
-    `local` is the config from the embedded defaults and the file. `state_dir` holds the applied
-    overlays (default: `local.device.state_dir`). Listeners added with `add_listener` are called
-    with the new config after each swap, on the thread that called `handle`; their errors are
-    logged, never raised into the link.
+    `local` is the config from the embedded defaults and the file. `store` keeps the applied
+    overlays (the device's state store, open for `local`'s identity). Listeners added with
+    `add_listener` are called with the new config after each swap, on the thread that called
+    `handle`; their errors are logged, never raised into the link.
     """
 
     def __init__(
         self,
         local: Config,
-        state_dir: str | os.PathLike[str] | None = None,
+        store: StateStore,
         *,
         max_bytes: int = MAX_DESIRED_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.local = local
-        self.path = Path(state_dir if state_dir is not None else local.device.state_dir) / STATE_FILE
+        self.store = store
         self.max_bytes = max_bytes
         self._clock = clock
         self._lock = threading.Lock()
@@ -464,27 +437,22 @@ class ConfigShadow:
             DEVICE: {"version": applied.device.version, "config": applied.device.config},
         }
         try:
-            write_atomic(self.path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+            self.store.keep_applied_config(doc)
         except OSError as exc:
             # Applied anyway: the gate should run the operator's config now; the retained desired
             # documents bring it back after a restart.
-            log.error("config: cannot keep the applied config in %s: %s", self.path, exc.strerror)
+            log.error("config: cannot keep the applied config in %s: %s", self.store.path, exc.strerror)
             return [f"not kept on disk: {exc.strerror}"]
         return []
 
     def _load(self) -> Applied:
-        """The last applied state from the state file, validated over today's local config."""
+        """The last applied state from the store, validated over today's local config."""
         fallback = Applied(self.local)
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return fallback
-        except OSError as exc:
-            log.warning("config: cannot read %s (%s); using the local config", self.path, exc.strerror)
+        doc = self.store.applied_config()
+        if doc is None:
             return fallback
         try:
-            doc = json.loads(raw.decode("utf-8"))
-            if not isinstance(doc, dict) or doc.get("format") != _FILE_FORMAT:
+            if doc.get("format") != _FILE_FORMAT:
                 raise ConfigRejected([("format", f"must be {_FILE_FORMAT}")])
             overlays = {}
             for source in SOURCES:
@@ -492,7 +460,7 @@ class ConfigShadow:
                 overlays[source] = Overlay(version, overlay)
             config = build(self.local, overlays[SITE].config, overlays[DEVICE].config)
         except (ValueError, ConfigRejected) as exc:
-            log.warning("config: ignoring %s, it cannot be used: %s", self.path, exc)
+            log.warning("config: ignoring the kept config in %s, it cannot be used: %s", self.store.path, exc)
             return fallback
         log.info(
             "config: last applied config loaded (site version %d, device version %d)",

@@ -8,7 +8,7 @@ with other content) is refused: the list in use stays, and a `trust-rejected` ev
 retained list comes again at every reconnect: the same version with the same content is simply
 "unchanged" and reported by nobody.
 
-Accepted lists are kept in `state_dir/trust.json` (JSON form, atomic replace) rather than over
+Accepted lists are kept in the device's state store (state.py, JSON form) rather than over
 `trust.file`: the provisioned file may be read-only and stays as the installer left it. At start,
 `load_initial` takes whichever of the two has the higher version. Then listeners get the new list
 (the daemon swaps it into the verifier and updates the `state` topic's trust version).
@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,16 +31,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ..codes import cose
 from ..codes.trust import TrustList
 from ..errors import CodeError, TrustListError, TrustRefused, UnsupportedAlgorithmError
+from ..state import StateStore
 from ..vocabulary import Event
 from . import topics
-from .shadow import write_atomic
 
 if TYPE_CHECKING:
     from .mqtt import Link, MessageProperties
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "trust.json"
 #: A DCC list with every EU signer certificate is a few hundred KB: more than mqtt.max_payload's
 #: default, so the trust topic's subscription asks the link for this cap instead.
 MAX_TRUST_BYTES = 8 << 20
@@ -73,23 +71,26 @@ class Outcome:
 
 
 def load_initial(
-    trust_file: str | os.PathLike[str] | None, state_dir: str | os.PathLike[str]
+    trust_file: str | os.PathLike[str] | None, store: StateStore
 ) -> tuple[TrustList | None, str | None]:
-    """The newest usable list of `trust.file` and the pushed one in `state_dir`, and the problem
-    when neither is usable (None, reason). A broken file is skipped with a warning when the other
+    """The newest usable list of `trust.file` and the pushed one kept in `store`, and the problem
+    when neither is usable (None, reason). A broken one is skipped with a warning when the other
     one loads."""
     found: list[TrustList] = []
     problems: list[str] = []
-    for path in (trust_file, Path(state_dir) / STATE_FILE):
-        if path is None:
-            continue
-        if path != trust_file and not Path(path).exists():
-            continue
+    if trust_file is not None:
         try:
-            found.append(TrustList.load(path))
+            found.append(TrustList.load(trust_file))
         except TrustListError as exc:
             log.warning("trust list unusable: %s", exc)
             problems.append(str(exc))
+    pushed = store.pushed_trust()
+    if pushed is not None:
+        try:
+            found.append(TrustList.from_json(pushed))
+        except TrustListError as exc:
+            log.warning("trust list unusable: the pushed list kept in %s: %s", store.path, exc)
+            problems.append(f"{store.path}: {exc}")
     if found:
         return max(found, key=lambda t: t.version), None
     return None, "; ".join(problems) or "no trust.file configured, and no list pushed yet"
@@ -99,16 +100,16 @@ class TrustPush:
     """Decides on pushed trust lists; `trust` is the list in use.
 
     `root_key` is the loaded trust-root public key (None: every push is refused as `no-root-key`).
-    `record` receives the `trust-updated` / `trust-rejected` events (the outbox's `put`, so they
-    reach the `event` topic with an id and a seq). Listeners run after the swap on the caller's
-    thread; their errors are logged.
+    `store` keeps accepted lists. `record` receives the `trust-updated` / `trust-rejected` events
+    (the outbox's `put`, so they reach the `event` topic with an id and a seq). Listeners run after
+    the swap on the caller's thread; their errors are logged.
     """
 
     def __init__(
         self,
         trust: TrustList,
         root_key: Ed25519PublicKey | None,
-        state_dir: str | os.PathLike[str],
+        store: StateStore,
         *,
         record: Record | None = None,
         max_bytes: int = MAX_TRUST_BYTES,
@@ -116,7 +117,7 @@ class TrustPush:
     ) -> None:
         self.trust = trust
         self.root_key = root_key
-        self.path = Path(state_dir) / STATE_FILE
+        self.store = store
         self.max_bytes = max_bytes
         self._record = record
         self._clock = clock
@@ -146,7 +147,7 @@ class TrustPush:
                 return self._refuse("old-version", detail, pushed.version, current)
             kept = True
             try:
-                write_atomic(self.path, pushed.to_json().encode())
+                self.store.keep_pushed_trust(pushed.to_json())
             except OSError as exc:
                 # Still swapped in: a newer list may carry revocations that must hold now.
                 kept = False
