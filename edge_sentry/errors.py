@@ -33,3 +33,7 @@ class TrustListError(EdgeSentryError):
 
 class CodeError(EdgeSentryError):
     """An entry code whose bytes do not follow its format; maps to the `malformed` reason."""
+
+
+class LinkError(EdgeSentryError):
+    """The link cannot be set up: no broker configured, unreadable credentials or TLS files."""

@@ -9,7 +9,10 @@ import statistics
 import pytest
 
 from edge_sentry.config import from_mapping
-from edge_sentry.link.mqtt import LinkError, backoff_delay, next_boot_count, read_password, tls_context
+from edge_sentry.errors import LinkError
+from edge_sentry.link.boot import next_boot_count
+from edge_sentry.link.credentials import read_password, tls_context
+from edge_sentry.link.mqtt import backoff_delay
 
 
 def mqtt_config(**mqtt):

@@ -61,8 +61,8 @@ STATE_FILES: frozenset[str] = frozenset(
         "config.json",  # link/shadow.py: the applied desired-config overlays
         "trust.json",  # link/trustpush.py: the last trust list pushed and accepted
         "commands.json",  # link/commands.py: answered correlation ids and their responses
-        "boot_count",  # link/mqtt.py: the start counter
-        "boot_count.tmp",  # link/mqtt.py: its copy before the rename
+        "boot_count",  # link/boot.py: the start counter
+        "boot_count.tmp",  # link/boot.py: its copy before the rename
     }
 )
 # What link/shadow.py's write_atomic leaves beside a state file when a crash beats its rename.

@@ -41,16 +41,13 @@ wants it to catch up on is retained (desired config, trust list).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import ssl
 import threading
 import time
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from queue import Empty, Full, Queue
 from types import TracebackType
 from typing import Any, Protocol
@@ -63,28 +60,21 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import __version__
-from ..config import Config, MqttConfig
-from ..errors import EdgeSentryError
+from ..config import Config
+from ..errors import LinkError
 from . import payloads
+from .boot import BOOT_ID, next_boot_count
+from .credentials import read_password, tls_context
 from .payloads import CBOR, PayloadError
-from .shadow import write_atomic
 from .topics import Topics, check_filter, check_publish_topic
 
 log = logging.getLogger(__name__)
-
-#: One per process: lets the fleet tell a restart from a reconnect (boot_count says how many).
-BOOT_ID = str(uuid.uuid4())
 
 CONNECTING, CONNECTED, REFUSED, DISCONNECTED, STOPPED = (
     "connecting", "connected", "refused", "disconnected", "stopped"
 )
 
-BOOT_COUNT_FILE = "boot_count"
 _UNLIMITED_RECEIVE = 65535  # MQTT 5's Receive Maximum when the CONNACK does not set one
-
-
-class LinkError(EdgeSentryError):
-    """The link cannot be set up: no broker configured, unreadable credentials or TLS files."""
 
 
 class OutboxLike(Protocol):
@@ -121,62 +111,6 @@ def backoff_delay(attempt: int, low: float, high: float, rng: random.Random | No
     `low` and a ceiling that doubles per attempt up to `high`, so retries spread out in time."""
     ceiling = min(high, low * (2 ** min(attempt + 1, 32)))
     return (rng or random).uniform(low, max(low, ceiling))
-
-
-def next_boot_count(state_dir: str | os.PathLike[str]) -> int:
-    """Increment and return the persisted start counter in `state_dir` (1 on a fresh device).
-
-    Written like every state file (`shadow.write_atomic`), so a power cut leaves the old or the
-    new count, never a torn one. An unreadable count starts again from 0 (logged)."""
-    folder = Path(state_dir)
-    path = folder / BOOT_COUNT_FILE
-    try:
-        previous = int(path.read_text().strip() or 0)
-    except FileNotFoundError:
-        previous = 0
-    except (OSError, ValueError) as exc:
-        log.warning("boot count at %s unreadable (%s); counting from 0", path, type(exc).__name__)
-        previous = 0
-    count = previous + 1
-    write_atomic(path, f"{count}\n".encode())
-    return count
-
-
-def _expand(path: str) -> str:
-    return os.path.expanduser(os.path.expandvars(path))
-
-
-def read_password(mqtt: MqttConfig) -> str | None:
-    """The broker password: `mqtt.password`, or the content of `mqtt.password_file` (environment
-    variables expanded, so `$CREDENTIALS_DIRECTORY/mqtt-password` reads a systemd credential).
-    Read at every connect so that a rotated credential is picked up."""
-    if mqtt.password_file is None:
-        return mqtt.password
-    path = _expand(mqtt.password_file)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            secret = fh.read().rstrip("\r\n")
-    except OSError as exc:
-        hint = " (an environment variable in it is not set)" if "$" in path else ""
-        raise LinkError(f"mqtt.password_file {path!r}: {exc.strerror or exc}{hint}") from None
-    if not secret:
-        raise LinkError(f"mqtt.password_file {path!r} is empty")
-    return secret
-
-
-def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
-    """TLS when `mqtt.ca` is set: the broker must present a certificate from that CA for its host
-    name; `mqtt.cert` and `mqtt.key` are this device's client certificate (optional)."""
-    if not mqtt.ca:
-        return None
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=_expand(mqtt.ca))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if mqtt.cert:
-            context.load_cert_chain(_expand(mqtt.cert), _expand(mqtt.key) if mqtt.key else None)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise LinkError(f"mqtt TLS files unusable: {exc}") from None
-    return context
 
 
 def _publish_properties(
