@@ -88,8 +88,8 @@ def test_birth_is_retained_online_with_versions_and_boot_count_counts_starts(bro
                                                                            subscriber, links):
     config = broker_config()
     topic = f"sentry/v1/{broker.site}/{config.device.id}/state"
-    versions = {"config_version": 3, "trust_version": 7}
-    first = links(config, state_provider=lambda: versions)
+    first = links(config)
+    first.update_state(config_version=3, trust_version=7)  # before start: the birth carries them
     first.start()
     assert first.wait_connected(WAIT)
     late = subscriber(topic)
@@ -118,16 +118,16 @@ def test_birth_is_retained_online_with_versions_and_boot_count_counts_starts(bro
 
 def test_update_state_republishes_what_changed(broker_config, subscriber, links):
     config = broker_config()
-    versions = {"config_version": 1, "trust_version": 1}
-    link = links(config, state_provider=lambda: dict(versions))
+    link = links(config)
+    link.update_state(config_version=1, trust_version=1)
     sub = subscriber(link.topics.state)
     link.start()
     assert link.wait_connected(WAIT)
-    versions["trust_version"] = 8
-    link.update_state(note="trust pushed")
+    link.update_state(trust_version=8, note="trust pushed")
     got = sub.wait_for(link.topics.state, lambda m: state_of(m)["trust_version"] == 8)
     assert got is not None
     assert state_of(got)["note"] == "trust pushed" and state_of(got)["online"] is True
+    assert state_of(got)["config_version"] == 1  # merged into, not replaced
 
 
 def test_stop_leaves_a_retained_offline_state_and_no_will(broker_config, subscriber, links):

@@ -100,7 +100,6 @@ class MessageProperties:
 
 
 Handler = Callable[[str, bytes, MessageProperties], None]
-StateProvider = Callable[[], Mapping[str, Any]]
 
 
 # -- small pure helpers --------------------------------------------------------------------------
@@ -279,15 +278,13 @@ class Link:
     """The device's MQTT connection; see the module docstring for the threading model.
 
     Beyond the config's keys, keyword parameters tune what the config does not name:
-    `state_provider` returns fields for every `state` message (e.g. `config_version`,
-    `trust_version`) and is called on paho's network thread, so it must be quick; `max_inflight`
-    bounds the drain's messages awaiting PUBACK (also bounded by the broker's Receive Maximum);
-    `max_held` bounds the messages kept while disconnected; `handler_queue` bounds the messages
-    waiting for handlers (more are dropped and counted); `idle_poll_s` is how often an idle drain
-    looks at the outbox (`wake()` shortens it); `connect_timeout_s` bounds TCP, TLS and the wait
-    for CONNACK; `stable_s` is how long a connection must last for the backoff to start again
-    from the bottom; `client_id` defaults to the device id; `announce=False` sends no state and
-    sets no Last Will (for operator tools).
+    `on_state` is called with every new state; `max_inflight` bounds the drain's messages
+    awaiting PUBACK (also bounded by the broker's Receive Maximum); `max_held` bounds the messages
+    kept while disconnected; `handler_queue` bounds the messages waiting for handlers (more are
+    dropped and counted); `idle_poll_s` is how often an idle drain looks at the outbox (`wake()`
+    shortens it); `connect_timeout_s` bounds TCP, TLS and the wait for CONNACK; `stable_s` is how
+    long a connection must last for the backoff to start again from the bottom; `client_id`
+    defaults to the device id.
     """
 
     def __init__(
@@ -295,7 +292,6 @@ class Link:
         config: Config,
         outbox: OutboxLike | None = None,
         *,
-        state_provider: StateProvider | None = None,
         on_state: Callable[[str], None] | None = None,
         max_inflight: int = 16,
         max_held: int = 1000,
@@ -305,7 +301,6 @@ class Link:
         stable_s: float = 30.0,
         ack_timeout_s: float = 2.0,
         client_id: str | None = None,
-        announce: bool = True,
         firmware: str = __version__,
         boot_id: str = BOOT_ID,
         rng: random.Random | None = None,
@@ -322,7 +317,6 @@ class Link:
         self.boot_id = boot_id
         self.boot_count: int | None = None
         self._outbox = outbox
-        self._state_provider = state_provider
         self._on_state = on_state
         self._max_inflight = max_inflight
         self._max_held = max_held
@@ -330,7 +324,6 @@ class Link:
         self._connect_timeout_s = connect_timeout_s
         self._stable_s = stable_s
         self._ack_timeout_s = ack_timeout_s
-        self._announce = announce
         self._rng = rng or random.Random()
         self._cbor_props = _publish_properties(CBOR)
 
@@ -376,12 +369,11 @@ class Link:
             raise LinkError("link already started")
         read_password(self.mqtt)
         tls_context(self.mqtt)
-        if self._announce:
-            try:
-                self.boot_count = next_boot_count(self.device.state_dir)
-            except OSError as exc:
-                # The gate must work with a read-only state folder; the count is only information.
-                log.error("cannot persist the boot count in %s: %s", self.device.state_dir, exc)
+        try:
+            self.boot_count = next_boot_count(self.device.state_dir)
+        except OSError as exc:
+            # The gate must work with a read-only state folder; the count is only information.
+            log.error("cannot persist the boot count in %s: %s", self.device.state_dir, exc)
         self._stop.clear()
         self._set_state(CONNECTING)
         self._threads = [
@@ -570,12 +562,11 @@ class Link:
 
     def update_state(self, **fields: Any) -> None:
         """Merge `fields` into every later `state` message and publish it now if connected (while
-        disconnected, the next birth carries them). With no fields, only re-publishes: call it when
-        the state provider's values changed."""
+        disconnected, the next birth carries them)."""
         with self._lock:
             self._state_fields.update(fields)
             conn = self._live
-        if conn is not None and self._announce:
+        if conn is not None:
             self._send(conn, self._state_message(online=True))
 
     # -- states and counters --------------------------------------------------------------------
@@ -609,11 +600,6 @@ class Link:
         fields: dict[str, Any] = {"config_version": None, "trust_version": None}
         with self._lock:
             fields.update(self._state_fields)
-        if self._state_provider is not None:
-            try:
-                fields.update(self._state_provider())
-            except Exception:
-                log.exception("link state provider failed; state sent without its fields")
         fields.update(online=online, firmware=self.firmware, boot_id=self.boot_id,
                       boot_count=self.boot_count, t=int(time.time() * 1000))
         return fields
@@ -760,8 +746,7 @@ class Link:
             filters = list(self._subs)
         log.info("connected to %s:%d as %s", self.mqtt.host, self.mqtt.port, self.client_id)
         self._set_state(CONNECTED)
-        if self._announce:
-            self._send(conn, self._state_message(online=True))
+        self._send(conn, self._state_message(online=True))
         if filters:
             self._send_subscribe(conn, filters)
         for msg in held:
@@ -890,10 +875,9 @@ class Link:
             client.username_pw_set(self.mqtt.username, password)
         if context is not None:
             client.tls_set_context(context)
-        if self._announce:
-            will_props = _publish_properties(CBOR, packet=PacketTypes.WILLMESSAGE)
-            client.will_set(self.topics.state, self._will_payload(), qos=1, retain=True,
-                            properties=will_props)
+        will_props = _publish_properties(CBOR, packet=PacketTypes.WILLMESSAGE)
+        client.will_set(self.topics.state, self._will_payload(), qos=1, retain=True,
+                        properties=will_props)
         client.on_connect = _guarded(self._on_connect)
         client.on_disconnect = _guarded(self._on_disconnect)
         client.on_publish = _guarded(self._on_publish)
@@ -939,7 +923,7 @@ class Link:
 
     def _goodbye(self, conn: _Connection) -> None:
         """Stopping: a clean offline state, then DISCONNECT (so the broker keeps the Will to itself)."""
-        if not conn.connacked or conn.down or not self._announce:
+        if not conn.connacked or conn.down:
             return
         msg = self._state_message(online=False, reason="stopped")
         msg.done = threading.Event()
