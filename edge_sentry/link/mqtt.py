@@ -46,7 +46,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from queue import Empty, Full, Queue
 from types import TracebackType
@@ -65,6 +65,7 @@ from ..errors import LinkError
 from . import payloads
 from .boot import BOOT_ID, next_boot_count
 from .credentials import read_password, tls_context
+from .messages import Handler, MessageProperties, Payload
 from .payloads import CBOR, PayloadError
 from .topics import Topics, check_filter, check_publish_topic
 
@@ -83,23 +84,6 @@ class OutboxLike(Protocol):
     def pending(self, limit: int, *, after_seq: int | None = None) -> list[dict[str, Any]]: ...
 
     def ack(self, ids: Iterable[str], timeout: float = ...) -> int: ...
-
-
-@dataclass(frozen=True)
-class MessageProperties:
-    """What a handler learns about an incoming message besides its topic and payload (paho's types
-    stay inside this module)."""
-
-    qos: int = 0
-    retain: bool = False
-    content_type: str | None = None
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
-    message_expiry_s: int | None = None
-    user_properties: tuple[tuple[str, str], ...] = ()
-
-
-Handler = Callable[[str, bytes, MessageProperties], None]
 
 
 # -- small pure helpers --------------------------------------------------------------------------
@@ -471,7 +455,7 @@ class Link:
     def publish(
         self,
         topic: str,
-        payload: Mapping[str, Any] | list[Any] | bytes,
+        payload: Payload,
         *,
         qos: int = 1,
         retain: bool = False,
@@ -501,7 +485,7 @@ class Link:
         self,
         response_topic: str,
         correlation_data: bytes | None,
-        payload: Mapping[str, Any] | list[Any] | bytes,
+        payload: Payload,
         *,
         content_type: str | None = None,
     ) -> bool:
@@ -618,7 +602,7 @@ class Link:
 
     # -- publishing -----------------------------------------------------------------------------
 
-    def _publish(self, topic: str, payload: Mapping[str, Any] | list[Any] | bytes, qos: int,
+    def _publish(self, topic: str, payload: Payload, qos: int,
                  retain: bool, content_type: str | None, **props: Any) -> bool:
         if isinstance(payload, bytes | bytearray | memoryview):
             data = bytes(payload)

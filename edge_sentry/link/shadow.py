@@ -55,7 +55,7 @@ from . import payloads, topics
 from .payloads import PayloadError
 
 if TYPE_CHECKING:
-    from .mqtt import Link, MessageProperties
+    from .messages import LinkPort, MessageProperties
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +414,7 @@ class ConfigShadow:
             report["warnings"] = warnings
         return report
 
-    def attach(self, link: Link) -> None:
+    def attach(self, link: LinkPort) -> None:
         """Take desired documents from `link` and publish each report, retained, on
         `config/reported`; publish the current report after every connect (before the retained
         desired documents come in again) and keep the `state` topic's versions up to date."""
