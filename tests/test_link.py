@@ -18,8 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_sentry.config import Config
-from edge_sentry.link import Link, LinkError, MessageProperties
-from edge_sentry.link.mqtt import CONNECTED, REFUSED
+from edge_sentry.link import Link, LinkError, LinkState, MessageProperties
 from edge_sentry.outbox import Outbox
 
 WAIT = 20.0  # generous bound for things that normally take milliseconds
@@ -150,11 +149,11 @@ def test_wrong_password_is_refused_never_connected_and_retried(broker_config, li
     seen: list[str] = []
     link = links(broker_config(password="not-the-password"), on_state=seen.append)
     link.start()
-    assert link.wait_state(REFUSED, timeout=WAIT)
+    assert link.wait_state(LinkState.REFUSED, timeout=WAIT)
     assert wait_until(lambda: link.stats()["refusals"] >= 2), link.stats()  # retried, with backoff
     stats = link.stats()
     assert stats["connects"] == 0
-    assert CONNECTED not in seen and link.state() == REFUSED
+    assert LinkState.CONNECTED not in seen and link.state() == LinkState.REFUSED
     assert "refused" in stats["last_error"] and "authori" in stats["last_error"].lower()
 
 
@@ -172,8 +171,8 @@ def test_tls_without_a_client_certificate_is_refused(broker_config, links):
     seen: list[str] = []
     link = links(broker_config(tls=True, cert=None, key=None), on_state=seen.append)
     link.start()
-    assert link.wait_state(REFUSED, timeout=WAIT), link.stats()
-    assert link.stats()["connects"] == 0 and CONNECTED not in seen
+    assert link.wait_state(LinkState.REFUSED, timeout=WAIT), link.stats()
+    assert link.stats()["connects"] == 0 and LinkState.CONNECTED not in seen
     assert "certificate" in link.stats()["last_error"]
 
 
@@ -451,7 +450,7 @@ def test_a_slow_or_failing_handler_neither_stalls_the_connection_nor_stops_other
         # The handler thread is stuck, the network thread is not: a publish still gets through.
         assert link.publish("health", {"alive": True})
         assert sub.wait_for(link.topics.health) is not None
-        assert link.state() == CONNECTED
+        assert link.state() == LinkState.CONNECTED
     finally:
         release.set()
     assert wait_until(lambda: calls == [link.topics.cmd("slow")])

@@ -11,8 +11,8 @@ import pytest
 from edge_sentry.config import from_mapping
 from edge_sentry.errors import LinkError
 from edge_sentry.link.boot import next_boot_count
+from edge_sentry.link.connection import backoff_delay
 from edge_sentry.link.credentials import read_password, tls_context
-from edge_sentry.link.mqtt import backoff_delay
 
 
 def mqtt_config(**mqtt):

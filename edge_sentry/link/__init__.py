@@ -1,11 +1,16 @@
 """The fleet link: MQTT topics, payloads and the connection (DESIGN.md section 5).
 
-`topics` and `payloads` are pure (no I/O); `mqtt.Link` owns the connection, drains the outbox and
-runs the handlers that the config shadow, the trust push and the commands register; those three
-see it through `messages.LinkPort`.
+`topics` and `payloads` are pure (no I/O). `mqtt.Link` owns the connection and composes the parts,
+one concern per module, each thread's work in its own: `supervisor` (connecting, backoff,
+refusals; thread `link-supervisor`), `drain` (outbox to broker, acked on PUBACK; `link-drain`),
+`dispatch` (subscriptions and the handlers; `link-handlers`), `outgoing` (publishing, holding while
+offline, PUBACK matching), `presence` (the `state` topic), `connection`, `credentials`, `boot`,
+`stats`. paho's network thread only runs callbacks that record and hand over. The config shadow,
+the trust push and the remote commands attach to the link through `messages.LinkPort`.
 """
 
 from ..errors import LinkError
+from .connection import LinkState
 from .messages import LinkPort, MessageProperties
 from .mqtt import Link
 from .payloads import PayloadError, decode, encode
@@ -15,6 +20,7 @@ __all__ = [
     "Link",
     "LinkError",
     "LinkPort",
+    "LinkState",
     "MessageProperties",
     "PayloadError",
     "TopicError",
