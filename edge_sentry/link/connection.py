@@ -124,7 +124,3 @@ class Status:
         """Wait until `ready()` (called with `lock` held) is true; False at the timeout."""
         with self.changed:
             return self.changed.wait_for(ready, timeout)
-
-    def notify(self) -> None:
-        with self.changed:
-            self.changed.notify_all()
