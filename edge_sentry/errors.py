@@ -110,6 +110,10 @@ class StorageError(EdgeSentryError):
 # -- the fleet link ----------------------------------------------------------------------------
 
 
+class LinkError(EdgeSentryError):
+    """The link cannot be set up: no broker configured, unreadable credentials or TLS files."""
+
+
 class TopicError(EdgeSentryError, ValueError):
     """A topic or topic segment that does not follow the naming contract."""
 

@@ -51,7 +51,7 @@ class Uplink:
         self.push = push
         self.outbox = outbox
         self.sentry = sentry
-        self.link = Link(config, outbox)
+        self.link = Link(config, outbox, boot_counter=store.next_boot_count)
         commands = RemoteCommands(
             store,
             builtin_commands(

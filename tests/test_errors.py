@@ -16,10 +16,6 @@ from edge_sentry.cli import main
 from edge_sentry.cli import verify as verify_cli
 from edge_sentry.config import Config
 
-# LinkError still lives beside the connection it describes, in link/mqtt.py.
-OUTSIDE_THE_TREE = {"edge_sentry.link.mqtt.LinkError"}
-
-
 def _package_exceptions() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for info in pkgutil.walk_packages(edge_sentry.__path__, "edge_sentry."):
@@ -32,7 +28,7 @@ def _package_exceptions() -> dict[str, type[BaseException]]:
 
 def test_every_exception_of_the_package_is_defined_in_errors() -> None:
     strays = {name for name, cls in _package_exceptions().items() if cls.__module__ != "edge_sentry.errors"}
-    assert strays == OUTSIDE_THE_TREE
+    assert strays == set()
 
 
 def test_every_error_derives_from_the_base_and_says_what_it_is() -> None:

@@ -18,8 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_sentry.config import Config
-from edge_sentry.link import Link, LinkError, MessageProperties
-from edge_sentry.link.mqtt import CONNECTED, REFUSED
+from edge_sentry.link import Link, LinkError, LinkState, MessageProperties
 from edge_sentry.outbox import Outbox
 
 WAIT = 20.0  # generous bound for things that normally take milliseconds
@@ -85,11 +84,11 @@ def state_of(message: Any) -> dict[str, Any]:
 
 
 def test_birth_is_retained_online_with_versions_and_boot_count_counts_starts(broker, broker_config,
-                                                                           subscriber, links):
+                                                                           subscriber, links, open_store):
     config = broker_config()
     topic = f"sentry/v1/{broker.site}/{config.device.id}/state"
-    versions = {"config_version": 3, "trust_version": 7}
-    first = links(config, state_provider=lambda: versions)
+    first = links(config, boot_counter=open_store(config).next_boot_count)
+    first.update_state(config_version=3, trust_version=7)  # before start: the birth carries them
     first.start()
     assert first.wait_connected(WAIT)
     late = subscriber(topic)
@@ -108,7 +107,7 @@ def test_birth_is_retained_online_with_versions_and_boot_count_counts_starts(bro
     offline = late.wait_for(topic, lambda m: state_of(m)["online"] is False)
     assert offline is not None and state_of(offline)["reason"] == "stopped"
 
-    second = links(config)
+    second = links(config, boot_counter=open_store(config).next_boot_count)  # the state kept, reopened
     second.start()
     assert second.wait_connected(WAIT)
     again = late.wait_for(topic, lambda m: state_of(m)["online"] and state_of(m)["boot_count"] == 2)
@@ -118,16 +117,16 @@ def test_birth_is_retained_online_with_versions_and_boot_count_counts_starts(bro
 
 def test_update_state_republishes_what_changed(broker_config, subscriber, links):
     config = broker_config()
-    versions = {"config_version": 1, "trust_version": 1}
-    link = links(config, state_provider=lambda: dict(versions))
+    link = links(config)
+    link.update_state(config_version=1, trust_version=1)
     sub = subscriber(link.topics.state)
     link.start()
     assert link.wait_connected(WAIT)
-    versions["trust_version"] = 8
-    link.update_state(note="trust pushed")
+    link.update_state(trust_version=8, note="trust pushed")
     got = sub.wait_for(link.topics.state, lambda m: state_of(m)["trust_version"] == 8)
     assert got is not None
     assert state_of(got)["note"] == "trust pushed" and state_of(got)["online"] is True
+    assert state_of(got)["config_version"] == 1  # merged into, not replaced
 
 
 def test_stop_leaves_a_retained_offline_state_and_no_will(broker_config, subscriber, links):
@@ -150,11 +149,11 @@ def test_wrong_password_is_refused_never_connected_and_retried(broker_config, li
     seen: list[str] = []
     link = links(broker_config(password="not-the-password"), on_state=seen.append)
     link.start()
-    assert link.wait_state(REFUSED, timeout=WAIT)
+    assert link.wait_state(LinkState.REFUSED, timeout=WAIT)
     assert wait_until(lambda: link.stats()["refusals"] >= 2), link.stats()  # retried, with backoff
     stats = link.stats()
     assert stats["connects"] == 0
-    assert CONNECTED not in seen and link.state() == REFUSED
+    assert LinkState.CONNECTED not in seen and link.state() == LinkState.REFUSED
     assert "refused" in stats["last_error"] and "authori" in stats["last_error"].lower()
 
 
@@ -172,8 +171,8 @@ def test_tls_without_a_client_certificate_is_refused(broker_config, links):
     seen: list[str] = []
     link = links(broker_config(tls=True, cert=None, key=None), on_state=seen.append)
     link.start()
-    assert link.wait_state(REFUSED, timeout=WAIT), link.stats()
-    assert link.stats()["connects"] == 0 and CONNECTED not in seen
+    assert link.wait_state(LinkState.REFUSED, timeout=WAIT), link.stats()
+    assert link.stats()["connects"] == 0 and LinkState.CONNECTED not in seen
     assert "certificate" in link.stats()["last_error"]
 
 
@@ -451,7 +450,7 @@ def test_a_slow_or_failing_handler_neither_stalls_the_connection_nor_stops_other
         # The handler thread is stuck, the network thread is not: a publish still gets through.
         assert link.publish("health", {"alive": True})
         assert sub.wait_for(link.topics.health) is not None
-        assert link.state() == CONNECTED
+        assert link.state() == LinkState.CONNECTED
     finally:
         release.set()
     assert wait_until(lambda: calls == [link.topics.cmd("slow")])

@@ -9,7 +9,9 @@ import statistics
 import pytest
 
 from edge_sentry.config import from_mapping
-from edge_sentry.link.mqtt import LinkError, backoff_delay, next_boot_count, read_password, tls_context
+from edge_sentry.errors import LinkError
+from edge_sentry.link.connection import backoff_delay
+from edge_sentry.link.credentials import read_password, tls_context
 
 
 def mqtt_config(**mqtt):
@@ -30,14 +32,6 @@ def test_backoff_is_jittered_so_a_fleet_does_not_reconnect_in_lockstep():
     rng = random.Random(1)
     delays = {round(backoff_delay(3, 1.0, 60.0, rng), 3) for _ in range(100)}
     assert len(delays) > 90
-
-
-def test_boot_count_starts_at_one_and_counts_every_start(tmp_path):
-    state = tmp_path / "state"
-    assert [next_boot_count(state) for _ in range(3)] == [1, 2, 3]
-    assert (state / "boot_count").read_text().strip() == "3"
-    (state / "boot_count").write_text("garbage")
-    assert next_boot_count(state) == 1  # unreadable: counted again from zero, not a crash
 
 
 def test_password_comes_from_the_config_or_a_credentials_file(tmp_path, monkeypatch):

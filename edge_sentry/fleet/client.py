@@ -1,6 +1,6 @@
 """The operator's MQTT 5 client: one connection, calls that wait for their acknowledgement.
 
-The device's `link.mqtt.Link` is built to keep a gate running through outages: it never blocks, holds
+The device's `link.Link` is built to keep a gate running through outages: it never blocks, holds
 messages while offline and reconnects forever. An operator's command is the opposite case: it wants
 to know at once whether the broker took the push, and to fail with one clear line when it did not
 (unreachable, refused CONNACK, a subscription or publish refused by the ACL). So this client is
@@ -9,7 +9,7 @@ answered (CONNACK, SUBACK, PUBACK) and raise FleetError otherwise; incoming mess
 queue that the caller reads with `receive()` on its own thread.
 
 Credentials and TLS come from the same `[mqtt]` section as the device's and are read by the
-device link's own helpers (`read_password`, `tls_context`), so a password file or a systemd
+device link's own helpers (`link.credentials`), so a password file or a systemd
 credential works the same way for both. The client id is `fleet-<user>-<random>`: never a device
 id, since the broker would then disconnect the sentry that owns it.
 
@@ -41,8 +41,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..config import MqttConfig
-from ..errors import FleetError
-from ..link.mqtt import LinkError, read_password, tls_context
+from ..errors import FleetError, LinkError
+from ..link.credentials import read_password, tls_context
 from ..link.payloads import CBOR
 from ..link.topics import ROOT, SITE_WIDE, check_segment
 

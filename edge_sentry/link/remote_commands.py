@@ -44,7 +44,7 @@ from ..vocabulary import CommandStatus
 from . import payloads, topics
 
 if TYPE_CHECKING:
-    from .mqtt import Link, MessageProperties
+    from .messages import LinkPort, MessageProperties
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class RemoteCommands:
             self._remember(key, reply.response, keep=command.keep_result)
             return reply
 
-    def attach(self, link: Link) -> None:
+    def attach(self, link: LinkPort) -> None:
         """Answer requests on `cmd/+` of `link` on their response topic, then run what must follow
         the answer (a restart). A request without a response topic is not run: nobody would ever
         learn what it did."""

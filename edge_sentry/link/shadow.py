@@ -46,14 +46,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config, from_mapping, to_mapping
 from ..errors import ConfigError, ConfigRejected, PayloadError
-
-# Re-exported for link/mqtt.py's boot counter only; it goes when the link is split into its package.
-from ..files import write_atomic as write_atomic
 from ..state import StateStore
 from . import payloads, topics
 
 if TYPE_CHECKING:
-    from .mqtt import Link, MessageProperties
+    from .messages import LinkPort, MessageProperties
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +375,7 @@ class ConfigShadow:
             report["warnings"] = warnings
         return report
 
-    def attach(self, link: Link) -> None:
+    def attach(self, link: LinkPort) -> None:
         """Take desired documents from `link` and publish each report, retained, on
         `config/reported`; publish the current report after every connect (before the retained
         desired documents come in again) and keep the `state` topic's versions up to date."""

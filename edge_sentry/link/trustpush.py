@@ -36,7 +36,7 @@ from ..vocabulary import Event
 from . import topics
 
 if TYPE_CHECKING:
-    from .mqtt import Link, MessageProperties
+    from .messages import LinkPort, MessageProperties
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class TrustPush:
         )
         return Outcome("accepted", version=pushed.version, event=event)
 
-    def attach(self, link: Link) -> None:
+    def attach(self, link: LinkPort) -> None:
         """Take pushed lists from the `trust` topic of `link` and keep the `state` topic's trust
         version current. Without a `record`, the trust events go straight to the `event` topic."""
         if self._record is None:
