@@ -16,6 +16,7 @@ from edge_sentry.cli import main
 from edge_sentry.cli import verify as verify_cli
 from edge_sentry.config import Config
 
+
 def _package_exceptions() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for info in pkgutil.walk_packages(edge_sentry.__path__, "edge_sentry."):
