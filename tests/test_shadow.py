@@ -13,7 +13,7 @@ import cbor2
 import pytest
 
 from edge_sentry.config import Config, from_mapping
-from edge_sentry.link import shadow as shadow_mod
+from edge_sentry.link import desired as desired_rules
 from edge_sentry.link.shadow import DEVICE, SITE, ConfigShadow
 from edge_sentry.state import STORE_FILE, StateStore
 
@@ -265,7 +265,7 @@ def test_secrets_are_never_echoed(shadow: ConfigShadow):
         shadow.report(),
     ):
         assert report is not None
-        assert report["effective"]["mqtt"]["password"] == shadow_mod.SECRET_MARK
+        assert report["effective"]["mqtt"]["password"] == desired_rules.SECRET_MARK
         assert SECRET.encode() not in cbor2.dumps(report)
         assert b"guess" not in cbor2.dumps(report)
 
@@ -388,5 +388,5 @@ def test_an_unwritable_state_folder_still_applies_and_says_so(
 
 
 def test_merge_is_key_by_key_within_sections():
-    merged = shadow_mod.merge({"gate": {"a": 1, "b": 2}, "es1": {"c": [1]}}, {"gate": {"b": 3}, "x": {}})
+    merged = desired_rules.merge({"gate": {"a": 1, "b": 2}, "es1": {"c": [1]}}, {"gate": {"b": 3}, "x": {}})
     assert merged == {"gate": {"a": 1, "b": 3}, "es1": {"c": [1]}, "x": {}}

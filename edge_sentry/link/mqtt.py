@@ -1,4 +1,4 @@
-"""The fleet link: MQTT 5 between the outbox and the fleet broker (DESIGN.md section 5, a contract).
+"""The fleet link: MQTT 5 between the outbox and the fleet broker (docs/protocol.md section 6, a contract).
 
 What it must never do: remove an event from the outbox before the broker's PUBACK, with a success
 reason code, for the message that carried it; call a refused connection connected; block its
