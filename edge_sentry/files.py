@@ -56,7 +56,8 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, create_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), mode)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(tmp, flags, mode)
         try:
             _write_all(fd, data)
         finally:
