@@ -9,6 +9,7 @@ is validated whole against the schema before anything uses it; each problem is r
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 import tomllib
@@ -418,12 +419,53 @@ def _check_whole(config: Config, problems: list[tuple[str, str]]) -> None:
             problems.append(("mqtt.password_file", "give mqtt.password or mqtt.password_file, not both"))
         if (mqtt.cert is None) != (mqtt.key is None):
             problems.append(("mqtt.key" if mqtt.key is None else "mqtt.cert", "cert and key go together"))
+        elif mqtt.cert is not None and mqtt.ca is None:
+            # Without a CA there is no TLS at all: the client certificate would silently go unused.
+            problems.append(("mqtt.ca", CLIENT_CERT_NEEDS_CA))
+        exposed = plaintext_password(mqtt)
+        if exposed is not None:
+            problems.append((exposed, plaintext_password_message(mqtt.host)))
     pins = {k: getattr(config.gpio, k) for k in ("relay", "green", "red", "buzzer", "door", "staff", "exit")}
     seen: dict[int, str] = {}
     for key, pin in pins.items():
         if pin in seen:
             problems.append((f"gpio.{key}", f"pin {pin} is already used by gpio.{seen[pin]}"))
         seen[pin] = key
+
+
+def loopback_host(host: str) -> bool:
+    """Whether `host` names this machine without a network in between: `localhost`, 127.0.0.0/8 or
+    ::1. Decided from the text alone, never by a DNS lookup, which an attacker on the network could
+    answer."""
+    name = host.strip().rstrip(".").lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_password(mqtt: MqttConfig) -> str | None:
+    """The key of a password that would cross the network in plaintext (no `mqtt.ca`, so no TLS, to
+    a host that is not loopback), or None when the password is safe or there is none."""
+    if mqtt.ca is not None or loopback_host(mqtt.host):
+        return None
+    if mqtt.password_file is not None:
+        return "mqtt.password_file"
+    if mqtt.password is not None:
+        return "mqtt.password"
+    return None
+
+
+CLIENT_CERT_NEEDS_CA = "is required with mqtt.cert and mqtt.key (TLS needs the broker's CA)"
+
+
+def plaintext_password_message(host: str) -> str:
+    return (f"a password is never sent without TLS to {host!r}, which is not the loopback host: "
+            "set mqtt.ca (and use the broker's TLS port), or log in with a client certificate")
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

@@ -156,3 +156,41 @@ def test_an_integer_too_large_for_a_number_key_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as exc:
         cfg.load(path)
     assert "gate.max_open_s" in problems(exc)
+
+
+def test_a_client_certificate_without_a_ca_is_a_config_error_naming_mqtt_ca(tmp_path):
+    # Without mqtt.ca there is no TLS at all: the certificate would go unused, the link plaintext.
+    text = '[mqtt]\nhost = "127.0.0.1"\ncert = "/etc/edge-sentry/c.pem"\nkey = "/etc/edge-sentry/k.pem"\n'
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, text))
+    assert "mqtt.ca" in problems(exc)
+    with_ca = cfg.load(write(tmp_path, text + 'ca = "/etc/edge-sentry/ca.pem"\n'))
+    assert with_ca.mqtt is not None and with_ca.mqtt.cert == "/etc/edge-sentry/c.pem"
+
+
+@pytest.mark.parametrize("secret", ['password = "hunter2-secret"', 'password_file = "/run/pw"'])
+@pytest.mark.parametrize(
+    "host", ["broker.example", "10.0.0.5", "fd00::1", "localhost.example", "127.0.0.1.nip.io"]
+)
+def test_a_password_never_goes_in_plaintext_to_a_host_that_is_not_loopback(tmp_path, secret, host):
+    text = f'[mqtt]\nhost = "{host}"\nusername = "gate-1"\n{secret}\n'
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, text))
+    key = "mqtt." + secret.split(" ")[0]
+    assert "TLS" in problems(exc)[key] and "mqtt.ca" in problems(exc)[key]
+    assert "hunter2" not in str(exc.value)  # the secret is never echoed
+    over_tls = cfg.load(write(tmp_path, text + 'ca = "/etc/edge-sentry/ca.pem"\n'))
+    assert over_tls.mqtt is not None and over_tls.mqtt.host == host
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "LOCALHOST", "localhost.", "127.0.0.1", "127.3.2.1", "::1", "[::1]"]
+)
+def test_a_password_in_plaintext_to_the_loopback_host_is_allowed(tmp_path, host):
+    config = cfg.load(write(tmp_path, f'[mqtt]\nhost = "{host}"\nusername = "u"\npassword = "pw"\n'))
+    assert config.mqtt is not None and config.mqtt.password == "pw"
+
+
+def test_a_username_alone_sends_no_secret_and_is_allowed_anywhere(tmp_path):
+    config = cfg.load(write(tmp_path, '[mqtt]\nhost = "broker.example"\nusername = "u"\n'))
+    assert config.mqtt is not None and config.mqtt.username == "u"

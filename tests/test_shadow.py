@@ -23,7 +23,7 @@ SECRET = "s3cret-password"
 def local_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     data: dict[str, Any] = {
         "device": {"id": "sentry-1", "site": "s1", "state_dir": str(state_dir)},
-        "mqtt": {"host": "broker.example", "password": SECRET},
+        "mqtt": {"host": "broker.example", "password": SECRET, "ca": "/etc/edge-sentry/fleet-ca.pem"},
     }
     for name, keys in sections.items():
         data.setdefault(name, {}).update(keys)
