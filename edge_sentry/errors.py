@@ -79,6 +79,13 @@ class KeyFileError(EdgeSentryError):
     """
 
 
+class ExposedSecretError(EdgeSentryError, PermissionError):
+    """A secret file (a private key, a broker password) that group or others may read or write:
+    never used, since another account may already know or swap the secret. The message names the
+    file and its mode. A PermissionError, since that is what it is, but raised only by
+    `files.read_private`, whose callers turn it into their own error, message unchanged."""
+
+
 class AuthorityKeyError(KeyFileError):
     """An authority key file that cannot be read or used; the message names the file."""
 

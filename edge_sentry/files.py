@@ -12,14 +12,20 @@ must not be readable by others for even a moment. Never logs the data it writes 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import threading
 from pathlib import Path
+
+from .errors import ExposedSecretError
 
 #: Owner-only: the default for state, which may name keys and correlation ids.
 PRIVATE = 0o600
 #: World-readable: for outputs meant to be handed on (public keys, trust lists, images).
 PUBLIC = 0o644
+#: Permission bits of group and others: a secret file with any of them set is refused.
+SHARED_BITS = 0o077
 
 
 def fsync_dir(path: Path) -> None:
@@ -87,3 +93,26 @@ def write_new(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             path.unlink()
         raise
+
+
+def read_private(path: str | os.PathLike[str]) -> bytes:
+    """The content of a secret file (a private key, a password), refused with ExposedSecretError
+    when group or others have any permission on it (as ssh refuses such a key). The mode is read
+    from the opened file, so what is checked is what is read. Other failures are OSErrors."""
+    # O_NONBLOCK: a FIFO put where a key should be must not hang the caller.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & SHARED_BITS:
+            raise ExposedSecretError(
+                f"{os.fspath(path)}: group or others may access it (mode {mode:04o}); "
+                f"make it owner-only (chmod 600)"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()

@@ -46,9 +46,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 
+from . import files
 from .codes.keys import KID_LENGTH, kid_of, write_new
 from .config import PrivacyConfig
-from .errors import AuthorityKeyError, ConfigError, SubjectError
+from .errors import AuthorityKeyError, ConfigError, ExposedSecretError, SubjectError
 
 SUBJECT_VERSION = 1
 INFO = b"edge-sentry subject v1"
@@ -70,9 +71,13 @@ SUITE = CipherSuite.new(
 key_id = kid_of
 
 
-def _read_key_file(path: str | os.PathLike[str]) -> bytes:
+def _read_key_file(path: str | os.PathLike[str], *, private: bool = False) -> bytes:
+    """The file's bytes; a `private` one only if it is owner-only (whoever can read the authority's
+    key can open every sealed subject)."""
     try:
-        return Path(path).read_bytes()
+        return files.read_private(path) if private else Path(path).read_bytes()
+    except ExposedSecretError as exc:
+        raise AuthorityKeyError(str(exc)) from None
     except FileNotFoundError:
         raise AuthorityKeyError(f"{os.fspath(path)}: no such key file") from None
     except OSError as exc:
@@ -92,7 +97,8 @@ def load_public_key(path: str | os.PathLike[str]) -> X25519PublicKey:
     """The authority's public key from PEM or base64 raw (a private-key PEM gives its public half)."""
     data = _read_key_file(path)
     if b"PRIVATE KEY" in data:
-        return load_private_key(path).public_key()
+        # Only its public half is used here, so its mode is not this reader's concern.
+        return _private_from(data, path).public_key()
     raw = _raw_from_base64(data)
     if raw is not None:
         return X25519PublicKey.from_public_bytes(raw)
@@ -108,8 +114,12 @@ def load_public_key(path: str | os.PathLike[str]) -> X25519PublicKey:
 
 
 def load_private_key(path: str | os.PathLike[str]) -> X25519PrivateKey:
-    """The authority's private key from unencrypted PKCS#8 PEM or base64 raw."""
-    data = _read_key_file(path)
+    """The authority's private key from unencrypted PKCS#8 PEM or base64 raw, from an owner-only
+    file."""
+    return _private_from(_read_key_file(path, private=True), path)
+
+
+def _private_from(data: bytes, path: str | os.PathLike[str]) -> X25519PrivateKey:
     raw = _raw_from_base64(data)
     if raw is not None:
         return X25519PrivateKey.from_private_bytes(raw)

@@ -162,3 +162,12 @@ def test_a_missing_key_or_file_is_a_usage_error(tmp_path, keydir, capsys, what):
     assert run(["authority", "open", "--key", key, file]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edge-sentry authority open: ") and err.count("\n") == 1
+
+
+def test_open_refuses_a_private_key_others_can_read(tmp_path, keydir, capsys):
+    (tmp_path / "e.jsonl").write_text(json_lines(scan(keydir.sealer, 1)))
+    os.chmod(keydir.private, 0o644)
+    assert run(["authority", "open", "--key", keydir.private, str(tmp_path / "e.jsonl")]) == 2
+    captured = capsys.readouterr()
+    assert SUB.hex() not in captured.out
+    assert "group or others" in captured.err and "chmod 600" in captured.err and captured.err.count("\n") == 1

@@ -14,6 +14,7 @@ from PIL import Image
 from edge_sentry.codes import es1, keys, vc1
 from edge_sentry.codes.trust import TrustList
 from edge_sentry.config import Config, DeviceConfig
+from edge_sentry.errors import KeyFileError
 
 CONFIG = Config(
     device=DeviceConfig(
@@ -138,6 +139,7 @@ def test_issue_refuses_bad_values_in_one_line(issuer_key, capsys, extra, fragmen
 
 def test_issue_explains_an_unusable_key(tmp_path, capsys) -> None:
     (tmp_path / "k.pem").write_text("not a key")
+    (tmp_path / "k.pem").chmod(0o600)
     assert run_cli(["codes", "issue", "--key", str(tmp_path / "k.pem"), "--issuer", "a"]) == 2
     one_line_error(capsys, "k.pem", "not a PEM private key")
     assert run_cli(["codes", "issue", "--key", str(tmp_path / "none.pem"), "--issuer", "a"]) == 2
@@ -195,3 +197,16 @@ def test_poster_needs_a_usable_root_key(tmp_path, capsys) -> None:
     assert run_cli(argv) == 2
     one_line_error(capsys, "x.pem")
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_private_key_others_can_read_is_refused_and_signs_nothing(issuer_key, capsys, mode) -> None:
+    issuer_key.chmod(mode)
+    assert run_cli(["codes", "issue", "--key", str(issuer_key), "--issuer", "a"]) == 2
+    one_line_error(capsys, str(issuer_key), f"{mode:04o}", "chmod 600")
+    with pytest.raises(KeyFileError, match="group or others"):
+        keys.load_private_key(issuer_key)
+    # Its public half is public: reading it from the same file is not refused.
+    assert keys.kid_of(keys.load_public_key(issuer_key))
+    issuer_key.chmod(0o400)
+    assert keys.load_private_key(issuer_key)

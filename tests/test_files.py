@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_sentry import files
+from edge_sentry.errors import ExposedSecretError
 
 
 def mode_of(path: Path) -> int:
@@ -78,3 +79,26 @@ def test_an_output_in_a_missing_folder_fails_when_asked_not_to_create_it(tmp_pat
     with pytest.raises(FileNotFoundError):
         files.write_atomic(tmp_path / "typo" / "c.png", b"png", files.PUBLIC, create_folder=False)
     assert not (tmp_path / "typo").exists()
+
+
+def test_read_private_takes_owner_only_files_and_refuses_shared_ones(tmp_path: Path):
+    secret = tmp_path / "secret"
+    files.write_new(secret, b"key material", files.PRIVATE)
+    assert files.read_private(secret) == b"key material"
+    secret.chmod(0o400)
+    assert files.read_private(secret) == b"key material"
+    for mode in (0o644, 0o640, 0o604, 0o610, 0o602):
+        secret.chmod(mode)
+        with pytest.raises(ExposedSecretError, match=f"{mode:04o}"):
+            files.read_private(secret)
+    with pytest.raises(FileNotFoundError):
+        files.read_private(tmp_path / "absent")
+
+
+def test_read_private_refuses_what_is_not_a_regular_file_without_hanging(tmp_path: Path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(OSError, match="not a regular file"):
+        files.read_private(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        files.read_private(tmp_path)

@@ -64,6 +64,7 @@ def operator_config(broker: Broker, folder: Path, **mqtt: Any) -> Config:
     """The operator's config: the password in a file, as a systemd credential would be."""
     secret = folder / "operator-password"
     secret.write_text(broker.passwords[broker.operator] + "\n")
+    secret.chmod(0o600)
     section = {"host": broker.host, "port": broker.port, "username": broker.operator,
                "password_file": str(secret)}
     section.update(mqtt)

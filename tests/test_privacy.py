@@ -271,3 +271,16 @@ def test_a_low_order_authority_key_is_a_config_error_not_a_failure_per_scan(tmp_
         privacy.Sealer.from_config(PrivacyConfig(authority_key=str(path)))
     assert info.value.problems[0][0] == "privacy.authority_key"
     assert "low-order" in info.value.problems[0][1]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_an_authority_private_key_others_can_read_is_refused(tmp_path, authority, mode):
+    private, public = tmp_path / "a.key.pem", tmp_path / "a.pub.pem"
+    privacy.save_key_pair(authority, private, public)
+    private.chmod(mode)
+    with pytest.raises(AuthorityKeyError, match=f"a.key.pem: group or others .*{mode:04o}"):
+        privacy.load_private_key(private)
+    # Only the public half is taken from it here: that one is not a secret.
+    assert privacy.key_id(privacy.load_public_key(private)) == privacy.key_id(authority)
+    private.chmod(0o600)
+    assert privacy.key_id(privacy.load_private_key(private)) == privacy.key_id(authority)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from .. import files
-from ..errors import KeyFileError
+from ..errors import ExposedSecretError, KeyFileError
 
 KID_LENGTH = 8
 
@@ -89,9 +89,13 @@ def save_public_key(
     write_new(Path(path), pem, 0o644)
 
 
-def _read(path: str | os.PathLike[str]) -> bytes:
+def _read(path: str | os.PathLike[str], *, private: bool = False) -> bytes:
+    """The file's bytes; a `private` one only if it is owner-only (a key others can read may
+    already be copied, and signing with it would spread that trust)."""
     try:
-        return Path(path).read_bytes()
+        return files.read_private(path) if private else Path(path).read_bytes()
+    except ExposedSecretError as exc:
+        raise KeyFileError(str(exc)) from None
     except FileNotFoundError:
         raise KeyFileError(f"{os.fspath(path)}: no such key file") from None
     except OSError as exc:
@@ -99,8 +103,12 @@ def _read(path: str | os.PathLike[str]) -> bytes:
 
 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """Read an unencrypted Ed25519 private key from PEM; KeyFileError says what is wrong with it."""
-    data = _read(path)
+    """Read an unencrypted Ed25519 private key from PEM, from an owner-only file; KeyFileError says
+    what is wrong with it."""
+    return _private_from_pem(_read(path, private=True), path)
+
+
+def _private_from_pem(data: bytes, path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -118,7 +126,8 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     """Read an Ed25519 public key from PEM (from a private-key PEM, its public half)."""
     data = _read(path)
     if b"PRIVATE KEY" in data:
-        return load_private_key(path).public_key()
+        # Only its public half is used here, so its mode is not this reader's concern.
+        return _private_from_pem(data, path).public_key()
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
