@@ -49,6 +49,7 @@ class Connection:
     connected_at: float = 0.0
     receive_max: int = UNLIMITED_RECEIVE
     max_packet: int | None = None  # the broker's Maximum Packet Size (None: only the protocol's)
+    announced_max: int = 0  # the Maximum Packet Size this client announced in its CONNECT
     error: str | None = None
     ended: threading.Event = field(default_factory=threading.Event)
     answered: set[str] = field(default_factory=set)  # filters whose SUBACK came on this connection

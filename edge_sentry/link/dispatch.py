@@ -5,9 +5,25 @@ at a time, in arrival order, on `link-handlers`, so a slow handler never starves
 per-topic callbacks (`message_callback_add`) would run handlers on the network thread and match
 filters itself: instead every subscription carries an MQTT 5 subscription identifier, and with
 overlapping filters the broker sends one copy per subscription, each naming its own, so each
-handler sees each message once. What it must never do: block the network thread (a full handler
-queue drops and counts), let a message over its subscription's cap reach a handler, let a failing
-handler stop the others, or log a payload.
+handler sees each message once.
+
+Acknowledgement and back-pressure. The client acknowledges by hand (paho's `manual_ack`): a QoS 1
+or 2 message is acknowledged (PUBACK, or PUBCOMP) only after its handlers ran on `link-handlers`,
+or when it was dropped for a reason a redelivery would not fix (over its subscription's cap). So
+no message is acknowledged and then lost in a full queue. The network thread never waits for room:
+it would stop answering pings and the broker would drop the connection. Instead the CONNECT
+announces a Receive Maximum equal to the handler queue's size, and MQTT 5 forbids the broker to
+have more unacknowledged QoS 1 and 2 messages out to the client: a slow handler makes the broker
+hold the rest (in its own queue for the client, bounded by its `max_queued_messages`), and the
+handler queue never holds more than that per connection. QoS 0 messages have no acknowledgement
+and no such bound: over the queue's size they are dropped and counted. The CONNECT also announces a
+Maximum Packet Size, the largest cap of any subscription plus room for the topic and properties,
+so the broker drops a bigger message for this client instead of sending it (a huge retained
+message never reaches the device's memory).
+
+What it must never do: block the network thread, acknowledge a message its handlers have not
+taken, let a message over its subscription's cap reach a handler, let a failing handler stop the
+others, or log a payload.
 """
 
 from __future__ import annotations
@@ -16,7 +32,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from queue import Empty, Full, Queue
+from queue import Empty, Queue
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
@@ -30,6 +46,12 @@ from .messages import Handler, MessageProperties
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+
+#: Room in a packet beyond its payload: the fixed header, the topic and the properties (content
+#: type, response topic, correlation data, user properties, subscription identifiers). The
+#: device's topics are well under 200 bytes and a request's properties under 1 KB.
+HEADER_ROOM = 8192
+MAX_RECEIVE_MAXIMUM = 65535  # the largest Receive Maximum MQTT 5 can express
 
 
 @dataclass
@@ -48,6 +70,9 @@ class Delivery:
     payload: bytes
     properties: MessageProperties
     idents: frozenset[int]
+    conn: Connection | None = None  # where to acknowledge it
+    mid: int = 0
+    qos: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,7 +111,10 @@ class Dispatch:
         self._next_ident = 0
         self._suback: dict[tuple[int, int], list[str]] = {}
         self._hooks: list[Callable[[], None]] = []
-        self._queue: Queue[Work] = Queue(queue_size)
+        # Unbounded as a Queue: QoS 0 work is bounded by `queue_size` here, QoS 1 and 2 by the
+        # Receive Maximum announced in CONNECT (see the module docstring).
+        self._queue: Queue[Work] = Queue()
+        self.receive_maximum = min(queue_size, MAX_RECEIVE_MAXIMUM)
 
     # -- the subscriptions (any thread) ---------------------------------------------------------
 
@@ -123,6 +151,13 @@ class Dispatch:
     def add_hook(self, hook: Callable[[], None]) -> None:
         with self._status.lock:
             self._hooks.append(hook)
+
+    def packet_limit(self) -> int:
+        """The Maximum Packet Size to announce in CONNECT: the largest payload any subscription
+        takes (`mqtt.max_payload` at least), plus room for the rest of the packet."""
+        with self._status.lock:
+            largest = max((s.max_payload for s in self._subs.values()), default=0)
+        return max(largest, self._default_cap) + HEADER_ROOM
 
     def filters_locked(self) -> list[str]:
         """Every subscribed filter (caller holds the status lock)."""
@@ -167,34 +202,42 @@ class Dispatch:
                 self._stats.error(f"subscription to {name} refused: {reason}", counter="subscribe_failures")
                 log.error("subscription to %s refused: %s (0x%02x)", name, reason, reason.value)
 
-    def received(self, message: paho.MQTTMessage) -> None:
+    def received(self, conn: Connection, message: paho.MQTTMessage) -> None:
         size = len(message.payload)
         self._stats.count("received")
         idents = frozenset(getattr(message.properties, "SubscriptionIdentifier", None) or [])
         with self._status.lock:
             cap = max((s.max_payload for s in self._matching(message.topic, idents)),
                       default=self._default_cap)
+        work = Delivery(message.topic, bytes(message.payload), incoming_properties(message), idents,
+                        conn, message.mid, message.qos)
         if size > cap:
             self._stats.count("rejected")
             log.warning("message on %s dropped: %d bytes, over its subscription's cap (%d)",
                         message.topic, size, cap)
+            self._ack(work)  # sent again, it would be just as big
             return
-        work = Delivery(message.topic, bytes(message.payload), incoming_properties(message), idents)
-        if not self._enqueue(work):
+        if message.qos == 0 and self._queue.qsize() >= self.receive_maximum:
             self._stats.count("rejected")
-            log.warning("message on %s dropped: handlers are %d messages behind",
-                        message.topic, self._queue.maxsize)
+            log.warning("QoS 0 message on %s dropped: handlers are %d messages behind",
+                        message.topic, self.receive_maximum)
+            return
+        self._queue.put_nowait(work)
 
     def connected(self) -> None:
         """Queue the connect hooks behind what is already waiting."""
-        self._enqueue(Connected())
+        self._queue.put_nowait(Connected())
 
-    def _enqueue(self, work: Work) -> bool:
+    def _ack(self, work: Delivery) -> None:
+        """Acknowledge a QoS 1 or 2 message on the connection it came on, if that is still up (the
+        session is clean on every connect: a dead connection's messages are not sent again)."""
+        conn = work.conn
+        if work.qos == 0 or conn is None or conn.client is None or conn.down:
+            return
         try:
-            self._queue.put_nowait(work)
-            return True
-        except Full:
-            return False
+            conn.client.ack(work.mid, work.qos)
+        except Exception:  # the socket went away under us: the broker forgets it with the session
+            log.debug("acknowledgement of message %d failed", work.mid, exc_info=True)
 
     def _matching(self, topic: str, idents: frozenset[int]) -> list[Subscription]:
         """The subscriptions a delivery is for (caller holds the status lock). A broker that names
@@ -235,3 +278,5 @@ class Dispatch:
             except Exception:
                 self._stats.count("handler_errors")
                 log.exception("handler %r failed for a message on %s", handler, work.topic)
+        # Taken, even by a handler that failed: a redelivery would fail the same way.
+        self._ack(work)

@@ -57,12 +57,14 @@ class Link:
     Beyond the config's keys, keyword parameters tune what the config does not name:
     `on_state` is called with every new LinkState; `max_inflight` bounds the drain's messages
     awaiting PUBACK (also bounded by the broker's Receive Maximum); `max_held` bounds the messages
-    kept while disconnected; `handler_queue` bounds the messages waiting for handlers (more are
-    dropped and counted); `idle_poll_s` is how often an idle drain looks at the outbox (`wake()`
-    shortens it); `connect_timeout_s` bounds TCP, TLS and the wait for CONNACK; `stable_s` is how
-    long a connection must last for the backoff to start again from the bottom; `client_id`
-    defaults to the device id; `boot_counter` counts this start once, at start() (the device state's
-    `next_boot_count`; without it the state topic carries no count).
+    kept while disconnected; `handler_queue` bounds the messages waiting for handlers (announced as
+    the Receive Maximum, so the broker holds back further QoS 1 and 2 messages until the handlers
+    took one; QoS 0 messages beyond it are dropped and counted); `idle_poll_s` is how often an
+    idle drain looks at the outbox (`wake()` shortens it); `connect_timeout_s` bounds TCP, TLS and
+    the wait for CONNACK; `stable_s` is how long a connection must last for the backoff to start
+    again from the bottom; `client_id` defaults to the device id; `boot_counter` counts this start
+    once, at start() (the device state's `next_boot_count`; without it the state topic carries no
+    count).
     """
 
     def __init__(
@@ -109,9 +111,11 @@ class Link:
                             idle_poll_s=idle_poll_s, ack_timeout_s=ack_timeout_s)
         listeners = Listeners(up=self._up, down=self._down, published=self._published,
                               subscribed=self._dispatch.subscribed, received=self._dispatch.received,
+                              packet_limit=self._dispatch.packet_limit,
                               goodbye=self._goodbye, will=self._presence.will)
         self._supervisor = Supervisor(self.mqtt, self.client_id, self.topics.state, self._status,
                                       self._stats, listeners, self._stop, rng, max_inflight=max_inflight,
+                                      receive_maximum=self._dispatch.receive_maximum,
                                       connect_timeout_s=connect_timeout_s, stable_s=stable_s)
         self._threads: list[threading.Thread] = []
 
@@ -213,8 +217,8 @@ class Link:
     def stats(self) -> dict[str, Any]:
         """Counters for health reports: connects, refusals, disconnects, published (messages),
         events_sent, acked (events acknowledged by PUBACK), puback_failures, dropped (QoS 0 while
-        offline, or the held queue overflowing), received, rejected (too large, handler queue
-        full), handler_errors, unencodable and oversized (events left in the outbox; oversized also
+        offline, or the held queue overflowing), received, rejected (too large, or QoS 0 with the handler
+        queue full), handler_errors, unencodable and oversized (events left in the outbox; oversized also
         counts other messages dropped for the broker's Maximum Packet Size), subscribe_failures,
         in_flight, held, subscriptions, last_error, connected_since (epoch seconds), boot_count."""
         out = self._stats.snapshot()
@@ -288,6 +292,10 @@ class Link:
         topic_filter = check_filter(self.topics.resolve(topic))
         cap = max_payload if max_payload is not None else self.mqtt.max_payload
         self._dispatch.add(topic_filter, handler, qos, cap)
+        with self._status.lock:
+            live = self._status.live
+        if live is not None:
+            self._announce_enough(live)
         return topic_filter
 
     def unsubscribe(self, topic: str, handler: Handler | None = None) -> None:
@@ -332,6 +340,13 @@ class Link:
             self._post.send(conn, msg)
         self._drain.tell(Up(conn))
         self._dispatch.connected()
+        self._announce_enough(conn)  # a subscription made while this CONNECT was on its way
+
+    def _announce_enough(self, conn: Connection) -> None:
+        """Connect again if `conn` announced a Maximum Packet Size too small for a subscription
+        made since (the broker would drop its bigger messages for this device)."""
+        if conn.announced_max < self._dispatch.packet_limit():
+            self._supervisor.renew()
 
     def _down(self, conn: Connection) -> None:
         """`conn` ended: nothing more goes out on it; what waited for its PUBACK is held again."""

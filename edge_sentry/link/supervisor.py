@@ -8,6 +8,11 @@ lockstep; and a fresh client per connection means nothing of a dead connection (
 queued packets) can leak into the next one. The session is clean on every connect: the device's
 memory is its outbox, and what an operator wants it to catch up on is retained.
 
+Each CONNECT announces what the device takes (dispatch.py): a Maximum Packet Size and a Receive
+Maximum; acknowledgements are manual. A subscription that needs a larger packet size than the live
+connection announced makes it `renew()`: the connection ends on purpose and the next one starts at
+once, without backoff, and is not counted as lost.
+
 It tells a refusal (a CONNACK with a failure reason code; or, under TLS, the broker closing the
 connection before any CONNACK) from a loss, and hands every other callback to the link's parts.
 What it must never do: call a refused connection connected; let an exception escape into paho
@@ -58,7 +63,8 @@ class Listeners:
     down: Callable[[Connection], None]  # the connection ended (called once)
     published: Callable[[Connection, int, ReasonCode], None]  # a PUBACK / PUBCOMP
     subscribed: Callable[[Connection, int, list[ReasonCode]], None]  # a SUBACK
-    received: Callable[[paho.MQTTMessage], None]
+    received: Callable[[Connection, paho.MQTTMessage], None]
+    packet_limit: Callable[[], int]  # the Maximum Packet Size to announce in the next CONNECT
     goodbye: Callable[[Connection], None]  # stopping: the last words before DISCONNECT
     will: Callable[[], bytes]  # the Last Will's payload for the next attempt
 
@@ -80,7 +86,8 @@ class Supervisor:
 
     def __init__(self, mqtt: MqttConfig, client_id: str, state_topic: str, status: Status,
                  stats: Stats, listeners: Listeners, stop: threading.Event, rng: random.Random, *,
-                 max_inflight: int, connect_timeout_s: float, stable_s: float) -> None:
+                 max_inflight: int, receive_maximum: int, connect_timeout_s: float,
+                 stable_s: float) -> None:
         self._mqtt = mqtt
         self._client_id = client_id
         self._state_topic = state_topic
@@ -90,9 +97,11 @@ class Supervisor:
         self._stop = stop
         self._rng = rng
         self._max_inflight = max_inflight
+        self._receive_maximum = receive_maximum
         self._connect_timeout_s = connect_timeout_s
         self._stable_s = stable_s
         self._wake = threading.Event()
+        self._renew = threading.Event()
         self._gen = 0
         # paho's own in-flight bound must be set before connecting, so it uses the broker's
         # Receive Maximum as seen on the previous connection (MQTT 5 forbids exceeding it).
@@ -101,9 +110,16 @@ class Supervisor:
     def wake(self) -> None:
         self._wake.set()
 
+    def renew(self) -> None:
+        """End the connection and connect again at once, without backoff: the CONNECT's
+        announcements (the Maximum Packet Size) must change."""
+        self._renew.set()
+        self._wake.set()
+
     def run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
+            self._renew.clear()
             conn = self._connect_once()
             if conn is not None:
                 self._wait_end(conn)
@@ -114,6 +130,9 @@ class Supervisor:
                     attempt = 0
             if self._stop.is_set():
                 break
+            if self._renew.is_set():
+                log.info("connecting again to announce a larger Maximum Packet Size")
+                continue
             delay = backoff_delay(attempt, self._mqtt.backoff_min_s, self._mqtt.backoff_max_s, self._rng)
             attempt += 1
             log.debug("reconnecting in %.2f s", delay)
@@ -121,8 +140,9 @@ class Supervisor:
 
     def _new_client(self, conn: Connection, password: str | None,
                     context: ssl.SSLContext | None) -> paho.Client:
+        # manual_ack: a QoS 1 or 2 message is acknowledged once its handlers took it (dispatch.py).
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id,
-                             protocol=paho.MQTTv5, reconnect_on_failure=False)
+                             protocol=paho.MQTTv5, reconnect_on_failure=False, manual_ack=True)
         client.user_data_set(conn)
         client.connect_timeout = self._connect_timeout_s
         client.max_inflight_messages_set(min(self._max_inflight + 4, self._receive_max_hint))
@@ -154,8 +174,15 @@ class Supervisor:
             return None
         conn.client = self._new_client(conn, password, context)
         self._status.set(LinkState.CONNECTING, unless=(LinkState.REFUSED,))
+        connect_props = Properties(PacketTypes.CONNECT)
+        conn.announced_max = self._listeners.packet_limit()
+        # The broker then never sends a bigger packet, nor more unacknowledged messages than the
+        # handler queue takes (dispatch.py).
+        connect_props.MaximumPacketSize = conn.announced_max
+        connect_props.ReceiveMaximum = self._receive_maximum
         try:
-            conn.client.connect(self._mqtt.host, self._mqtt.port, self._mqtt.keepalive_s, clean_start=True)
+            conn.client.connect(self._mqtt.host, self._mqtt.port, self._mqtt.keepalive_s, clean_start=True,
+                                properties=connect_props)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             self._stats.error(f"cannot connect to {self._mqtt.host}:{self._mqtt.port}: {exc}")
             log.warning("cannot connect to %s:%d: %s", self._mqtt.host, self._mqtt.port, exc)
@@ -169,6 +196,8 @@ class Supervisor:
         while not self._stop.is_set() and not conn.ended.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
+            if self._renew.is_set():
+                return
             if not conn.connacked and not conn.ended.is_set() and time.monotonic() > connack_deadline:
                 self._stats.error(f"no CONNACK from {self._mqtt.host}:{self._mqtt.port} "
                                   f"within {self._connect_timeout_s:g} s")
@@ -222,9 +251,10 @@ class Supervisor:
         if conn.connacked:
             self._stats.count("disconnects")
             if not stopping:
-                detail = conn.error or str(reason)
-                self._stats.error(f"connection lost: {detail}")
-                log.warning("connection to %s:%d lost: %s", self._mqtt.host, self._mqtt.port, detail)
+                if not conn.closing:  # closing: ended on purpose, to connect again at once
+                    detail = conn.error or str(reason)
+                    self._stats.error(f"connection lost: {detail}")
+                    log.warning("connection to %s:%d lost: %s", self._mqtt.host, self._mqtt.port, detail)
                 self._status.set(LinkState.DISCONNECTED)
         elif not conn.refused and not stopping and not conn.closing:
             conn.refused = True
@@ -243,8 +273,8 @@ class Supervisor:
                       reasons: list[ReasonCode], _properties: Properties | None) -> None:
         self._listeners.subscribed(conn, mid, reasons)
 
-    def _on_message(self, _client: paho.Client, _conn: Connection, message: paho.MQTTMessage) -> None:
-        self._listeners.received(message)
+    def _on_message(self, _client: paho.Client, conn: Connection, message: paho.MQTTMessage) -> None:
+        self._listeners.received(conn, message)
 
     def _on_log(self, _client: paho.Client, conn: Connection, level: int, text: str) -> None:
         if level == paho.MQTT_LOG_ERR:
