@@ -341,6 +341,7 @@ def test_unusable_private_key_files_are_explained(
     path = tmp_path / "k.pem"
     if content is not None:
         path.write_bytes(content)
+        path.chmod(0o600)  # owner-only, as a private key must be: the content is what is wrong
     with pytest.raises(KeyFileError, match=message) as caught:
         keys.load_private_key(path)
     assert str(path) in str(caught.value)
