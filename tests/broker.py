@@ -8,12 +8,17 @@ with everything it reads generated in its own folder:
 - a TLS listener: a test CA made with `cryptography`, a server certificate for 127.0.0.1 and
   localhost, a client certificate per device (CN = device id); `require_certificate true` and
   `use_identity_as_username true`, so the certificate is the login;
-- an ACL (docs/protocol.md section 6.2): each device reads and writes only under
-  `sentry/v1/{site}/{device}/#` and reads `sentry/v1/{site}/all/#`; the operator may do anything;
+- a broad ACL: each device reads and writes anything under `sentry/v1/{site}/{device}/#` and reads
+  `sentry/v1/{site}/all/#`; the operator may do anything (the fleet's least-privilege ACL of
+  docs/protocol.md section 6.2 is `ProvisionedBroker`'s);
 - persistence in its folder, so `stop()` then `start()` on the same ports is a real broker restart:
   retained messages and persistent sessions survive, in-flight connections do not.
 
-`Subscriber` is an operator-side client that records what arrives, for assertions. Nothing here
+`ProvisionedBroker` runs instead on what `edge-sentry fleet provision` wrote (its TLS-only
+mosquitto.conf, its ACL, its certificates), adding only process settings and a free port.
+
+`Subscriber` is an operator-side client that records what arrives, for assertions (logged in with a
+password, or with a certificate: `tls_files`), with the SUBACK and PUBACK reason codes. Nothing here
 depends on the sentry's own code except `config()`, which builds a Config pointing at the broker.
 """
 

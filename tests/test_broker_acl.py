@@ -2,20 +2,25 @@
 
 `edge-sentry fleet provision` writes the CA, the certificates, mosquitto.conf and the ACL; the
 broker here runs on exactly those files (tests/broker.py `ProvisionedBroker`). Under MQTT 5
-Mosquitto answers an unauthorised QoS 1 PUBLISH with PUBACK reason code 0x87 (Not authorized) and
-an unauthorised filter with 0x87 in the SUBACK, so the tests assert on those, and also that a
-login allowed to read everything never receives what was refused.
+Mosquitto answers an unauthorised QoS 1 PUBLISH with PUBACK reason code 0x87 (Not authorized), and
+the tests assert on that and on a reader with every right never receiving it. Mosquitto 2.0 grants
+any subscription filter and checks read rights per message, so what a login may read is shown by
+subscribing it to `#` and seeing exactly which of every login's messages arrive.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import socket
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -26,8 +31,8 @@ from paho.mqtt.properties import Properties
 
 from edge_sentry.cli import main
 from edge_sentry.config import from_mapping
+from edge_sentry.daemon import Daemon
 from edge_sentry.fleet import pki
-from edge_sentry.link import Link
 
 NOT_AUTHORIZED = 0x87
 ACCEPTED_BELOW = 0x80  # 0x00 success, 0x10 no matching subscribers
@@ -280,23 +285,54 @@ def test_a_login_the_inventory_does_not_name_can_do_nothing(fleet: ProvisionedBr
 # -- the sentry itself ---------------------------------------------------------------------------
 
 
-def test_a_sentry_comes_online_with_its_provisioned_files(fleet: ProvisionedBroker, login,
-                                                          tmp_path: Path) -> None:
-    operator = login("operators", "alice", f"{GATE1}/state")
-    ca, cert, key = fleet.files("devices", "gate-1")
-    config = from_mapping({
-        "device": {"id": "gate-1", "site": "arena", "state_dir": str(tmp_path / "state")},
-        "outbox": {"path": str(tmp_path / "outbox")},
-        "mqtt": {"host": "localhost", "port": fleet.tls_port, "ca": str(ca), "cert": str(cert),
-                 "key": str(key), "backoff_min_s": 0.05, "backoff_max_s": 0.5},
-    })
-    link = Link(config, None)
-    link.start()
+def _mqtt_section(fleet: ProvisionedBroker, kind: str, name: str) -> dict[str, Any]:
+    ca, cert, key = fleet.files(kind, name)
+    return {"host": "localhost", "port": fleet.tls_port, "ca": str(ca), "cert": str(cert), "key": str(key),
+            "backoff_min_s": 0.05, "backoff_max_s": 0.5}
+
+
+def test_a_sentry_and_its_operator_work_with_nothing_more_than_their_grants(
+        fleet: ProvisionedBroker, login, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ingester = login("ingesters", "backend-1", f"{ARENA}/+/scan")
+    device = {"id": "gate-1", "site": "arena", "state_dir": str(tmp_path / "state")}
+    daemon = Daemon(from_mapping({"device": device, "outbox": {"path": str(tmp_path / "outbox")},
+                                  "gate": {"pulse_ms": 200},
+                                  "mqtt": _mqtt_section(fleet, "devices", "gate-1")}),
+                    stream=io.StringIO())
+    operator_config = tmp_path / "alice.toml"
+    alice = _mqtt_section(fleet, "operators", "alice")
+    mqtt_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in alice.items())
+    operator_config.write_text(f'[device]\nsite = "arena"\n\n[mqtt]\n{mqtt_lines}\n')
+    desired = tmp_path / "desired.toml"
+    desired.write_text("[es1]\nmax_age_s = 90\n")
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.update(status=daemon.run()), name="test-daemon")
+    thread.start()
     try:
-        birth = operator.wait_for(f"{GATE1}/state", lambda m: bool(m.payload))
-        assert birth is not None
+        assert ingester.wait_for(f"{GATE1}/scan", timeout=20.0) is not None  # the outbox drains
+        assert _wait(lambda: daemon.uplink is not None and daemon.uplink.link.wait_subscribed(0.1))
+        assert main(["--config", str(operator_config), "fleet", "push-config", str(desired),
+                     "--device", "gate-1"]) == 0
+        capsys.readouterr()
+        assert main(["--config", str(operator_config), "fleet", "command", "selftest", "--device",
+                     "gate-1", "--arg", 'parts=["outbox"]']) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert answer["status"] == "ok"
     finally:
-        link.stop(2.0)
+        daemon.stop_event.set()
+        thread.join(15)
+        clear = login("operators", "alice")
+        clear.publish_ack(f"{GATE1}/config/desired", b"", retain=True)
+    assert not thread.is_alive()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_the_brokers_certificate_names_only_the_inventorys_hosts(fleet: ProvisionedBroker) -> None:

@@ -296,3 +296,10 @@ def test_a_login_folder_without_the_ca_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProvisionError, match="issued by a fleet CA that is not in this folder"):
         provision.provision(_inventory(), tmp_path / "out", now=NOW)
     assert not (tmp_path / "out" / "ca").exists()
+
+
+def test_the_example_inventory_is_a_valid_inventory() -> None:
+    example = Path(__file__).parent.parent / "provisioning" / "fleet.example.toml"
+    fleet = inventory.load(example)
+    assert {d.id for d in fleet.devices} >= {"gate-1", "gate-2"}
+    assert fleet.operators and fleet.ingesters
