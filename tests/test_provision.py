@@ -303,3 +303,21 @@ def test_the_example_inventory_is_a_valid_inventory() -> None:
     fleet = inventory.load(example)
     assert {d.id for d in fleet.devices} >= {"gate-1", "gate-2"}
     assert fleet.operators and fleet.ingesters
+
+
+def test_an_output_folder_that_mosquitto_conf_cannot_name_needs_broker_dir(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "my fleet"
+    (tmp_path / "inventory.toml").write_text(INVENTORY)
+    assert main(["fleet", "provision", str(tmp_path / "inventory.toml"), "--out", str(out)]) == 2
+    assert "set [broker] dir" in capsys.readouterr().err
+    assert not out.exists()
+    text = INVENTORY.replace('"10.0.0.5"]', '"10.0.0.5"]\ndir = "/etc/mosquitto/edge-sentry"')
+    (tmp_path / "inventory.toml").write_text(text)
+    assert main(["fleet", "provision", str(tmp_path / "inventory.toml"), "--out", str(out)]) == 0
+
+
+def test_a_certificate_never_outlives_its_ca(tmp_path: Path) -> None:
+    ca_key, ca_cert = pki.make_ca("CA", NOW, days=10)
+    cert = pki.issue(ca_key, ca_cert, "gate-1", pki.new_key().public_key(), NOW, days=400)
+    assert cert.not_valid_after_utc == ca_cert.not_valid_after_utc

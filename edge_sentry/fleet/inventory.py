@@ -141,7 +141,7 @@ def _broker(broker: Mapping[str, Any], problems: list[tuple[str, str]]
         bind = None
     folder = broker.get("dir")
     if folder is not None and not (isinstance(folder, str) and Path(folder).is_absolute()
-                                   and _plain_path(folder)):
+                                   and plain_path(folder)):
         problems.append(("broker.dir", "must be an absolute path without spaces or control characters"))
         folder = None
     return hosts, port, bind, Path(folder) if folder is not None else None
@@ -214,6 +214,7 @@ def _is_host(value: str) -> bool:
     return _is_ip(value) or bool(HOST.fullmatch(value))
 
 
-def _plain_path(value: str) -> bool:
-    # The path is written into mosquitto.conf, where a space or newline would end or add a line.
+def plain_path(value: str) -> bool:
+    """Whether `value` can be written into mosquitto.conf, where a space or newline would end the
+    value or add a line of its own."""
     return all(c.isprintable() and not c.isspace() for c in value)

@@ -84,7 +84,7 @@ def issue(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, name: s
     usage = ExtendedKeyUsageOID.SERVER_AUTH if sans else ExtendedKeyUsageOID.CLIENT_AUTH
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
-        _builder(_name(name), ca_cert.subject, public_key, now, days)
+        _builder(_name(name), ca_cert.subject, public_key, now, days, until=ca_cert.not_valid_after_utc)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
@@ -130,7 +130,9 @@ def load_cert(path: Path) -> x509.Certificate:
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
-             now: dt.datetime, days: int) -> x509.CertificateBuilder:
+             now: dt.datetime, days: int, until: dt.datetime | None = None) -> x509.CertificateBuilder:
+    # A certificate that outlives its CA would look valid for days that no client will accept.
+    end = min(now + dt.timedelta(days=days), until) if until else now + dt.timedelta(days=days)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -138,7 +140,7 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurve
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_after(end)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 

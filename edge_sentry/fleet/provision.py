@@ -28,9 +28,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import files
-from ..errors import ProvisionError
+from ..errors import ProvisionError, UsageError
 from . import acl, pki
-from .inventory import Inventory
+from .inventory import Inventory, plain_path
 
 CA_NAME = "Edge Sentry fleet CA"
 BROKER_NAME = "edge-sentry-broker"
@@ -71,6 +71,10 @@ def provision(inventory: Inventory, out: Path, *, now: dt.datetime | None = None
     """Bring `out` in step with `inventory` (see the module docstring); return what was done."""
     now = now or dt.datetime.now(dt.UTC)
     out = Path(out)
+    folder_on_broker = inventory.dir or (out / "broker").resolve()
+    if not plain_path(str(folder_on_broker)):
+        raise UsageError(f"{folder_on_broker}: has spaces or control characters, which mosquitto.conf "
+                         "cannot hold; set [broker] dir in the inventory")
     ca_key_path, ca_cert_path = out / "ca" / "ca.key", out / "ca" / "ca.crt"
     ca = _existing_ca(ca_key_path, ca_cert_path)
     leaves = _leaves(inventory, out)
@@ -95,7 +99,6 @@ def provision(inventory: Inventory, out: Path, *, now: dt.datetime | None = None
         outcomes.append(Outcome(leaf.kind, leaf.name, leaf.folder, leaf.action))
 
     broker = out / "broker"
-    folder_on_broker = inventory.dir or broker.resolve()
     files.write_atomic(broker / acl.ACL_FILE, acl.acl_text(inventory).encode(), files.PUBLIC)
     files.write_atomic(broker / acl.CONF_FILE, acl.mosquitto_conf(inventory, folder_on_broker).encode(),
                        files.PUBLIC)
