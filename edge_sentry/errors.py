@@ -162,3 +162,22 @@ class CommandRejected(EdgeSentryError, ValueError):
 
 class FleetError(EdgeSentryError, ConnectionError):
     """The broker cannot be used for this request: unreachable, refused, or it refused a message."""
+
+
+class InventoryError(UsageError):
+    """A fleet inventory (TOML) that cannot be provisioned; carries every problem, each by key path.
+    Nothing was written."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {message}" if path else message for path, message in problems))
+
+
+class ProvisionError(EdgeSentryError):
+    """A provisioning folder whose existing files do not fit together (a key without its
+    certificate's match, a certificate from another CA); the message names the file. Nothing was
+    written.
+
+    Not an OSError: a file that cannot be read or written is an OSError (exit 1 as well), while this
+    is a folder the operator must look at before anything is issued into it.
+    """

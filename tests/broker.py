@@ -8,12 +8,17 @@ with everything it reads generated in its own folder:
 - a TLS listener: a test CA made with `cryptography`, a server certificate for 127.0.0.1 and
   localhost, a client certificate per device (CN = device id); `require_certificate true` and
   `use_identity_as_username true`, so the certificate is the login;
-- an ACL (docs/protocol.md section 6.2): each device reads and writes only under
-  `sentry/v1/{site}/{device}/#` and reads `sentry/v1/{site}/all/#`; the operator may do anything;
+- a broad ACL: each device reads and writes anything under `sentry/v1/{site}/{device}/#` and reads
+  `sentry/v1/{site}/all/#`; the operator may do anything (the fleet's least-privilege ACL of
+  docs/protocol.md section 6.2 is `ProvisionedBroker`'s);
 - persistence in its folder, so `stop()` then `start()` on the same ports is a real broker restart:
   retained messages and persistent sessions survive, in-flight connections do not.
 
-`Subscriber` is an operator-side client that records what arrives, for assertions. Nothing here
+`ProvisionedBroker` runs instead on what `edge-sentry fleet provision` wrote (its TLS-only
+mosquitto.conf, its ACL, its certificates), adding only process settings and a free port.
+
+`Subscriber` is an operator-side client that records what arrives, for assertions (logged in with a
+password, or with a certificate: `tls_files`), with the SUBACK and PUBACK reason codes. Nothing here
 depends on the sentry's own code except `config()`, which builds a Config pointing at the broker.
 """
 
@@ -57,6 +62,9 @@ DEVICES = ("gate-1", "gate-2")
 OPERATOR = "operator"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 15.0
+
+# (CA certificate, client certificate, client key) of a TLS login; no certificate: (ca, None, None).
+TlsFiles = tuple[Path, Path | None, Path | None]
 
 _CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
 
@@ -260,9 +268,31 @@ class Broker:
         (self.folder / "acl").write_text(self._acl)
         (self.folder / "data").mkdir(exist_ok=True)
 
+    def _harness_lines(self) -> list[str]:
+        """Process settings of every test broker: persistence and the log in its folder, our uid."""
+        user = pwd.getpwuid(os.geteuid()).pw_name  # as root, keep our uid so the files stay readable
+        return [
+            "persistence true",
+            f"persistence_location {self.folder / 'data'}/",
+            "autosave_interval 0",
+            # No cap on queues: a test's subscriber may fall behind a burst, and a broker
+            # that drops QoS 1 messages for it would fail tests for the wrong reason.
+            "max_queued_messages 0",
+            f"user {user}",
+            f"log_dest file {self._log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            "log_timestamp_format %H:%M:%S",
+        ]
+
+    def _pick_ports(self) -> None:
+        self.port, self.tls_port = free_port(), free_port()
+
     def _write_conf(self) -> Path:
         conf = self.folder / "mosquitto.conf"
-        user = pwd.getpwuid(os.geteuid()).pw_name  # as root, keep our uid so the files stay readable
         conf.write_text(
             "\n".join(
                 [
@@ -270,20 +300,7 @@ class Broker:
                     "allow_anonymous false",
                     f"password_file {self.folder / 'passwd'}",
                     f"acl_file {self.folder / 'acl'}",
-                    "persistence true",
-                    f"persistence_location {self.folder / 'data'}/",
-                    "autosave_interval 0",
-                    # No cap on queues: a test's subscriber may fall behind a burst, and a broker
-                    # that drops QoS 1 messages for it would fail tests for the wrong reason.
-                    "max_queued_messages 0",
-                    f"user {user}",
-                    f"log_dest file {self._log_path}",
-                    "log_type error",
-                    "log_type warning",
-                    "log_type notice",
-                    "log_type information",
-                    "connection_messages true",
-                    "log_timestamp_format %H:%M:%S",
+                    *self._harness_lines(),
                     f"listener {self.port} {self.host}",
                     f"listener {self.tls_port} {self.host}",
                     f"cafile {self.ca}",
@@ -312,7 +329,7 @@ class Broker:
         first = self.port == 0
         for _ in range(3 if first else 1):
             if first:
-                self.port, self.tls_port = free_port(), free_port()
+                self._pick_ports()
             conf = self._write_conf()
             with open(self._log_path, "ab") as out:
                 self._proc = subprocess.Popen(
@@ -440,6 +457,51 @@ class Broker:
         return sub
 
 
+class ProvisionedBroker(Broker):
+    """A Mosquitto run on what `edge-sentry fleet provision` wrote into `out`: its mosquitto.conf
+    (one TLS listener, client certificates required), its ACL and its certificates, as an operator
+    installs them. The harness adds only process settings (persistence and log in `folder`, our
+    uid) and moves the listener to a free loopback port; every security setting is the generated
+    one. There is no plain listener: `port` and `tls_port` are the same port.
+    """
+
+    def __init__(self, out: Path, folder: Path, *, executable: str | None = None) -> None:
+        exe = executable or find_mosquitto()
+        if exe is None:
+            raise RuntimeError(MISSING_MOSQUITTO)
+        self.executable = exe
+        self.out = Path(out)
+        self.folder = Path(folder)
+        (self.folder / "data").mkdir(parents=True, exist_ok=True)
+        self.host = HOST
+        self.port = self.tls_port = 0
+        self.ca = self.out / "broker" / "ca.crt"
+        self._proc = None
+        self._log_path = self.folder / "mosquitto.log"
+
+    def files(self, kind: str, name: str) -> tuple[Path, Path, Path]:
+        """(mqtt.ca, mqtt.cert, mqtt.key) of a provisioned login; `kind` is devices, operators or
+        ingesters."""
+        folder = self.out / kind / name
+        return folder / "mqtt.ca", folder / "mqtt.cert", folder / "mqtt.key"
+
+    def _pick_ports(self) -> None:
+        self.port = self.tls_port = free_port()
+
+    def _write_conf(self) -> Path:
+        generated = (self.out / "broker" / "mosquitto.conf").read_text().splitlines()
+        listeners = [i for i, line in enumerate(generated) if line.startswith("listener ")]
+        assert len(listeners) == 1, "the generated config has exactly one listener"
+        generated[listeners[0]] = f"listener {self.tls_port} {self.host}"
+        conf = self.folder / "mosquitto.conf"
+        conf.write_text("\n".join([*self._harness_lines(), *generated, ""]))
+        return conf
+
+    def client(self, tls_files: TlsFiles, topics: str | Iterable[str] = (), **options: Any) -> Subscriber:
+        """A Subscriber logged in with these (ca, cert, key) files, not yet started."""
+        return Subscriber(self, topics, tls_files=tls_files, **options)
+
+
 # -- an operator-side recorder -------------------------------------------------------------------
 
 
@@ -472,27 +534,41 @@ class Subscriber:
         clean_start: bool = True,
         session_expiry_s: int | None = None,
         qos: int = 1,
+        tls_files: TlsFiles | None = None,
     ) -> None:
         self.broker = broker
         self.topics = [topics] if isinstance(topics, str) else list(topics)
-        self.username = username or broker.operator
-        self.password = password if password is not None else broker.passwords[self.username]
+        self.tls_files = tls_files
+        if tls_files is None:
+            self.username: str | None = username or broker.operator
+            self.password = password if password is not None else broker.passwords[self.username]
+        else:  # the certificate is the login
+            self.username, self.password = None, None
         self.client_id = client_id or f"sub-{uuid.uuid4().hex[:10]}"
         self.clean_start = clean_start
         self.session_expiry_s = session_expiry_s
         self.qos = qos
         self.messages: list[Received] = []
         self.connects = 0
+        self.granted: list[int] = []  # SUBACK reason codes, in the order of the filters
+        self.acks: dict[int, int] = {}  # PUBACK reason code by message id
         self._cond = threading.Condition()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
         )
-        self._client.username_pw_set(self.username, self.password)
+        if tls_files is None:
+            self._client.username_pw_set(self.username, self.password)
+        else:
+            ca, cert, key = tls_files
+            # The default purpose checks the broker's certificate and its host name, as a sentry does.
+            self._client.tls_set(ca_certs=str(ca), certfile=str(cert) if cert else None,
+                                 keyfile=str(key) if key else None)
         self._client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
         self._subscribed = 0
         self._connected = False
 
@@ -500,11 +576,15 @@ class Subscriber:
         props = Properties(PacketTypes.CONNECT)
         if self.session_expiry_s is not None:
             props.SessionExpiryInterval = self.session_expiry_s
+        port = self.broker.port if self.tls_files is None else self.broker.tls_port
         self._client.connect(
-            self.broker.host, self.broker.port, keepalive=10, clean_start=self.clean_start, properties=props
+            self.broker.host, port, keepalive=10, clean_start=self.clean_start, properties=props
         )
         self._client.loop_start()
-        if not self.wait(lambda: self._subscribed > 0, timeout):
+        if not self.topics:
+            if not self.wait(lambda: self._connected, timeout):
+                raise TimeoutError("client was not let in (no CONNACK with success)")
+        elif not self.wait(lambda: self._subscribed > 0, timeout):
             raise TimeoutError("subscriber did not get its SUBACK")
         return self
 
@@ -515,7 +595,8 @@ class Subscriber:
             self.connects += 1
             self._connected = True
             self._cond.notify_all()
-        client.subscribe([(t, SubscribeOptions(qos=self.qos)) for t in self.topics])
+        if self.topics:
+            client.subscribe([(t, SubscribeOptions(qos=self.qos)) for t in self.topics])
 
     def _on_disconnect(self, *_args: Any) -> None:
         with self._cond:
@@ -523,7 +604,13 @@ class Subscriber:
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
         with self._cond:
+            self.granted = [r.value for r in reasons]
             self._subscribed += 1
+            self._cond.notify_all()
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        with self._cond:
+            self.acks[mid] = reason.value
             self._cond.notify_all()
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
@@ -568,6 +655,17 @@ class Subscriber:
             raise TimeoutError("subscriber is not connected")
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         info.wait_for_publish(timeout)
+
+    def publish_ack(self, topic: str, payload: bytes, *, retain: bool = False,
+                    properties: Properties | None = None, timeout: float = 10.0) -> int:
+        """Publish at QoS 1 and return the PUBACK's reason code (0 taken, 0x87 not authorised)."""
+        if not self.wait(lambda: self._connected, timeout):
+            raise TimeoutError("client is not connected")
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        if not self.wait(lambda: info.mid in self.acks, timeout):
+            raise TimeoutError(f"no PUBACK for {topic}")
+        with self._cond:
+            return self.acks[info.mid]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
