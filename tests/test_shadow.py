@@ -190,6 +190,8 @@ BAD_DOCUMENTS = {
     "snapshot opt-in": (desired(2, {"privacy": {"allow_snapshot": True}}), "privacy.allow_snapshot"),
     "camera source": (desired(2, {"camera": {"source": "replay", "path": "/x"}}), "camera.source"),
     "secret, even the right one": (desired(2, {"mqtt": {"password": SECRET}}), "mqtt.password"),
+    "control freshness": (desired(2, {"control": {"skew_s": 3600}}), "control.skew_s"),
+    "operator key path": (desired(2, {"fleet": {"operator_key": "/tmp/k.pem"}}), "fleet.operator_key"),
 }
 
 
