@@ -1,4 +1,5 @@
-"""Trust lists (docs/protocol.md section 3): which keys sign acceptable codes, and what is revoked.
+"""Trust lists (docs/protocol.md section 3): which keys sign acceptable codes, what is revoked, and
+which operator keys may sign config and commands (`operators`, for the sites each names).
 
 The file is JSON; the same document also arrives as CBOR (byte strings may then be raw instead of
 base64), and over MQTT as a COSE_Sign1 signed by the fleet's trust-root key. Loading is
