@@ -272,6 +272,21 @@ class ClockConfig:
 
 
 @dataclass(frozen=True)
+class ControlConfig:
+    """How fresh a signed command must be (docs/protocol.md, "Signed control plane"); local only."""
+
+    skew_s: int = field(default=30, metadata=_between(1, 3600))
+    max_deadline_s: int = field(default=300, metadata=_between(1, 86400))
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """The operator's own tools (`edge-sentry fleet`): which key signs what they send."""
+
+    operator_key: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
@@ -287,6 +302,8 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -304,6 +321,8 @@ _SECTIONS: dict[str, type] = {
     "privacy": PrivacyConfig,
     "health": HealthConfig,
     "clock": ClockConfig,
+    "control": ControlConfig,
+    "fleet": FleetConfig,
 }
 
 

@@ -33,7 +33,9 @@ from .demo import DemoIssuer, DemoSource, press_button, shut_simulated_door
 from .errors import EdgeSentryError
 from .eventlog import EventLog
 from .gpio import GateDevices, build_devices, make_pin_factory
+from .link.control import ControlGuard
 from .link.shadow import ConfigShadow
+from .link.topics import Topics
 from .link.trustpush import TrustPush, load_initial
 from .outbox import Outbox
 from .privacy import Sealer
@@ -212,9 +214,14 @@ class Daemon:
                 self._record({"event": Event.TRUST_INVALID, "t": int(time.time() * 1000)})
                 sentry.gate.set_fault("trust")
             if config.mqtt is not None:
+                # The operator keys come from the list in use at each message: a push may change them.
+                guard = ControlGuard(
+                    Topics(config.device.site, config.device.id), lambda: push.trust, self.store,
+                    settings=lambda: self.shadow.current.control, record=self._record,
+                )  # fmt: skip
                 self.uplink = Uplink(
                     config, self.shadow, push, self.outbox, sentry, rig, self._request_restart,
-                    self.store,
+                    self.store, guard,
                 )
                 self.uplink.start()
             self._check_trust(push.trust)

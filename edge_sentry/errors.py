@@ -148,6 +148,18 @@ class TrustRefused(EdgeSentryError, ValueError):
         self.detail = detail
 
 
+class ControlRefused(EdgeSentryError, ValueError):
+    """A message on a control topic that is not acted on; `reason` is one of
+    vocabulary.ControlRefusal, `operator` the kid of the key that signed it once that signature
+    verified (None before), `detail` says what was wrong."""
+
+    def __init__(self, reason: str, detail: str, operator: bytes | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.operator = operator
+
+
 class CommandError(EdgeSentryError, RuntimeError):
     """Raised by a remote command that ran and failed: answered `error` with this message."""
 

@@ -2,7 +2,8 @@
 
 One file, `{device.state_dir}/store.log`, holds the applied desired-config overlays (link/shadow),
 the last pushed trust list (link/trustpush), the answered command ids with their responses
-(link/remote_commands) and the start counter (the link's `boot_count`), each in its own table.
+(link/remote_commands), the ids (jti) of signed commands until their deadline (link/control) and
+the start counter (the link's `boot_count`), each in its own table.
 
 Why TinyDB here, and the append-only event log for the outbox. This state is small (a config, a
 trust list, a few hundred command ids) and changes rarely, so TinyDB's `Table`, which rebuilds a
@@ -63,6 +64,7 @@ CONFIG = "config"
 TRUST = "trust"
 COMMANDS = "commands"
 BOOT = "boot"
+CONTROL = "control"
 
 #: The files each concern was kept in before the store, by name under `device.state_dir`.
 LEGACY_FILES: dict[str, str] = {
@@ -247,6 +249,22 @@ class StateStore:
         stale = [d.doc_id for d in existing if d.doc_id not in kept]
         if stale:
             _guarded(lambda: table.remove(doc_ids=stale))
+
+    # -- the signed control plane ------------------------------------------------------------
+
+    def control_ids(self) -> dict[str, int]:
+        """The jti (hex) of the signed commands taken, each with its deadline (ms since 1970)."""
+        with self._lock:
+            doc = self._table(CONTROL).get(doc_id=_ONLY_DOC)
+            ids = doc.get("ids") if isinstance(doc, Mapping) else None
+            if not isinstance(ids, Mapping):
+                return {}
+            return {k: v for k, v in ids.items() if isinstance(k, str) and isinstance(v, int)}
+
+    def keep_control_ids(self, ids: Mapping[str, int]) -> None:
+        """Make the remembered jti exactly `ids`; OSError when they cannot be kept."""
+        with self._lock:
+            self._put_only(CONTROL, {"ids": dict(ids)})
 
     # -- the start counter ------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from . import selftest
 from .config import Config
 from .health import HealthReporter
 from .link import Link
+from .link.control import ControlGuard
 from .link.remote_commands import RemoteCommands, builtin_commands
 from .link.shadow import ConfigShadow
 from .link.trustpush import TrustPush
@@ -33,7 +34,8 @@ RESTART_EXIT = 75
 
 class Uplink:
     """Link, shadow, trust push, commands and health for one run of the daemon; `store` is the
-    daemon's open state store (the commands keep their answered ids there)."""
+    daemon's open state store (the commands keep their answered ids there); `guard` checks every
+    config and command against the operator keys of the trust list in use."""
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class Uplink:
         rig: selftest.Rig,
         request_restart: Callable[[], None],
         store: StateStore,
+        guard: ControlGuard,
     ):
         self.config = config
         self.shadow = shadow
@@ -62,9 +65,10 @@ class Uplink:
                 selftest=selftest.remote_runner(rig),
                 selftest_parts=tuple(selftest.PARTS),
             ),
+            guard=guard,
             clock_synced=selftest.clock_synchronised,
         )
-        shadow.attach(self.link)
+        shadow.attach(self.link, guard)
         push.attach(self.link)
         commands.attach(self.link)
         self.health = HealthReporter(

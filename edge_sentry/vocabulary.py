@@ -79,9 +79,35 @@ class Event(StrEnum):
     TRUST_STALE = "trust-stale"
     TRUST_UPDATED = "trust-updated"
     TRUST_REJECTED = "trust-rejected"
+    CONTROL_REJECTED = "control-rejected"  # a config or command refused by the signed control plane
     CLOCK_UNSYNCED = "clock-unsynced"
     OUTBOX_FULL = "outbox-full"
     DISK_LOW = "disk-low"
+
+
+class ControlRefusal(StrEnum):
+    """Why a message on a control topic (`config/desired`, `all/config/desired`, `cmd/*`) is not
+    acted on: in command answers, `config/reported` errors (path `signature`) and
+    `control-rejected` events."""
+
+    UNSIGNED = "unsigned"  # not a signed control message (JSON, bare CBOR, another signed object)
+    BAD_SIGNATURE = "bad-signature"
+    UNKNOWN_OPERATOR = "unknown-operator"  # no operator key with this kid in the current trust list
+    ROLE = "role"  # the key may not sign this kind of message
+    SCOPE = "scope"  # the key may not address this site
+    AUDIENCE = "audience"  # signed for another topic or device
+    STALE = "stale"  # a command's iat is too far from the sentry's clock
+    REPLAY = "replay"  # a command's jti was seen before
+    RETAINED = "retained"  # a command delivered as a retained message
+    DEADLINE = "deadline"  # a command's deadline is too far after its iat
+    VERSION = "version"  # a config version outside 0 .. 2^53 - 1
+
+
+class Role(StrEnum):
+    """What an operator key may sign: `roles` of a trust list's `operators` entry."""
+
+    CONFIG = "config"
+    COMMAND = "command"
 
 
 class CommandStatus(StrEnum):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+from control_helpers import operator_trust, signed_command, signed_config, write_trust
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -47,6 +48,12 @@ def make_daemon(broker, tmp_path, **sections: Any) -> Daemon:
     return Daemon(from_mapping(mapping), stream=io.StringIO())
 
 
+def operator_trust_file(tmp_path: Path) -> dict[str, str]:
+    """A `[trust]` section whose list names the test operator (the demo's own list names none, so
+    no one could configure or command it)."""
+    return {"file": str(write_trust(tmp_path / "operators.json", operator_trust()))}
+
+
 def scans(sub, topic: str) -> list[dict[str, Any]]:
     return [event for m in sub.on(topic) for event in cbor2.loads(m.payload)]
 
@@ -76,11 +83,11 @@ def test_retained_desired_config_is_applied_at_start(broker, subscriber, tmp_pat
     version = int(time.time())
     sub.publish(
         f"{prefix}/config/desired",
-        cbor2.dumps({"version": version, "config": {"es1": {"max_age_s": 90}}}),
+        signed_config(f"{prefix}/config/desired", version, {"es1": {"max_age_s": 90}}),
         retain=True,
     )
     try:
-        daemon = make_daemon(broker, tmp_path)
+        daemon = make_daemon(broker, tmp_path, trust=operator_trust_file(tmp_path))
         with running(daemon):
             report = sub.wait_for(
                 f"{prefix}/config/reported",
@@ -101,7 +108,9 @@ def ask(sub, prefix: str, name: str, request: dict[str, Any]) -> dict[str, Any]:
     props = Properties(PacketTypes.PUBLISH)
     props.ResponseTopic = reply_topic
     props.CorrelationData = correlation
-    sub.publish(f"{prefix}/cmd/{name}", cbor2.dumps(request), properties=props)
+    topic = f"{prefix}/cmd/{name}"
+    payload = signed_command(topic, None, iat_ms=int(time.time() * 1000), body=request)
+    sub.publish(topic, payload, properties=props)
     answer = sub.wait_for(
         reply_topic, lambda m: m.properties.get("CorrelationData") == correlation, WAIT
     )
@@ -113,7 +122,9 @@ def test_pulse_gate_and_restart_commands(broker, subscriber, tmp_path):
     device = broker.devices[0]
     prefix = f"sentry/v1/{broker.site}/{device}"
     sub = subscriber(f"{prefix}/#")
-    daemon = make_daemon(broker, tmp_path, clock={"unsynced_clock": "verify"})
+    daemon = make_daemon(
+        broker, tmp_path, clock={"unsynced_clock": "verify"}, trust=operator_trust_file(tmp_path)
+    )
     with running(daemon) as outcome:
         assert sub.wait_for(f"{prefix}/state", lambda m: cbor2.loads(m.payload)["online"], WAIT)
         # The birth goes out at CONNACK, before the command subscription is active.

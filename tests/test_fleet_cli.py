@@ -8,6 +8,7 @@ Every wait polls under a deadline; no assertion is about speed."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import sys
@@ -21,10 +22,12 @@ import cbor2
 import pytest
 from broker import Broker, free_port
 from codes_helpers import trust_list
+from control_helpers import OPERATOR, guard, operator_entry, operator_trust
 from gate_helpers import Rig, gate_rig
 
-from edge_sentry.codes import keys
+from edge_sentry.codes import control, keys
 from edge_sentry.config import Config, from_mapping
+from edge_sentry.fleet import push
 from edge_sentry.health import Paths, sample
 from edge_sentry.link import Link
 from edge_sentry.link.remote_commands import RemoteCommands, builtin_commands
@@ -68,9 +71,13 @@ def operator_config(broker: Broker, folder: Path, **mqtt: Any) -> Config:
     section = {"host": broker.host, "port": broker.port, "username": broker.operator,
                "password_file": str(secret)}
     section.update(mqtt)
+    key = folder / "operator.key.pem"
+    if not key.exists():
+        keys.save_private_key(OPERATOR, key)
     return from_mapping({
         "device": {"id": "console", "site": broker.site, "state_dir": str(folder / "console")},
         "mqtt": {k: v for k, v in section.items() if v is not None},
+        "fleet": {"operator_key": str(key)},
     })
 
 
@@ -108,15 +115,16 @@ def sentries(broker: Broker, broker_config: Callable[..., Config], subscriber: A
              selftest: Callable[[Any], list[dict[str, Any]]] = lambda parts: []) -> Sentry:
         config = broker_config(device)
         store = open_store(config)
-        shadow = ConfigShadow(config, store)
-        trust = TrustPush(trust_list(keys.generate(), version=3), root.public_key(), store)
+        trust = TrustPush(operator_trust(version=3, issuer=keys.generate()), root.public_key(), store)
+        checks = guard(config, store, lambda: trust.trust)  # the list in use, as the daemon's guard
+        shadow = ConfigShadow(config, store, guard=checks)
         commands = RemoteCommands(store, builtin_commands(
             grant=rig.gate.grant if rig is not None else (lambda mode: None),
             request_restart=lambda: None,
             allow_snapshot=lambda: False,
             snapshot=None,
             selftest=selftest,
-        ))
+        ), guard=checks)
         link = Link(config, outbox)
         shadow.attach(link)
         trust.attach(link)
@@ -295,7 +303,7 @@ def test_a_version_the_sentry_already_reached_is_refused_before_publishing(
     one_error_line(capsys.readouterr(), "version 4 is not above version 5", "gate-1")
     retained = subscriber(f"{sentry.prefix}/config/desired").wait_for(f"{sentry.prefix}/config/desired",
                                                                       timeout=WAIT)
-    assert retained is not None and cbor2.loads(retained.payload)["version"] == 5
+    assert retained is not None and push.signed_body(retained.payload)["version"] == 5
 
 
 # -- push-trust ----------------------------------------------------------------------------------
@@ -375,8 +383,10 @@ def test_command_round_trip_with_a_fresh_response_topic_and_correlation_data(
     request = seen.on(f"{sentry.prefix}/cmd/pulse-gate")[0]
     reply_topic = request.properties["ResponseTopic"]
     assert reply_topic.startswith(f"{sentry.prefix}/reply/")
-    body = cbor2.loads(request.payload)
-    assert set(body) == {"deadline"} and isinstance(body["deadline"], int)
+    signed = control.verify(request.payload, operator_trust().operator,
+                            topic=f"{sentry.prefix}/cmd/pulse-gate", site="arena", role="command")
+    assert set(signed.body) == {"deadline"} and isinstance(signed.body["deadline"], int)
+    assert signed.iat <= signed.body["deadline"] and len(signed.jti) == 16
     reply = seen.wait_for(reply_topic, timeout=WAIT)
     assert reply is not None and reply.properties["CorrelationData"] == request.properties["CorrelationData"]
 
@@ -426,6 +436,78 @@ def test_a_command_to_an_offline_sentry_exits_3_without_waiting_out_the_timeout(
     publish_as_sentry(broker, GHOST, "state", {"online": False, "reason": "lost"})
     assert fleet(["command", "selftest", "--device", GHOST, "--timeout", str(WAIT * 10)], ops) == 3
     one_error_line(capsys.readouterr(), f"{GHOST} is offline")
+
+
+# -- signing -------------------------------------------------------------------------------------
+
+
+def no_key(ops: Config) -> Config:
+    return from_mapping({"device": {"site": ops.device.site}, "mqtt": dataclasses.asdict(ops.mqtt)})
+
+
+def test_without_an_operator_key_push_config_and_command_are_usage_errors_and_send_nothing(
+    ops, sentries, subscriber, tmp_path, capsys
+):
+    sentry = sentries("gate-1")
+    seen = subscriber([f"{sentry.prefix}/config/desired", f"{sentry.prefix}/cmd/+"])
+    desired = tmp_path / "gate.toml"
+    desired.write_text("[gate]\npulse_ms = 700\n")
+    unsigned = no_key(ops)
+    assert fleet(["push-config", str(desired), "--device", "gate-1"], unsigned) == 2
+    one_error_line(capsys.readouterr(), "no operator key", "--operator-key")
+    assert fleet(["command", "pulse-gate", "--device", "gate-1"], unsigned) == 2
+    one_error_line(capsys.readouterr(), "no operator key")
+    assert fleet(["command", "pulse-gate", "--device", "gate-1", "--operator-key",
+                  str(tmp_path / "missing.pem")], unsigned) == 2
+    one_error_line(capsys.readouterr(), "missing.pem: no such key file")
+    # a later command is a sync point: nothing arrived before it
+    assert fleet(["command", "selftest", "--device", "gate-1", "--operator-key",
+                  str(tmp_path / "operator.key.pem")], unsigned) == 0
+    capsys.readouterr()
+    assert seen.wait_for(f"{sentry.prefix}/cmd/selftest", timeout=WAIT) is not None
+    assert [m.topic for m in seen.messages] == [f"{sentry.prefix}/cmd/selftest"]
+    assert sentry.shadow.version == 0
+
+
+def test_a_version_at_2_to_the_53_is_a_usage_error(ops, tmp_path, capsys):
+    desired = tmp_path / "gate.toml"
+    desired.write_text("[gate]\npulse_ms = 700\n")
+    assert fleet(["push-config", str(desired), "--device", "gate-1", "--version", str(2**53)], ops) == 2
+    one_error_line(capsys.readouterr(), "below 2^53")
+
+
+def test_a_key_of_another_operator_is_refused_by_the_sentry(ops, sentries, rig, tmp_path, capsys):
+    sentries("gate-1", rig=rig)
+    keys.save_private_key(keys.generate(), tmp_path / "stranger.pem")
+    assert fleet(["command", "pulse-gate", "--device", "gate-1", "--operator-key",
+                  str(tmp_path / "stranger.pem")], ops) == 1
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["status"], answer["reason"]) == ("rejected", "unknown-operator")
+    assert rig.intervals("relay") == []
+
+
+def test_operators_come_from_the_trust_list_in_use_at_each_message(
+    ops, sentries, rig, root, tmp_path, capsys
+):
+    """A pushed list that drops the operator locks its key out at once; one that lists a new
+    operator lets that one in, without a restart."""
+    sentry = sentries("gate-1", rig=rig)
+    newcomer = keys.generate()
+    keys.save_private_key(newcomer, tmp_path / "newcomer.pem")
+    keys.save_private_key(root, tmp_path / "root.pem")
+    swapped = operator_trust(operator_entry(newcomer, roles=["command"], sites=["arena"]), version=4)
+    (tmp_path / "swapped.json").write_text(swapped.to_json())
+    assert fleet(["push-trust", str(tmp_path / "swapped.json"), "--root-key", str(tmp_path / "root.pem"),
+                  "--device", "gate-1", "--wait", RETAINED_WAIT], ops) == 0
+    capsys.readouterr()
+    assert sentry.trust.trust.version == 4
+    assert fleet(["command", "pulse-gate", "--device", "gate-1"], ops) == 1
+    assert json.loads(capsys.readouterr().out)["reason"] == "unknown-operator"
+    assert rig.intervals("relay") == []
+    assert fleet(["command", "pulse-gate", "--device", "gate-1", "--operator-key",
+                  str(tmp_path / "newcomer.pem")], ops) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+    assert len(rig.intervals("relay")) == 1
 
 
 # -- tail ----------------------------------------------------------------------------------------
@@ -500,7 +582,9 @@ def test_a_push_the_broker_refuses_is_one_line_and_exit_4(broker, broker_config,
     config = broker_config("gate-2")  # a sentry's own login: its ACL covers its own prefix only
     desired = tmp_path / "gate.toml"
     desired.write_text("[gate]\npulse_ms = 700\n")
-    assert fleet(["push-config", str(desired), "--device", "gate-1", "--wait", "0.2"], config) == 4
+    keys.save_private_key(OPERATOR, tmp_path / "operator.pem")
+    assert fleet(["push-config", str(desired), "--device", "gate-1", "--wait", "0.2",
+                  "--operator-key", str(tmp_path / "operator.pem")], config) == 4
     one_error_line(capsys.readouterr(), "refused the message on sentry/v1/arena/gate-1/config/desired",
                    "Not authorized")
 

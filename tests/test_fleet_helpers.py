@@ -14,6 +14,7 @@ import cbor2
 import pytest
 from broker import free_port
 
+from edge_sentry.codes import control, keys
 from edge_sentry.config import Config, from_mapping
 from edge_sentry.errors import ArgError, FleetError, TopicError, UsageError
 from edge_sentry.fleet import command_request as cmd
@@ -285,9 +286,13 @@ def fleet(argv: list[str], config: Config) -> int:
 
 @pytest.fixture
 def nowhere(tmp_path: Path) -> Config:
-    """A broker that is not there: a command that reached the network would exit 4, not 2."""
+    """A broker that is not there: a command that reached the network would exit 4, not 2. The
+    operator key is a real one, so each usage error is the one a test is after."""
+    key = tmp_path / "operator.key.pem"
+    keys.save_private_key(keys.generate(), key)
     return from_mapping({"device": {"id": "console", "site": SITE, "state_dir": str(tmp_path)},
-                         "mqtt": {"host": "127.0.0.1", "port": free_port()}})
+                         "mqtt": {"host": "127.0.0.1", "port": free_port()},
+                         "fleet": {"operator_key": str(key)}})
 
 
 def usage(capsys: pytest.CaptureFixture[str], prefix: str, fragment: str) -> None:
@@ -326,6 +331,23 @@ def test_a_bad_trust_list_or_root_key_is_a_usage_error(nowhere, tmp_path, capsys
     assert fleet(["push-trust", str(trust), "--root-key", str(tmp_path / "none.pem"), "--site", SITE],
                  nowhere) == 2
     usage(capsys, "edge-sentry fleet push-trust: ", "none.pem: no such key file")
+
+
+def test_no_operator_key_is_a_usage_error_before_the_broker_is_dialled(tmp_path, capsys):
+    unsigned = from_mapping({"device": {"site": SITE}, "mqtt": {"host": "127.0.0.1", "port": free_port()}})
+    assert fleet(["command", "pulse-gate", "--device", "gate-1"], unsigned) == 2
+    usage(capsys, "edge-sentry fleet command: ", "no operator key")
+    (tmp_path / "not-a-key.pem").write_text("hello")
+    assert fleet(["command", "pulse-gate", "--device", "gate-1", "--operator-key",
+                  str(tmp_path / "not-a-key.pem")], unsigned) == 2
+    usage(capsys, "edge-sentry fleet command: ", "not a PEM private key")
+
+
+def test_signed_body_reads_a_retained_desired_document_without_trusting_it():
+    signed = control.sign(keys.generate(), "sentry/v1/arena/gate-1/config/desired",
+                          {"version": 4, "config": {}}, iat_ms=1)
+    assert push.signed_body(signed) == {"version": 4, "config": {}}
+    assert push.signed_body(cbor2.dumps({"version": 4})) is None
 
 
 def test_a_bad_arg_is_a_usage_error(nowhere, capsys):

@@ -12,6 +12,7 @@ from typing import Any
 import cbor2
 import pytest
 from conftest import TEST_IDENTITY
+from control_helpers import guard, signed_command
 from gate_helpers import Rig, gate_rig
 
 from edge_sentry import selftest
@@ -22,6 +23,7 @@ from edge_sentry.link.remote_commands import (
     RemoteCommands,
     builtin_commands,
 )
+from edge_sentry.link.topics import Topics
 from edge_sentry.state import STORE_FILE, StateStore
 
 NOW = 1_795_000_000.0
@@ -29,10 +31,20 @@ NOW_MS = int(NOW * 1000)
 JPEG = b"\xff\xd8\xff\xe0 a still \xff\xd9"
 
 
-def request(deadline: Any = NOW_MS + 30_000, **extra: Any) -> bytes:
+TOPICS = Topics(TEST_IDENTITY.site, TEST_IDENTITY.device)
+
+
+def request(name: str, deadline: Any = NOW_MS + 30_000, **extra: Any) -> bytes:
+    """A request for `cmd/{name}` of the test device, signed by the test operator now."""
     body = {} if deadline is None else {"deadline": deadline}
     body.update(extra)
-    return cbor2.dumps(body)
+    return signed_command(TOPICS.cmd(name), None, iat_ms=NOW_MS, body=body)
+
+
+def remote(store: StateStore, commands: dict[str, Command], **kwargs: Any) -> RemoteCommands:
+    """Commands on `store`, their guard trusting the test operator, the clock at NOW."""
+    checks = guard(TOPICS, store, clock=lambda: NOW)
+    return RemoteCommands(store, commands, guard=checks, clock=lambda: NOW, **kwargs)
 
 
 class Calls:
@@ -77,7 +89,7 @@ def make(state: StateStore, rig: Rig, calls: Calls, **kwargs: Any) -> RemoteComm
         selftest=calls.selftest,
         selftest_parts=("clock", "relay", "camera"),
     )
-    return RemoteCommands(state, commands, clock=lambda: NOW, clock_synced=lambda: calls.synced, **kwargs)
+    return remote(state, commands, clock_synced=lambda: calls.synced, **kwargs)
 
 
 @pytest.fixture
@@ -93,7 +105,7 @@ def remote_grants(rig: Rig) -> list[dict[str, Any]]:
 
 
 def test_pulse_gate_grants_once_with_mode_remote(commands: RemoteCommands, rig: Rig):
-    reply = commands.handle("pulse-gate", request(), b"id-1")
+    reply = commands.handle("pulse-gate", request("pulse-gate"), b"id-1")
     assert reply is not None
     assert reply.response == {"status": "ok", "result": {"granted": True}, "t": NOW_MS}
     assert len(remote_grants(rig)) == 1
@@ -104,7 +116,7 @@ def test_pulse_gate_grants_once_with_mode_remote(commands: RemoteCommands, rig: 
 def test_a_pulse_gate_after_its_deadline_is_expired_and_never_moves_the_relay(
     commands: RemoteCommands, rig: Rig, late_ms: int
 ):
-    reply = commands.handle("pulse-gate", request(NOW_MS - late_ms), b"id-late")
+    reply = commands.handle("pulse-gate", request("pulse-gate", NOW_MS - late_ms), b"id-late")
     assert reply is not None and reply.response["status"] == "expired"
     assert "error" in reply.response and "result" not in reply.response
     assert rig.events.of("grant") == []
@@ -113,22 +125,24 @@ def test_a_pulse_gate_after_its_deadline_is_expired_and_never_moves_the_relay(
 
 
 def test_a_redelivered_request_is_neither_run_nor_answered_again(commands: RemoteCommands, rig: Rig):
-    first = commands.handle("pulse-gate", request(), b"same")
+    first = commands.handle("pulse-gate", request("pulse-gate"), b"same")
     assert first is not None and first.response["status"] == "ok"
-    assert commands.handle("pulse-gate", request(), b"same") is None
-    assert commands.handle("pulse-gate", request(NOW_MS - 1), b"same") is None
+    assert commands.handle("pulse-gate", request("pulse-gate"), b"same") is None
+    assert commands.handle("pulse-gate", request("pulse-gate", NOW_MS - 1), b"same") is None
     assert len(remote_grants(rig)) == 1
 
 
 def test_a_redelivery_after_a_restart_is_answered_once_more_and_not_run(
     tmp_path: Path, open_store, rig: Rig, calls: Calls
 ):
-    first = make(open_store(tmp_path), rig, calls).handle("pulse-gate", request(), b"before-restart")
+    first = make(open_store(tmp_path), rig, calls).handle(
+        "pulse-gate", request("pulse-gate"), b"before-restart"
+    )
     assert first is not None
     again = make(open_store(tmp_path), rig, calls)
-    reply = again.handle("pulse-gate", request(), b"before-restart")
+    reply = again.handle("pulse-gate", request("pulse-gate"), b"before-restart")
     assert reply is not None and reply.response == first.response
-    assert again.handle("pulse-gate", request(), b"before-restart") is None
+    assert again.handle("pulse-gate", request("pulse-gate"), b"before-restart") is None
     assert len(remote_grants(rig)) == 1
 
 
@@ -143,13 +157,12 @@ def test_a_request_interrupted_by_a_crash_is_not_run_after_the_restart(
     def pulse(_args: Any) -> Any:
         runs.append("first")
         with StateStore(tmp_path, TEST_IDENTITY) as second:  # the first process still holds its own
-            restarted = RemoteCommands(second, {"pulse-gate": Command(lambda a: runs.append("again"))},
-                                       clock=lambda: NOW)  # fmt: skip
-            seen_by_restarted.append(restarted.handle("pulse-gate", request(), b"crash"))
+            restarted = remote(second, {"pulse-gate": Command(lambda a: runs.append("again"))})
+            seen_by_restarted.append(restarted.handle("pulse-gate", request("pulse-gate"), b"crash"))
         return {"granted": True}
 
-    RemoteCommands(open_store(tmp_path), {"pulse-gate": Command(pulse)}, clock=lambda: NOW).handle(
-        "pulse-gate", request(), b"crash"
+    remote(open_store(tmp_path), {"pulse-gate": Command(pulse)}).handle(
+        "pulse-gate", request("pulse-gate"), b"crash"
     )
     assert runs == ["first"]
     (reply,) = seen_by_restarted
@@ -159,23 +172,23 @@ def test_a_request_interrupted_by_a_crash_is_not_run_after_the_restart(
 
 def test_a_refused_grant_is_an_error(commands: RemoteCommands, rig: Rig):
     rig.gate.set_fault("camera")  # secure fail mode: no automatic or remote grant
-    reply = commands.handle("pulse-gate", request(), b"fault")
+    reply = commands.handle("pulse-gate", request("pulse-gate"), b"fault")
     assert reply is not None and reply.response["status"] == "error"
     assert rig.intervals("relay") == []
 
 
 def test_pulse_gate_is_refused_while_the_clock_is_unsynchronised(commands: RemoteCommands, rig: Rig, calls):
     calls.synced = False
-    reply = commands.handle("pulse-gate", request(), b"unsynced")
+    reply = commands.handle("pulse-gate", request("pulse-gate"), b"unsynced")
     assert reply is not None and reply.response["status"] == "rejected"
     assert rig.events.of("grant") == []
     # a self-test is still worth running on such a clock
-    reply = commands.handle("selftest", request(), b"unsynced-selftest")
+    reply = commands.handle("selftest", request("selftest"), b"unsynced-selftest")
     assert reply is not None and reply.response["status"] == "ok"
 
 
 def test_pulse_gate_takes_no_args(commands: RemoteCommands, rig: Rig):
-    reply = commands.handle("pulse-gate", request(args={"hold_s": 60}), b"args")
+    reply = commands.handle("pulse-gate", request("pulse-gate", args={"hold_s": 60}), b"args")
     assert reply is not None and reply.response["status"] == "rejected"
     assert rig.events.of("grant") == []
 
@@ -183,15 +196,16 @@ def test_pulse_gate_takes_no_args(commands: RemoteCommands, rig: Rig):
 # -- bad requests -------------------------------------------------------------------------------
 
 BAD_REQUESTS = {
-    "no deadline": request(None),
-    "deadline a text": request("tomorrow"),
-    "deadline a boolean": request(True),
-    "deadline NaN": request(float("nan")),
-    "deadline too far ahead": request(NOW_MS + 2 * 3600 * 1000),
-    "unknown key": request(when="now"),
-    "args not a map": request(args=[1, 2]),
-    "args with non-text keys": request(args={1: 2}),
-    "not a map": cbor2.dumps([NOW_MS + 1000]),
+    "no deadline": request("pulse-gate", None),
+    "deadline a text": request("pulse-gate", "tomorrow"),
+    "deadline a boolean": request("pulse-gate", True),
+    "deadline NaN": request("pulse-gate", float("nan")),
+    "deadline too far ahead": request("pulse-gate", NOW_MS + 2 * 3600 * 1000),
+    "unknown key": request("pulse-gate", when="now"),
+    "args not a map": request("pulse-gate", args=[1, 2]),
+    "args with non-text keys": request("pulse-gate", args={1: 2}),
+    "not a map": signed_command(TOPICS.cmd("pulse-gate"), None, iat_ms=NOW_MS, body=[NOW_MS + 1000]),
+    "unsigned CBOR": cbor2.dumps({"deadline": NOW_MS + 1000}),
     "malformed CBOR": b"\xa1\x68deadline",
     "malformed JSON": b'{"deadline": ',
     "a JSON number": b"  [1]",
@@ -209,36 +223,40 @@ def test_a_bad_request_is_rejected_and_not_run(commands: RemoteCommands, rig: Ri
 
 def test_an_oversized_request_is_rejected(tmp_path: Path, open_store, rig: Rig, calls: Calls):
     commands = make(open_store(tmp_path), rig, calls, max_bytes=100)
-    reply = commands.handle("pulse-gate", request(args={"pad": "x" * 200}), b"big")
+    reply = commands.handle("pulse-gate", request("pulse-gate", args={"pad": "x" * 200}), b"big")
     assert reply is not None and reply.response["status"] == "rejected"
 
 
 @pytest.mark.parametrize("correlation", [None, b""])
 def test_a_request_without_correlation_data_is_rejected(commands: RemoteCommands, rig: Rig, correlation):
-    reply = commands.handle("pulse-gate", request(), correlation)
+    reply = commands.handle("pulse-gate", request("pulse-gate"), correlation)
     assert reply is not None and reply.response["status"] == "rejected"
     assert rig.events.of("grant") == []
 
 
-def test_an_unknown_command_is_answered_as_such(commands: RemoteCommands):
-    reply = commands.handle("open-sesame", request(), b"x")
+def test_an_unknown_command_is_answered_as_such_only_to_an_operator(commands: RemoteCommands):
+    reply = commands.handle("open-sesame", request("open-sesame"), b"x")
     assert reply is not None and reply.response["status"] == "unknown-command"
+    # the signature comes first: a stranger does not even learn which commands exist
     reply = commands.handle("open-sesame", b"garbage", b"y")
-    assert reply is not None and reply.response["status"] == "unknown-command"
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert reply.response["reason"] == "unsigned"
 
 
-def test_json_typed_by_hand_is_accepted(commands: RemoteCommands, rig: Rig):
+def test_json_typed_by_hand_is_refused_as_unsigned(commands: RemoteCommands, rig: Rig):
     payload = json.dumps({"deadline": NOW_MS + 5000, "args": {}}).encode()
     reply = commands.handle("pulse-gate", payload, b"json")
-    assert reply is not None and reply.response["status"] == "ok"
+    assert reply is not None and reply.response["status"] == "rejected"
+    assert reply.response["reason"] == "unsigned"
+    assert rig.events.of("grant") == [] and rig.intervals("relay") == []
 
 
 def test_a_command_that_crashes_is_an_error(tmp_path: Path, open_store):
     def broken(_args: Any) -> Any:
         raise KeyError("secret detail")
 
-    commands = RemoteCommands(open_store(tmp_path), {"x": Command(broken)}, clock=lambda: NOW)
-    reply = commands.handle("x", request(), b"1")
+    commands = remote(open_store(tmp_path), {"x": Command(broken)})
+    reply = commands.handle("x", request("x"), b"1")
     assert reply is not None and reply.response == {
         "status": "error",
         "error": "failed (KeyError)",
@@ -254,9 +272,9 @@ def test_command_errors_and_refusals_carry_their_message(tmp_path: Path, open_st
         raise CommandRejected("not now")
 
     handlers = {"f": Command(fails), "r": Command(refuses)}
-    commands = RemoteCommands(open_store(tmp_path), handlers, clock=lambda: NOW)
-    assert commands.handle("f", request(), b"1").response["error"] == "relay driver absent"
-    assert commands.handle("r", request(), b"2").response == {"status": "rejected", "error": "not now",
+    commands = remote(open_store(tmp_path), handlers)
+    assert commands.handle("f", request("f"), b"1").response["error"] == "relay driver absent"
+    assert commands.handle("r", request("r"), b"2").response == {"status": "rejected", "error": "not now",
                                                               "t": NOW_MS}  # fmt: skip
 
 
@@ -264,7 +282,7 @@ def test_command_errors_and_refusals_carry_their_message(tmp_path: Path, open_st
 
 
 def test_restart_answers_first_and_stops_after(commands: RemoteCommands, calls: Calls):
-    reply = commands.handle("restart", request(), b"r1")
+    reply = commands.handle("restart", request("restart"), b"r1")
     assert reply is not None and reply.response["status"] == "ok"
     assert calls.restarts == 0, "restart must wait until the answer is sent"
     assert reply.after is not None
@@ -275,70 +293,68 @@ def test_restart_answers_first_and_stops_after(commands: RemoteCommands, calls: 
 def test_a_restart_request_redelivered_after_the_restart_does_not_restart_again(
     tmp_path: Path, open_store, rig: Rig, calls: Calls
 ):
-    reply = make(open_store(tmp_path), rig, calls).handle("restart", request(), b"loop?")
+    reply = make(open_store(tmp_path), rig, calls).handle("restart", request("restart"), b"loop?")
     assert reply is not None and reply.after is not None
     reply.after()
-    again = make(open_store(tmp_path), rig, calls).handle("restart", request(), b"loop?")
+    again = make(open_store(tmp_path), rig, calls).handle("restart", request("restart"), b"loop?")
     assert again is not None and again.after is None
     assert calls.restarts == 1
 
 
 def test_snapshot_needs_the_opt_in(commands: RemoteCommands, calls: Calls):
-    reply = commands.handle("snapshot", request(), b"s1")
+    reply = commands.handle("snapshot", request("snapshot"), b"s1")
     assert reply is not None and reply.response["status"] == "rejected"
     assert calls.snapshots == 0
     calls.allow = True
-    reply = commands.handle("snapshot", request(), b"s2")
+    reply = commands.handle("snapshot", request("snapshot"), b"s2")
     assert reply is not None and reply.response["status"] == "ok"
     assert reply.response["result"] == {"content_type": "image/jpeg", "image": JPEG}
 
 
 def test_a_snapshot_is_never_written_to_disk(tmp_path: Path, open_store, rig: Rig, calls: Calls):
     calls.allow = True
-    make(open_store(tmp_path), rig, calls).handle("snapshot", request(), b"s")
+    make(open_store(tmp_path), rig, calls).handle("snapshot", request("snapshot"), b"s")
     assert JPEG not in (tmp_path / STORE_FILE).read_bytes()
-    again = make(open_store(tmp_path), rig, calls).handle("snapshot", request(), b"s")
+    again = make(open_store(tmp_path), rig, calls).handle("snapshot", request("snapshot"), b"s")
     assert again is not None and again.response["status"] == "error"
     assert calls.snapshots == 1
 
 
 def test_snapshot_without_a_camera_is_an_error(tmp_path: Path, open_store, rig: Rig):
-    commands = RemoteCommands(
+    commands = remote(
         open_store(tmp_path),
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: True,
                          snapshot=None, selftest=lambda parts: []),
-        clock=lambda: NOW,
     )  # fmt: skip
-    reply = commands.handle("snapshot", request(), b"s")
+    reply = commands.handle("snapshot", request("snapshot"), b"s")
     assert reply is not None and reply.response["status"] == "error"
 
 
 def test_selftest_runs_the_asked_parts_and_reports_each(commands: RemoteCommands, calls: Calls):
-    reply = commands.handle("selftest", request(args={"parts": ["clock"]}), b"t1")
+    reply = commands.handle("selftest", request("selftest", args={"parts": ["clock"]}), b"t1")
     assert reply is not None and reply.response["status"] == "ok"
     assert reply.response["result"]["passed"] is True
     assert reply.response["result"]["parts"][0]["part"] == "clock"
     assert calls.selftests == [["clock"]]
-    commands.handle("selftest", request(), b"t2")
+    commands.handle("selftest", request("selftest"), b"t2")
     assert calls.selftests[-1] is None
 
 
 @pytest.mark.parametrize("args", [{"parts": ["warp-drive"]}, {"parts": "clock"}, {"verbose": True}])
 def test_selftest_refuses_unknown_parts_and_args(commands: RemoteCommands, calls: Calls, args):
-    reply = commands.handle("selftest", request(args=args), b"bad-args")
+    reply = commands.handle("selftest", request("selftest", args=args), b"bad-args")
     assert reply is not None and reply.response["status"] == "rejected"
     assert calls.selftests == []
 
 
 def test_a_failed_part_is_an_ok_response_that_did_not_pass(tmp_path: Path, open_store, rig: Rig):
-    commands = RemoteCommands(
+    commands = remote(
         open_store(tmp_path),
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: False,
                          snapshot=None,
                          selftest=lambda parts: [{"part": "camera", "status": "fail", "detail": "dark"}]),
-        clock=lambda: NOW,
     )  # fmt: skip
-    reply = commands.handle("selftest", request(), b"t")
+    reply = commands.handle("selftest", request("selftest"), b"t")
     assert reply is not None and reply.response["result"]["passed"] is False
 
 
@@ -349,22 +365,22 @@ def test_a_selftest_of_the_relay_moves_the_strike_so_an_unsynchronised_clock_ref
     """The relay part pulses the strike through the running gate, exactly as pulse-gate does: a
     replayed request must not open the gate on a clock where every deadline looks fresh."""
     parts = selftest.Rig(Config(), gate=rig.gate, clock_synced=lambda: calls.synced)
-    commands = RemoteCommands(
+    commands = remote(
         open_store(tmp_path),
         builtin_commands(grant=rig.gate.grant, request_restart=lambda: None, allow_snapshot=lambda: False,
                          snapshot=None, selftest=selftest.remote_runner(parts),
                          selftest_parts=tuple(selftest.PARTS)),
-        clock=lambda: NOW,
         clock_synced=lambda: calls.synced,
     )  # fmt: skip
     calls.synced = False
-    reply = commands.handle("selftest", request(args={"parts": ["relay", "clock"]}), b"relay-unsynced")
+    relay_and_clock = request("selftest", args={"parts": ["relay", "clock"]})
+    reply = commands.handle("selftest", relay_and_clock, b"relay-unsynced")
     assert reply is not None and reply.response["status"] == "rejected"
     assert rig.events.of("grant") == [] and rig.intervals("relay") == []
-    reply = commands.handle("selftest", request(args={"parts": ["clock"]}), b"clock-unsynced")
+    reply = commands.handle("selftest", request("selftest", args={"parts": ["clock"]}), b"clock-unsynced")
     assert reply is not None and reply.response["status"] == "ok"
     calls.synced = True
-    reply = commands.handle("selftest", request(args={"parts": ["relay"]}), b"relay-synced")
+    reply = commands.handle("selftest", request("selftest", args={"parts": ["relay"]}), b"relay-synced")
     assert reply is not None and reply.response["result"]["passed"] is True
     assert rig.intervals("relay")
 
@@ -375,7 +391,7 @@ def test_a_selftest_of_the_relay_moves_the_strike_so_an_unsynchronised_clock_ref
 def test_responses_are_cbor_encodable(commands: RemoteCommands, calls: Calls):
     calls.allow = True
     for i, name in enumerate(("pulse-gate", "restart", "snapshot", "selftest", "nope")):
-        reply = commands.handle(name, request(), f"c{i}".encode())
+        reply = commands.handle(name, request(name), f"c{i}".encode())
         assert reply is not None
         assert cbor2.loads(cbor2.dumps(reply.response)) == reply.response
 
@@ -383,10 +399,10 @@ def test_responses_are_cbor_encodable(commands: RemoteCommands, calls: Calls):
 def test_the_remembered_ids_are_bounded(tmp_path: Path, open_store, rig: Rig, calls: Calls):
     commands = make(open_store(tmp_path), rig, calls, max_ids=3)
     for i in range(5):
-        commands.handle("selftest", request(), f"id-{i}".encode())
+        commands.handle("selftest", request("selftest"), f"id-{i}".encode())
     kept = open_store(tmp_path).answered_commands()  # as the next start finds them
     assert len(kept) == 3
-    assert commands.handle("selftest", request(), b"id-4") is None  # recent: remembered
+    assert commands.handle("selftest", request("selftest"), b"id-4") is None  # recent: remembered
 
 
 @pytest.mark.parametrize("where", ["file of an older sentry", "store"])
@@ -402,7 +418,7 @@ def test_unreadable_ids_are_ignored_with_a_warning(
     with caplog.at_level(logging.WARNING):
         commands = make(open_store(tmp_path), rig, calls)
     assert any(named in r.getMessage() for r in caplog.records)
-    reply = commands.handle("pulse-gate", request(), b"fresh")
+    reply = commands.handle("pulse-gate", request("pulse-gate"), b"fresh")
     assert reply is not None and reply.response["status"] == "ok"
 
 
@@ -413,13 +429,12 @@ def test_a_result_that_json_cannot_hold_is_remembered_without_it(tmp_path: Path,
         runs.append(1)
         return {"blob": b"\x00\x01"}
 
-    commands = RemoteCommands(open_store(tmp_path), {"raw": Command(raw)}, clock=lambda: NOW)
-    reply = commands.handle("raw", request(), b"r")
+    commands = remote(open_store(tmp_path), {"raw": Command(raw)})
+    reply = commands.handle("raw", request("raw"), b"r")
     assert reply is not None and reply.response["result"] == {"blob": b"\x00\x01"}
     kept = open_store(tmp_path).answered_commands()
     assert kept[0]["response"]["status"] == "error"
-    again = RemoteCommands(open_store(tmp_path), {"raw": Command(raw)}, clock=lambda: NOW).handle(
-        "raw", request(), b"r"
+    again = remote(open_store(tmp_path), {"raw": Command(raw)}).handle("raw", request("raw"), b"r"
     )
     assert again is not None and again.response["status"] == "error"
     assert runs == [1]

@@ -11,6 +11,7 @@ from typing import Any
 
 import cbor2
 import pytest
+from control_helpers import guard, signed_command
 from gate_helpers import Rig, gate_rig
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -35,7 +36,9 @@ class Remote:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = self.reply_topic
         props.CorrelationData = correlation
-        self.operator.publish(self.link.topics.cmd(name), cbor2.dumps(request), properties=props)
+        topic = self.link.topics.cmd(name)
+        payload = signed_command(topic, None, iat_ms=int(time.time() * 1000), body=request)
+        self.operator.publish(topic, payload, properties=props)
 
     def answers(self, correlation: bytes) -> list[dict[str, Any]]:
         return [
@@ -57,8 +60,9 @@ def remote(broker, broker_config, subscriber, open_store) -> Iterator[Remote]:
     config = broker_config()
     restarted = threading.Event()
     with gate_rig() as rig:
+        store = open_store(config)
         commands = RemoteCommands(
-            open_store(config),
+            store,
             builtin_commands(
                 grant=rig.gate.grant,
                 request_restart=restarted.set,
@@ -66,6 +70,7 @@ def remote(broker, broker_config, subscriber, open_store) -> Iterator[Remote]:
                 snapshot=None,
                 selftest=lambda parts: [],
             ),
+            guard=guard(config, store),
         )
         link = Link(config)
         commands.attach(link)

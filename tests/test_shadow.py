@@ -11,10 +11,13 @@ from typing import Any
 
 import cbor2
 import pytest
+from control_helpers import OPERATOR, guard, signed_config
 
+from edge_sentry.codes import control
 from edge_sentry.config import Config, from_mapping
 from edge_sentry.link import desired as desired_rules
 from edge_sentry.link.shadow import DEVICE, SITE, ConfigShadow
+from edge_sentry.link.topics import Topics
 from edge_sentry.state import STORE_FILE, StateStore
 
 SECRET = "s3cret-password"
@@ -30,8 +33,19 @@ def local_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     return from_mapping(data)
 
 
-def desired(version: Any, config: Any) -> bytes:
-    return cbor2.dumps({"version": version, "config": config})
+TOPICS = Topics("s1", "sentry-1")
+
+
+def desired(version: Any, config: Any, source: str = DEVICE, device: Config | None = None) -> bytes:
+    """A desired document signed by the test operator for the topic of `source` (of the test
+    device, or of the one `device` names)."""
+    own = Topics(device.device.site, device.device.id) if device is not None else TOPICS
+    return signed_config(own.site_config_desired if source == SITE else own.config_desired, version, config)
+
+
+def signed_body(body: Any) -> bytes:
+    """A signed control message for the device's desired topic whose body is `body`, whatever it is."""
+    return control.sign(OPERATOR, TOPICS.config_desired, body, iat_ms=1_795_000_000_000)
 
 
 class Recorder:
@@ -52,7 +66,9 @@ def make_shadow(open_store: Callable[..., StateStore]) -> Callable[..., ConfigSh
     """A shadow over the state store its config names (a second one on a folder is a restart)."""
 
     def make(local: Config, **options: Any) -> ConfigShadow:
-        return ConfigShadow(local, open_store(local), **options)
+        store = open_store(local)
+        options.setdefault("guard", guard(local, store))
+        return ConfigShadow(local, store, **options)
 
     return make
 
@@ -83,20 +99,22 @@ def test_device_document_is_applied_swapped_in_and_reported(shadow: ConfigShadow
     assert seen.configs == [shadow.current]
 
 
-def test_json_typed_by_hand_is_accepted(shadow: ConfigShadow):
+def test_json_typed_by_hand_is_refused_as_unsigned(shadow: ConfigShadow):
     payload = json.dumps({"version": 1, "config": {"es1": {"max_age_s": 45}}}).encode()
     report = shadow.handle(DEVICE, b"  " + payload)
-    assert report is not None and report["status"] == "applied"
-    assert shadow.current.es1.max_age_s == 45
+    assert report is not None and report["status"] == "rejected"
+    assert report["errors"][0]["path"] == "signature"
+    assert report["errors"][0]["message"].startswith("unsigned")
+    assert shadow.current.es1.max_age_s == 60 and shadow.version == 0
 
 
 def test_device_overrides_site_key_by_key(shadow: ConfigShadow):
-    shadow.handle(SITE, desired(1, {"gate": {"pulse_ms": 500, "passback_s": 10}}))
+    shadow.handle(SITE, desired(1, {"gate": {"pulse_ms": 500, "passback_s": 10}}, source=SITE))
     report = shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 700}}))
     assert report is not None and report["status"] == "applied"
     assert (shadow.current.gate.pulse_ms, shadow.current.gate.passback_s) == (700, 10)
     # a newer site document still loses to the device's pulse_ms
-    report = shadow.handle(SITE, desired(2, {"gate": {"pulse_ms": 300, "passback_s": 20}}))
+    report = shadow.handle(SITE, desired(2, {"gate": {"pulse_ms": 300, "passback_s": 20}}, source=SITE))
     assert report is not None and (report["site_version"], report["version"]) == (2, 1)
     assert (shadow.current.gate.pulse_ms, shadow.current.gate.passback_s) == (700, 20)
 
@@ -121,7 +139,7 @@ def test_a_version_at_or_below_the_applied_one_is_ignored(shadow: ConfigShadow, 
 
 def test_versions_are_counted_per_source(shadow: ConfigShadow):
     shadow.handle(DEVICE, desired(5, {"gate": {"pulse_ms": 700}}))
-    report = shadow.handle(SITE, desired(1, {"es1": {"max_age_s": 30}}))
+    report = shadow.handle(SITE, desired(1, {"es1": {"max_age_s": 30}}, source=SITE))
     assert report is not None and report["status"] == "applied"
     assert (shadow.site_version, shadow.version) == (1, 5)
 
@@ -146,21 +164,22 @@ BAD_DOCUMENTS = {
     "unknown section": (desired(2, {"gates": {"pulse_ms": 500}}), "gates"),
     "section not a map": (desired(2, {"gate": 5}), "gate"),
     "config not a map": (desired(2, [1, 2]), "config"),
-    "config missing": (cbor2.dumps({"version": 2}), "config"),
-    "version missing": (cbor2.dumps({"config": {}}), "version"),
+    "config missing": (signed_body({"version": 2}), "config"),
+    "version missing": (signed_body({"config": {}}), "version"),
     "version a text": (desired("7", {}), "version"),
     "version a boolean": (desired(True, {}), "version"),
-    "version negative": (desired(-1, {}), "version"),
-    "extra top-level key": (cbor2.dumps({"version": 2, "config": {}, "apply": "now"}), "apply"),
-    "payload not a map": (cbor2.dumps([1, {"gate": {}}]), ""),
-    "payload a JSON text": (b'["version", 1]', ""),
-    "malformed CBOR": (b"\xa2\x67version\x01", ""),
-    "malformed JSON": (b'{"version": 2, "config": {', ""),
-    "duplicate JSON key": (b'{"version": 2, "version": 2, "config": {}}', ""),
-    "NaN in JSON": (b'{"version": 2, "config": {"gate": {"max_open_s": NaN}}}', ""),
+    "version negative": (desired(-1, {}), "signature"),
+    "version 2^53": (desired(2**53, {}), "signature"),
+    "extra top-level key": (signed_body({"version": 2, "config": {}, "apply": "now"}), "apply"),
+    "body not a map": (signed_body([1, {"gate": {}}]), ""),
+    "unsigned CBOR": (cbor2.dumps({"version": 2, "config": {}}), "signature"),
+    "payload a JSON text": (b'["version", 1]', "signature"),
+    "malformed CBOR": (b"\xa2\x67version\x01", "signature"),
+    "malformed JSON": (b'{"version": 2, "config": {', "signature"),
+    "NaN in JSON": (b'{"version": 2, "config": {"gate": {"max_open_s": NaN}}}', "signature"),
     "NaN in CBOR": (desired(2, {"gate": {"max_open_s": float("nan")}}), "gate.max_open_s"),
     "huge integer": (desired(2, {"gate": {"max_open_s": 10**400}}), "gate.max_open_s"),
-    "non-text key": (desired(2, {"gate": {1: 2}}), ""),
+    "non-text key": (desired(2, {"gate": {1: 2}}), "gate.1"),
     "keys that disagree": (desired(2, {"gate": {"pulse_ms": 9000, "max_open_s": 2}}), "gate.pulse_ms"),
     "device id": (desired(2, {"device": {"id": "sentry-2"}}), "device.id"),
     "site": (desired(2, {"device": {"site": "elsewhere"}}), "device.site"),
@@ -171,6 +190,8 @@ BAD_DOCUMENTS = {
     "snapshot opt-in": (desired(2, {"privacy": {"allow_snapshot": True}}), "privacy.allow_snapshot"),
     "camera source": (desired(2, {"camera": {"source": "replay", "path": "/x"}}), "camera.source"),
     "secret, even the right one": (desired(2, {"mqtt": {"password": SECRET}}), "mqtt.password"),
+    "control freshness": (desired(2, {"control": {"skew_s": 3600}}), "control.skew_s"),
+    "operator key path": (desired(2, {"fleet": {"operator_key": "/tmp/k.pem"}}), "fleet.operator_key"),
 }
 
 
@@ -210,7 +231,7 @@ def test_every_problem_of_a_document_is_listed(shadow: ConfigShadow):
 
 
 def test_the_rejected_report_names_the_candidate_versions(shadow: ConfigShadow):
-    shadow.handle(SITE, desired(4, {}))
+    shadow.handle(SITE, desired(4, {}, source=SITE))
     report = shadow.handle(DEVICE, desired(9, {"gate": {"pulse_ms": "x"}}))
     assert report is not None and (report["site_version"], report["version"]) == (4, 9)
     unreadable = shadow.handle(DEVICE, b"\xff\xff")
@@ -225,7 +246,7 @@ def test_a_rejected_version_may_be_retried_once_fixed(shadow: ConfigShadow):
 
 def test_a_site_document_that_conflicts_with_the_device_one_is_rejected(shadow: ConfigShadow):
     shadow.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 4000}}))
-    report = shadow.handle(SITE, desired(1, {"gate": {"max_open_s": 2}}))
+    report = shadow.handle(SITE, desired(1, {"gate": {"max_open_s": 2}}, source=SITE))
     assert report is not None and report["status"] == "rejected"
     assert "gate.pulse_ms" in error_paths(report)
     assert shadow.site_version == 0 and shadow.current.gate.max_open_s == 10.0
@@ -243,7 +264,7 @@ def test_local_only_keys_equal_to_the_local_values_are_accepted(shadow: ConfigSh
 def test_a_section_missing_locally_cannot_be_added(state: Path, make_shadow):
     no_broker = from_mapping({"device": {"state_dir": str(state)}})
     shadow = make_shadow(no_broker)
-    report = shadow.handle(DEVICE, desired(1, {"mqtt": {"batch_size": 10}}))
+    report = shadow.handle(DEVICE, desired(1, {"mqtt": {"batch_size": 10}}, device=no_broker))
     assert report is not None and report["status"] == "rejected"
     assert "mqtt" in error_paths(report)
 
@@ -302,7 +323,7 @@ def test_a_failing_listener_does_not_undo_the_apply(shadow: ConfigShadow):
 
 def test_a_restart_finds_the_applied_config(state: Path, make_shadow):
     first = make_shadow(local_config(state))
-    first.handle(SITE, desired(2, {"gate": {"passback_s": 12}}))
+    first.handle(SITE, desired(2, {"gate": {"passback_s": 12}}, source=SITE))
     first.handle(DEVICE, desired(5, {"gate": {"pulse_ms": 700}}))
     again = make_shadow(local_config(state))
     assert again.current == first.current
@@ -351,10 +372,10 @@ def test_a_config_applied_for_one_identity_is_not_applied_to_another(
 ):
     gate = local_config(state, device={"site": "site", "id": "gate-1"})
     demo = local_config(state, device={"site": "site", "id": "demo"})
-    make_shadow(gate).handle(DEVICE, desired(3, {"gate": {"pulse_ms": 700}}))
+    make_shadow(gate).handle(DEVICE, desired(3, {"gate": {"pulse_ms": 700}}, device=gate))
     as_demo = make_shadow(demo)
     assert as_demo.current == demo and as_demo.version == 0
-    as_demo.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 900}}))
+    as_demo.handle(DEVICE, desired(1, {"gate": {"pulse_ms": 900}}, device=demo))
     back = make_shadow(gate)
     assert back.version == 3 and back.current.gate.pulse_ms == 700
 

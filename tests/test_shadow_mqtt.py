@@ -8,10 +8,12 @@ from typing import Any
 
 import cbor2
 import pytest
+from control_helpers import guard, signed_config
 
 from edge_sentry.config import Config
 from edge_sentry.link import Link
 from edge_sentry.link.shadow import ConfigShadow
+from edge_sentry.state import StateStore
 
 WAIT = 20.0
 
@@ -23,7 +25,7 @@ def sentries(broker, open_store) -> Iterator[Callable[[Config], tuple[ConfigShad
     made: list[Link] = []
 
     def make(config: Config) -> tuple[ConfigShadow, Link]:
-        shadow = ConfigShadow(config, open_store(config))
+        shadow = shadow_over(config, open_store(config))
         link = Link(config)
         shadow.attach(link)
         made.append(link)
@@ -45,8 +47,19 @@ def sentries(broker, open_store) -> Iterator[Callable[[Config], tuple[ConfigShad
         cleaner.close()
 
 
-def desired(version: int, config: dict[str, Any]) -> bytes:
-    return cbor2.dumps({"version": version, "config": config})
+def desired(topic: str, version: int, config: dict[str, Any]) -> bytes:
+    """A desired document as an operator's tool sends it: signed for `topic`."""
+    return signed_config(topic, version, config)
+
+
+def push(operator: Any, topic: str, version: int, config: dict[str, Any]) -> None:
+    """Publish a signed desired document, retained, as `fleet push-config` does."""
+    operator.publish(topic, desired(topic, version, config), retain=True)
+
+
+def shadow_over(config: Config, store: StateStore) -> ConfigShadow:
+    """A shadow whose guard trusts the test operator."""
+    return ConfigShadow(config, store, guard=guard(config, store))
 
 
 def body(message: Any) -> dict[str, Any]:
@@ -63,7 +76,7 @@ def test_a_retained_desired_config_is_applied_and_reported_retained(
     config = broker_config()
     prefix = f"sentry/v1/{broker.site}/{config.device.id}"
     operator = subscriber(f"{prefix}/config/reported")
-    operator.publish(f"{prefix}/config/desired", desired(3, {"gate": {"pulse_ms": 700}}), retain=True)
+    push(operator, f"{prefix}/config/desired", 3, {"gate": {"pulse_ms": 700}})
     shadow, _ = sentries(config)  # connects after the push: the retained document catches it up
     found = operator.wait_for(f"{prefix}/config/reported", reported(3), WAIT)
     assert found is not None, broker.log_tail()
@@ -78,12 +91,9 @@ def test_site_wide_defaults_merge_under_the_device_config(broker, broker_config,
     config = broker_config()
     prefix = f"sentry/v1/{broker.site}/{config.device.id}"
     operator = subscriber(f"{prefix}/config/reported")
-    operator.publish(
-        f"sentry/v1/{broker.site}/all/config/desired",
-        desired(4, {"gate": {"pulse_ms": 500, "passback_s": 10}}),
-        retain=True,
-    )
-    operator.publish(f"{prefix}/config/desired", desired(2, {"gate": {"pulse_ms": 700}}), retain=True)
+    site_wide = f"sentry/v1/{broker.site}/all/config/desired"
+    push(operator, site_wide, 4, {"gate": {"pulse_ms": 500, "passback_s": 10}})
+    push(operator, f"{prefix}/config/desired", 2, {"gate": {"pulse_ms": 700}})
     shadow, _ = sentries(config)
     done = operator.wait_for(
         f"{prefix}/config/reported", lambda m: (body(m)["site_version"], body(m)["version"]) == (4, 2), WAIT
@@ -101,11 +111,7 @@ def test_a_bad_desired_config_is_rejected_by_key_path_and_nothing_changes(
     operator = subscriber(f"{prefix}/config/reported")
     shadow, _ = sentries(config)
     before = shadow.current
-    operator.publish(
-        f"{prefix}/config/desired",
-        desired(5, {"gate": {"pulse_ms": "fast"}, "device": {"id": "other"}}),
-        retain=True,
-    )
+    push(operator, f"{prefix}/config/desired", 5, {"gate": {"pulse_ms": "fast"}, "device": {"id": "other"}})
     found = operator.wait_for(f"{prefix}/config/reported", reported(5, "rejected"), WAIT)
     assert found is not None, broker.log_tail()
     assert {e["path"] for e in body(found)["errors"]} == {"gate.pulse_ms", "device.id"}
@@ -118,12 +124,12 @@ def test_after_a_restart_the_kept_config_is_reported_and_the_retained_one_not_ap
     config = broker_config()
     prefix = f"sentry/v1/{broker.site}/{config.device.id}"
     operator = subscriber([f"{prefix}/config/reported", f"{prefix}/state"])
-    operator.publish(f"{prefix}/config/desired", desired(6, {"es1": {"max_age_s": 45}}), retain=True)
+    push(operator, f"{prefix}/config/desired", 6, {"es1": {"max_age_s": 45}})
     _, link = sentries(config)
     assert operator.wait_for(f"{prefix}/config/reported", reported(6), WAIT) is not None
     link.stop(2.0)
 
-    again = ConfigShadow(config, open_store(config))  # a new store on the folder: a restart
+    again = shadow_over(config, open_store(config))  # a new store on the folder: a restart
     applied: list[Config] = []
     again.add_listener(applied.append)
     assert again.current.es1.max_age_s == 45 and again.version == 6
@@ -138,7 +144,7 @@ def test_after_a_restart_the_kept_config_is_reported_and_the_retained_one_not_ap
         )
         assert state is not None
         # a later push proves the redelivered version 6 was handled (in order) without applying
-        operator.publish(f"{prefix}/config/desired", desired(7, {"es1": {"max_age_s": 40}}), retain=True)
+        push(operator, f"{prefix}/config/desired", 7, {"es1": {"max_age_s": 40}})
         assert operator.wait_for(f"{prefix}/config/reported", reported(7), WAIT) is not None
     finally:
         link.stop(2.0)

@@ -14,7 +14,7 @@ from edge_sentry import vocabulary
 from edge_sentry.eventlog import EventLog
 from edge_sentry.link import payloads
 from edge_sentry.storage import encode_frame
-from edge_sentry.vocabulary import CommandStatus, Event, Mode, Reason, Refusal, Verdict
+from edge_sentry.vocabulary import CommandStatus, ControlRefusal, Event, Mode, Reason, Refusal, Role, Verdict
 
 # As the README and docs/protocol.md list them.
 CONTRACT: dict[type, set[str]] = {
@@ -29,8 +29,13 @@ CONTRACT: dict[type, set[str]] = {
         "scan", "start", "stop", "door-opened", "door-closed", "door-forced", "door-held", "tailgate",
         "assist-expired", "fault", "fault-cleared", "camera-fault", "camera-recovered", "venue-code",
         "gate-pulse", "trust-invalid", "trust-stale", "trust-updated", "trust-rejected",
-        "clock-unsynced", "outbox-full", "disk-low",
+        "control-rejected", "clock-unsynced", "outbox-full", "disk-low",
     },
+    ControlRefusal: {
+        "unsigned", "bad-signature", "unknown-operator", "role", "scope", "audience", "stale", "replay",
+        "retained", "deadline", "version",
+    },
+    Role: {"config", "command"},
     CommandStatus: {"ok", "error", "expired", "rejected", "unknown-command"},
 }  # fmt: skip
 

@@ -1,11 +1,11 @@
-"""`edge-sentry codes keygen|rootkey|issue|render|poster`: the issuer's and installer's tools.
+"""`edge-sentry codes keygen|operator|rootkey|issue|render|poster`: the issuer's and installer's tools.
 
-keygen makes an ES1 issuer key and its trust-list entry; rootkey makes the fleet trust-root key that
-signs venue codes and trust lists; issue prints an ES1 code; render draws any code as a PNG; poster
-issues and draws this entrance's VC1 venue poster from the device config. Problems are one line on
-stderr with exit 2 (bad input) or 1 (cannot write); private keys are written 0600 and never
-overwritten.
-"""
+keygen makes an ES1 issuer key and its trust-list entry; operator makes an operator key (it signs
+config and commands for the sites it names) and its trust-list `operators` entry; rootkey makes the
+fleet trust-root key that signs venue codes and trust lists; issue prints an ES1 code; render draws
+any code as a PNG; poster issues and draws this entrance's VC1 venue poster from the device config.
+Problems are one line on stderr with exit 2 (bad input) or 1 (cannot write); private keys are written
+0600 and never overwritten."""
 
 from __future__ import annotations
 
@@ -50,6 +50,28 @@ def register(sub: Any) -> None:
         "--trust", metavar="FILE", help="also add the entry to this trust list (created if absent)"
     )
     keygen.set_defaults(func=handle_keygen)
+
+    operator = actions.add_parser(
+        "operator",
+        help="make an operator key (signs config and commands) and its trust-list entry",
+        description="Write a new Ed25519 operator private key (PEM, mode 0600) and its trust-list "
+        "operators entry into DIR; print the entry as JSON. The key signs desired config (role "
+        "config) and commands (role command) for the sites given ('*' alone: every site).",
+    )
+    operator.add_argument("--out", required=True, metavar="DIR", help="directory for the key files")
+    operator.add_argument("--name", required=True, metavar="NAME", help="who holds the key")
+    operator.add_argument(
+        "--role", "--roles", dest="roles", action="append", required=True, metavar="ROLE",
+        help="config or command; repeat it, or separate with commas",
+    )  # fmt: skip
+    operator.add_argument(
+        "--site", "--sites", dest="sites", action="append", required=True, metavar="SITE",
+        help="a site the key may address ('*' alone: every site); repeat it, or separate with commas",
+    )  # fmt: skip
+    operator.add_argument(
+        "--trust", metavar="FILE", help="also add the entry to this trust list (created if absent)"
+    )
+    operator.set_defaults(func=handle_operator)
 
     rootkey = actions.add_parser(
         "rootkey",
@@ -126,20 +148,23 @@ def _fail(action: str, exc: BaseException) -> int:
     return 1 if isinstance(exc, OSError) else 2
 
 
-def handle_keygen(args: argparse.Namespace, config: Config) -> int:
-    issuer = args.issuer or config.device.site
+def _new_key(
+    action: str, out_dir: str, name_prefix: str, entry_of: Any, grow: Any, trust: str | None
+) -> int:
+    """Make a key, its trust-list entry (`entry_of(key)`) and, with `trust`, the grown list
+    (`grow(list, entry)`); everything is checked before the first file is written."""
     try:
-        out = Path(args.out)
+        out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         key = keys.generate()
-        name = f"es1-{keys.kid_of(key).hex()}"
-        entry = keys.trust_entry(key, issuer)
+        name = f"{name_prefix}-{keys.kid_of(key).hex()}"
+        entry = entry_of(key)
         # Read the trust list before writing anything, so a broken list leaves no orphan key.
-        trust_path = Path(args.trust) if args.trust else None
+        trust_path = Path(trust) if trust else None
         grown = None
         if trust_path is not None:
             current = TrustList.load(trust_path) if trust_path.exists() else TrustList.empty()
-            grown = current.with_entry(entry, issued=datetime.now(UTC))
+            grown = grow(current, entry)
         keys.save_private_key(key, out / f"{name}.key.pem")
         # Entries, trust lists and images are handed on to others: world-readable, unlike state.
         entry_json = (json.dumps(entry, indent=2) + "\n").encode()
@@ -147,10 +172,38 @@ def handle_keygen(args: argparse.Namespace, config: Config) -> int:
         if trust_path is not None and grown is not None:
             files.write_atomic(trust_path, grown.to_json().encode(), files.PUBLIC, create_folder=False)
     except (EdgeSentryError, OSError) as exc:
-        return _fail("keygen", exc)
+        return _fail(action, exc)
     print(json.dumps(entry))
     print(f"private key: {out / f'{name}.key.pem'}", file=sys.stderr)
     return 0
+
+
+def handle_keygen(args: argparse.Namespace, config: Config) -> int:
+    issuer = args.issuer or config.device.site
+    return _new_key(
+        "keygen", args.out, "es1", lambda key: keys.trust_entry(key, issuer),
+        lambda current, entry: current.with_entry(entry, issued=datetime.now(UTC)), args.trust,
+    )  # fmt: skip
+
+
+def _listed(values: list[str]) -> list[str]:
+    """`["config,command", "x"]` -> `["config", "command", "x"]`, blanks dropped."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def handle_operator(args: argparse.Namespace, config: Config) -> int:
+    roles, sites = _listed(args.roles), _listed(args.sites)
+
+    def entry_of(key: Any) -> dict[str, Any]:
+        entry = keys.operator_entry(key, args.name, roles, sites)
+        # The trust list's own parser judges the entry, so a bad role or site fails here, not later.
+        TrustList.empty().with_operator(entry, issued=datetime.now(UTC))
+        return entry
+
+    return _new_key(
+        "operator", args.out, "operator", entry_of,
+        lambda current, entry: current.with_operator(entry, issued=datetime.now(UTC)), args.trust,
+    )  # fmt: skip
 
 
 def handle_rootkey(args: argparse.Namespace, config: Config) -> int:

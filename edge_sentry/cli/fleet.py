@@ -3,6 +3,9 @@
 The broker and the operator's credentials come from the config's `[mqtt]` section (host, port,
 username, password or password_file, ca, cert, key), the site from `device.site` unless `--site`
 is given. Each sub-command is one short conversation with the broker (see `edge_sentry.fleet`).
+`push-config` and `command` sign what they send with the operator's key (`--operator-key PEM`, or
+`[fleet] operator_key`): a sentry acts only on control messages signed by an operator key of its
+trust list. Without a key they stop with a usage error before connecting.
 
 Exit codes, the same for every sub-command:
   0  done: every targeted sentry applied or accepted the push, the command answered `ok`
@@ -22,7 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..codes import keys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..codes import control, keys
 from ..codes.trust import TrustList
 from ..config import Config
 from ..errors import EdgeSentryError, FleetError, KeyFileError, PayloadError, TopicError, UsageError
@@ -75,6 +80,7 @@ def register(sub: Any) -> Any:
     _target(p)
     p.add_argument("--version", type=int, metavar="N",
                    help="document version (default: one above every version known for that topic)")
+    _operator_key(p)
     _timeout(p, DEFAULT_PUSH_TIMEOUT_S)
     _wait(p)
     p.set_defaults(func=handle, run=run_push_config)
@@ -103,6 +109,7 @@ def register(sub: Any) -> Any:
                    help=f"the sentry runs the command only if it gets it within S seconds "
                    f"(default {DEFAULT_DEADLINE_S:g})")
     _timeout(p, None, "how long to wait for the answer (default: the deadline + 5 s)")
+    _operator_key(p)
     p.set_defaults(func=handle, run=run_command)
 
     p = fleet.add_parser("tail", help="print scans and events as they arrive",
@@ -115,6 +122,20 @@ def register(sub: Any) -> Any:
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.set_defaults(func=handle, run=run_tail)
     return fleet
+
+
+def _operator_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--operator-key", metavar="PEM",
+                   help="the operator's private key that signs what is sent (default: [fleet] operator_key)")
+
+
+def _signing_key(args: argparse.Namespace, config: Config) -> Ed25519PrivateKey:
+    """The operator key, read before anything is sent: an unsigned push would only be refused."""
+    path = args.operator_key or config.fleet.operator_key
+    if not path:
+        raise UsageError("no operator key: give --operator-key PEM or set [fleet] operator_key "
+                         "(sentries act only on signed config and commands)")
+    return keys.load_private_key(path)
 
 
 def _site(p: argparse.ArgumentParser) -> None:
@@ -249,8 +270,9 @@ def run_push_config(args: argparse.Namespace, config: Config) -> int:
     site, device = _targets(args, config)
     _positive(args.timeout, "--timeout")
     _positive(args.wait, "--wait")
-    if args.version is not None and args.version < 0:
-        raise UsageError("--version: must be 0 or more")
+    if args.version is not None and not 0 <= args.version < control.MAX_CONFIG_VERSION:
+        raise UsageError("--version: must be 0 or more and below 2^53")
+    operator = _signing_key(args, config)
     sections, file_version = push.load_desired(args.file)
     source = push.DEVICE if device else push.SITE
     topic = device_topic(site, device or topics.SITE_WIDE, topics.CONFIG_DESIRED)
@@ -269,12 +291,16 @@ def run_push_config(args: argparse.Namespace, config: Config) -> int:
         version = args.version if args.version is not None else file_version
         if version is None:
             version = push.next_version(retained + [v for found in known.values() for v in found])
+            if version >= control.MAX_CONFIG_VERSION:
+                raise UsageError(f"the next version would be {version}, not below 2^53: give --version "
+                                 "only after the sentries' versions are reset")
         else:
             for name, found in known.items():
                 if found and max(found) >= version:
                     raise UsageError(f"version {version} is not above version {max(found)} that {name} has "
                                      "already decided on: it would ignore the document")
-        body = payloads.encode({"version": version, "config": sections})
+        body = control.sign(operator, topic, {"version": version, "config": sections},
+                            iat_ms=int(time.time() * 1000))
         client.publish(topic, body, retain=True)
         print(f"published config version {version} to {topic}")
         if not targets:
@@ -288,14 +314,18 @@ def run_push_config(args: argparse.Namespace, config: Config) -> int:
 
 
 def _desired_version(message: Any) -> list[int]:
-    """The version of a retained desired document, if it has a readable one."""
+    """The version of a retained desired document, if it has a readable one. Only to count on
+    from: the signature is the sentries' to check, and a higher forged version costs nothing but
+    a larger number."""
     if not message.payload:
         return []
-    try:
-        doc = payloads.decode(message.payload, message.content_type)
-    except PayloadError:
-        return []
-    version = doc.get("version")
+    doc = push.signed_body(message.payload)
+    if doc is None:
+        try:
+            doc = payloads.decode(message.payload, message.content_type)
+        except PayloadError:
+            return []
+    version = doc.get("version") if isinstance(doc, dict) else None
     return [version] if isinstance(version, int) and not isinstance(version, bool) else []
 
 
@@ -347,6 +377,7 @@ def run_push_trust(args: argparse.Namespace, config: Config) -> int:
 def run_command(args: argparse.Namespace, config: Config) -> int:
     site = _site_of(args, config)
     device = check_device(args.device)
+    operator = _signing_key(args, config)
     request_topic = cmd.request_topic(site, device, args.name)
     arguments = cmd.parse_args(args.arg)
     if args.deadline_s < 0:
@@ -359,8 +390,10 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     assert config.mqtt is not None
     with _client(config) as client:
         client.subscribe([reply_topic, state_topic])
-        deadline_ms = int((time.time() + args.deadline_s) * 1000)
-        body = payloads.encode(cmd.request(deadline_ms, arguments))
+        now = time.time()
+        deadline_ms = int((now + args.deadline_s) * 1000)
+        body = control.sign(operator, request_topic, cmd.request(deadline_ms, arguments),
+                            iat_ms=int(now * 1000))
         client.publish(request_topic, body, response_topic=reply_topic, correlation_data=correlation)
         response = _await_response(client, reply_topic, state_topic, correlation, timeout, device)
     if response is None:

@@ -1,4 +1,4 @@
-"""Ed25519 keys of code issuers and of the fleet trust root: make, save, load, describe.
+"""Ed25519 keys of code issuers, of operators and of the fleet trust root: make, save, load, describe.
 
 This is the one module under `codes/` that touches files, because a private key must be written with
 owner-only permissions from the first byte (created 0600, never chmod-ed afterwards, through
@@ -54,6 +54,24 @@ def trust_entry(key: Ed25519PublicKey | Ed25519PrivateKey, issuer: str) -> dict[
         "kid": base64.b64encode(kid_of(raw)).decode("ascii"),
         "public_key": base64.b64encode(raw).decode("ascii"),
         "issuer": issuer,
+    }
+
+
+def operator_entry(
+    key: Ed25519PublicKey | Ed25519PrivateKey,
+    name: str,
+    roles: list[str] | tuple[str, ...],
+    sites: list[str] | tuple[str, ...],
+) -> dict[str, Any]:
+    """The trust-list `operators` entry (JSON form) that lets `key` sign config (`config` role) or
+    commands (`command` role) for `sites` (`["*"]`: every site)."""
+    raw = raw_public_key(key)
+    return {
+        "kid": base64.b64encode(kid_of(raw)).decode("ascii"),
+        "public_key": base64.b64encode(raw).decode("ascii"),
+        "name": name,
+        "roles": list(roles),
+        "sites": list(sites),
     }
 
 

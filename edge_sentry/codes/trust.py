@@ -1,4 +1,5 @@
-"""Trust lists (docs/protocol.md section 3): which keys sign acceptable codes, and what is revoked.
+"""Trust lists (docs/protocol.md section 3): which keys sign acceptable codes, what is revoked, and
+which operator keys may sign config and commands (`operators`, for the sites each names).
 
 The file is JSON; the same document also arrives as CBOR (byte strings may then be raw instead of
 base64), and over MQTT as a COSE_Sign1 signed by the fleet's trust-root key. Loading is
@@ -26,11 +27,16 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import CodeError, TrustListError
+from ..vocabulary import Role
 from . import cose
 from .dcc import Signer, load_signer
 from .keys import KID_LENGTH, kid_of, raw_public_key
 
 SCHEMES = ("es1", "dcc")
+#: What an operator key may sign (docs/protocol.md, "Signed control plane").
+OPERATOR_ROLES = tuple(role.value for role in Role)
+#: An operator's `sites` holding only this addresses every site of the fleet.
+ALL_SITES = "*"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -65,6 +71,37 @@ TrustedKey = Es1Key | DccKey
 
 
 @dataclass(frozen=True)
+class Operator:
+    """A key allowed to sign config (`config`) or commands (`command`) for the sites it names.
+
+    `sites` is either a list of site ids or exactly `("*",)`, every site; `name` says who holds the
+    private half, for people reading the list (a sentry decides by the kid alone).
+    """
+
+    kid: bytes
+    public_key: Ed25519PublicKey
+    name: str
+    roles: tuple[str, ...]
+    sites: tuple[str, ...]
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def covers(self, site: str) -> bool:
+        """Whether this key may address `site`."""
+        return self.sites == (ALL_SITES,) or site in self.sites
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "kid": _b64(self.kid),
+            "public_key": _b64(raw_public_key(self.public_key)),
+            "name": self.name,
+            "roles": list(self.roles),
+            "sites": list(self.sites),
+        }
+
+
+@dataclass(frozen=True)
 class TrustList:
     """An immutable trust list; build it with `load`, `from_json`, `from_cbor` or `empty`."""
 
@@ -73,6 +110,7 @@ class TrustList:
     keys: tuple[TrustedKey, ...] = ()
     revoked_kids: frozenset[bytes] = frozenset()
     revoked_subs: frozenset[bytes] = frozenset()
+    operators: tuple[Operator, ...] = ()
     _index: dict[tuple[str, bytes], tuple[TrustedKey, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -164,6 +202,10 @@ class TrustList:
         """The usable DCC signer certificates with this kid, in list order (several may share one)."""
         return tuple(key.signer for key in self.lookup("dcc", kid) if isinstance(key, DccKey) and key.signer)
 
+    def operator(self, kid: bytes) -> Operator | None:
+        """The operator key with this kid, or None (kids are unique among operators)."""
+        return next((op for op in self.operators if op.kid == kid), None)
+
     def is_kid_revoked(self, kid: bytes) -> bool:
         return kid in self.revoked_kids
 
@@ -198,7 +240,7 @@ class TrustList:
                 keys.append(
                     {"scheme": "dcc", "kid": _b64(key.kid), "certificate": _b64(key.certificate)}
                 )
-        return {
+        doc: dict[str, Any] = {
             "version": self.version,
             "issued": self.issued.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "keys": keys,
@@ -207,6 +249,9 @@ class TrustList:
                 "subs": sorted(_b64(s) for s in self.revoked_subs),
             },
         }
+        if self.operators:
+            doc["operators"] = [op.to_mapping() for op in self.operators]
+        return doc
 
     def to_json(self) -> str:
         return json.dumps(self.to_mapping(), indent=2) + "\n"
@@ -224,6 +269,15 @@ class TrustList:
         doc["version"] = self.version + 1
         doc["issued"] = issued.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         doc["keys"].append(dict(entry))
+        return _parse(doc)
+
+    def with_operator(self, entry: Mapping[str, Any], *, issued: datetime) -> TrustList:
+        """The next version of this list, with one more operator (JSON form, as from
+        keys.operator_entry)."""
+        doc = self.to_mapping()
+        doc["version"] = self.version + 1
+        doc["issued"] = issued.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        doc["operators"] = [*doc.get("operators", []), dict(entry)]
         return _parse(doc)
 
 
@@ -294,8 +348,8 @@ def _issued(value: Any, path: str) -> datetime:
     return when.astimezone(UTC)
 
 
-def _es1_entry(entry: Mapping[str, Any], path: str) -> Es1Key:
-    _map(entry, path, {"scheme", "kid", "public_key", "issuer"}, set())
+def _ed25519(entry: Mapping[str, Any], path: str) -> tuple[bytes, Ed25519PublicKey]:
+    """The kid and the public key of an entry, the kid checked against the key."""
     kid = _bytes(entry["kid"], f"{path}.kid", KID_LENGTH)
     raw = _bytes(entry["public_key"], f"{path}.public_key", 32)
     try:
@@ -304,7 +358,51 @@ def _es1_entry(entry: Mapping[str, Any], path: str) -> Es1Key:
         raise _fail(f"{path}.public_key", "not an Ed25519 public key") from None
     if kid_of(raw) != kid:
         raise _fail(f"{path}.kid", "does not match public_key (must be SHA-256(public_key)[:8])")
+    return kid, public_key
+
+
+def _es1_entry(entry: Mapping[str, Any], path: str) -> Es1Key:
+    _map(entry, path, {"scheme", "kid", "public_key", "issuer"}, set())
+    kid, public_key = _ed25519(entry, path)
     return Es1Key(kid, public_key, _text(entry["issuer"], f"{path}.issuer"))
+
+
+def _distinct_texts(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise _fail(path, "must be a non-empty list")
+    items = tuple(_text(v, f"{path}[{i}]") for i, v in enumerate(value))
+    if len(set(items)) != len(items):
+        raise _fail(path, "lists a value twice")
+    return items
+
+
+def _operator_entry(entry: Any, path: str) -> Operator:
+    _map(entry, path, {"kid", "public_key", "name", "roles", "sites"}, set())
+    kid, public_key = _ed25519(entry, path)
+    roles = _distinct_texts(entry["roles"], f"{path}.roles")
+    for i, role in enumerate(roles):
+        if role not in OPERATOR_ROLES:
+            raise _fail(f"{path}.roles[{i}]", "must be one of " + ", ".join(repr(r) for r in OPERATOR_ROLES))
+    sites = _distinct_texts(entry["sites"], f"{path}.sites")
+    for i, site in enumerate(sites):
+        # "*" alone means every site; beside named sites it would be a scope nobody can read.
+        if site == ALL_SITES and len(sites) > 1:
+            raise _fail(f"{path}.sites[{i}]", f"{ALL_SITES!r} (every site) must be the only entry")
+        if any(c in site for c in "/+#\0"):
+            raise _fail(f"{path}.sites[{i}]", "must be a site id (one MQTT topic level)")
+    return Operator(kid, public_key, _text(entry["name"], f"{path}.name"), roles, sites)
+
+
+def _operators(value: Any) -> tuple[Operator, ...]:
+    if not isinstance(value, list | tuple):
+        raise _fail("operators", "must be a list")
+    operators: list[Operator] = []
+    for i, entry in enumerate(value):
+        operator = _operator_entry(entry, f"operators[{i}]")
+        if any(op.kid == operator.kid for op in operators):
+            raise _fail(f"operators[{i}].kid", "duplicate operator kid")
+        operators.append(operator)
+    return tuple(operators)
 
 
 def _dcc_entry(entry: Mapping[str, Any], path: str) -> DccKey:
@@ -317,7 +415,7 @@ def _dcc_entry(entry: Mapping[str, Any], path: str) -> DccKey:
 
 
 def _parse(doc: Any) -> TrustList:
-    _map(doc, "", {"version", "issued", "keys"}, {"revoked"})
+    _map(doc, "", {"version", "issued", "keys"}, {"revoked", "operators"})
     version = doc["version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise _fail("version", "must be a whole number, 0 or more")
@@ -344,7 +442,8 @@ def _parse(doc: Any) -> TrustList:
     revoked = _map(doc.get("revoked", {}), "revoked", set(), {"kids", "subs"})
     kids = _byte_list(revoked.get("kids", []), "revoked.kids", None)
     subs = _byte_list(revoked.get("subs", []), "revoked.subs", 32)
-    return TrustList(version, issued, tuple(keys), kids, subs)
+    operators = _operators(doc.get("operators", []))
+    return TrustList(version, issued, tuple(keys), kids, subs, operators)
 
 
 def _byte_list(value: Any, path: str, length: int | None) -> frozenset[bytes]:

@@ -1,6 +1,7 @@
 """Pushing a desired config or a trust list, and judging what each sentry answered.
 
-A desired config is `{"version", "config"}` on a retained topic; the device applies it whole or
+A desired config is `{"version", "config"}`, signed by an operator key (codes/control.py), on a
+retained topic; the device applies it whole or
 rejects it, and says which on its retained `config/reported` (docs/protocol.md section 6.5). The version
 decides everything: a sentry silently ignores a document whose version is at or below the one it
 applied from the same source (its device topic, or the site's `all/config/desired`). So the version
@@ -29,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..codes import cose
+from ..errors import CodeError, UsageError
 from ..link import topics
 from ..vocabulary import Event
 
@@ -119,6 +121,17 @@ def check_sections(doc: Any, name: str = "config") -> dict[str, Any]:
                     f"{name}: {section}.{key}: must be text, a number, true/false or a list of them"
                 )
     return doc
+
+
+def signed_body(payload: bytes) -> Any:
+    """The body of a signed control message as it sits on the broker, *unverified* (None when it
+    is not one): the operator's tools read a retained document's version with it, never trust."""
+    try:
+        message = cose.decode_sign1(payload)
+        claims = cose.loads(message.payload, what="control payload")
+    except CodeError:
+        return None
+    return claims.get("body") if isinstance(claims, Mapping) else None
 
 
 def next_version(known: Iterable[int]) -> int:

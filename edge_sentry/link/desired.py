@@ -5,11 +5,13 @@ Pure: no I/O, no clock, no state; `shadow.ConfigShadow` decides when to call it 
 
 What may not change remotely (`LOCAL_ONLY`): who the sentry is (`device.id`, `device.site`: they
 name its MQTT topics and its broker ACL, so a wrong value strands it), where it keeps its files,
-how it reaches the broker, how it is wired, which camera it reads, which keys anchor its trust, and
-the privacy opt-ins that a venue grants on site (`privacy.allow_snapshot`). A desired value equal to
-the local one is accepted (a full config dump may be pushed back), a different one is an error
-naming the key. Keys outside `LIVE` take effect only after a restart. Secrets (`SECRETS`) are
-refused whatever their value and never shown in a report.
+how it reaches the broker, how it is wired, which camera it reads, which keys anchor its trust, how
+fresh a signed command must be (`control.*`: a pushed config must not loosen the checks that let it
+in), the operator tools' own settings (`fleet.*`), and the privacy opt-ins that a venue grants on
+site (`privacy.allow_snapshot`). A desired value equal to the local one is accepted (a full config
+dump may be pushed back), a different one is an error naming the key. Keys outside `LIVE` take
+effect only after a restart. Secrets (`SECRETS`) are refused whatever their value and never shown in
+a report.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ LOCAL_ONLY = frozenset(
         "mqtt.cert",
         "mqtt.key",
         "mqtt.keepalive_s",
+        "control.*",
+        "fleet.*",
     }
 )
 

@@ -1,4 +1,5 @@
 """MQTT payloads: CBOR maps with text keys out; CBOR or hand-typed JSON in (docs/protocol.md section 1).
+The sentry's control topics take neither: only signed control messages (codes/control.py).
 
 Incoming payloads come from the network, so `decode()` treats them as hostile: the size cap is
 checked before a single byte is parsed, a CBOR item is walked header by header (depth, declared

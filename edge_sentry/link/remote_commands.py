@@ -1,17 +1,22 @@
-"""Remote commands on `cmd/{name}`: checked, run at most once, answered on the MQTT 5 response topic.
+"""Remote commands on `cmd/{name}`: signed, checked, run at most once, answered on the MQTT 5 response topic.
 
-A request is a map (CBOR, or JSON typed by hand) `{"deadline": ms, "args": {...}}`:
+A request is a signed control message (codes/control.py) whose `body` is `{"deadline": ms, "args":
+{...}}`; `link/control.ControlGuard` checks the signature, the operator's `command` role and site
+scope, `aud` (the exact `cmd/{name}` topic), that it was not retained, its `iat` freshness, a deadline
+no more than `control.max_deadline_s` after `iat`, and its jti. A refusal is answered `rejected` with
+the refusal's `reason` (and a `control-rejected` event); nothing typed by hand runs a command.
 - `deadline` is required, in milliseconds since 1970 like every `t` on the wire. A request that
   arrives at or after it is answered `expired` and not run: a `pulse-gate` stuck in a queue while
-  the sentry was offline must never open the gate later. A deadline more than `max_ahead_s` away is
-  `rejected`, so a captured request cannot be kept for replay; and a request that moves the strike
+  the sentry was offline must never open the gate later. A request that moves the strike
   (`pulse-gate`, or a `selftest` naming the `relay` part) is `rejected` while the clock is known
   to be unsynchronised (a Pi without RTC boots with a clock in the past, where every deadline
   looks fresh).
 - `args` (optional) are the command's own; unknown keys are `rejected`.
 
 The response is `{"status": "ok" | "error" | "expired" | "rejected" | "unknown-command", "result" |
-"error", "t"}`. The correlation data is the request's identity: each id is decided once. A
+"error", "t"}`, with `reason` too when the control plane refused it. The correlation data is the
+request's identity: each id of a *verified* request is decided once (an unverified one is answered
+and forgotten, so a stranger can neither fill the memory nor claim a real request's id). A
 redelivery (QoS 1 after a lost PUBACK) is not run again and not answered again. The ids of recent
 requests, with their responses, are kept in the device's state store (state.py; bounded) and
 written before the command runs, so a request redelivered after a restart or a crash is not run
@@ -38,10 +43,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandError, CommandRejected, PayloadError
+from ..codes.control import Control
+from ..errors import CommandError, CommandRejected, ControlRefused
 from ..state import StateStore
 from ..vocabulary import CommandStatus
-from . import payloads, topics
+from . import topics
+from .control import ControlGuard
 
 if TYPE_CHECKING:
     from .messages import LinkPort, MessageProperties
@@ -78,8 +85,9 @@ class Reply:
 class RemoteCommands:
     """Checks and runs requests; one instance per sentry, shared by all `cmd/{name}` topics.
 
-    `store` keeps the answered ids. `clock_synced` says whether the wall clock can be trusted
-    (None: unknown, treated as yes). `max_ids` bounds the remembered correlation ids (oldest forgotten first).
+    `store` keeps the answered ids. `guard` checks each request's signature and freshness.
+    `clock_synced` says whether the wall clock can be trusted (None: unknown, treated as yes).
+    `max_ids` bounds the remembered correlation ids (oldest forgotten first).
     """
 
     def __init__(
@@ -87,15 +95,15 @@ class RemoteCommands:
         store: StateStore,
         commands: Mapping[str, Command],
         *,
+        guard: ControlGuard,
         clock: Callable[[], float] = time.time,
         clock_synced: Callable[[], bool | None] | None = None,
-        max_ahead_s: float = 3600.0,
         max_ids: int = 256,
         max_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
         self.store = store
         self.commands = dict(commands)
-        self.max_ahead_s = max_ahead_s
+        self.guard = guard
         self.max_ids = max_ids
         self.max_bytes = max_bytes
         self._clock = clock
@@ -107,22 +115,29 @@ class RemoteCommands:
         self._load()
 
     def handle(
-        self, name: str, payload: bytes, correlation: bytes | None, content_type: str | None = None
+        self, name: str, payload: bytes, correlation: bytes | None, *, retained: bool = False
     ) -> Reply | None:
-        """Decide on one request to `cmd/{name}` (CBOR or JSON, by `content_type` or its first
-        byte); None when nothing is to be sent (a redelivery)."""
+        """Decide on one signed request to `cmd/{name}` (`retained`: how it was delivered); None
+        when nothing is to be sent (a redelivery)."""
         if not correlation:
             return self._reply(CommandStatus.REJECTED, error="correlation data is required")
         correlation = bytes(correlation)
         if len(correlation) > MAX_CORRELATION_BYTES:
             return self._reply(CommandStatus.REJECTED, error="correlation data too long")
+        if len(payload) > self.max_bytes:
+            return self._reply(CommandStatus.REJECTED, error=f"request: more than {self.max_bytes} bytes")
+        topic = self.guard.topics.cmd(name)
+        try:
+            control = self.guard.command(topic, bytes(payload), retained=retained)
+        except ControlRefused as exc:
+            return self._refusal(exc)  # not remembered: nothing of an unverified request is kept
         key = f"{name}\x00{binascii.hexlify(correlation).decode()}"
         with self._lock:
             entry = self._seen.get(key)
             if entry is not None:
                 return self._redelivered(name, key, entry)
             command = self.commands.get(name)
-            reply, args = self._check(name, command, payload, content_type)
+            reply, args = self._check(name, command, control, topic)
             if reply is not None or command is None:
                 self._remember(key, reply.response if reply else None, keep=True)
                 return reply
@@ -153,27 +168,25 @@ class RemoteCommands:
             if not props.response_topic:
                 log.warning("command %s without a response topic: not run", name)
                 return
-            reply = self.handle(name, payload, props.correlation_data, props.content_type)
+            reply = self.handle(name, payload, props.correlation_data, retained=props.retain)
             if reply is None:
                 return
             link.respond(props.response_topic, props.correlation_data, reply.response)
             if reply.after is not None:
                 reply.after()
 
+        self.guard.attach(link)
         link.subscribe(f"{topics.CMD}/+", on_request)
 
     # -- internals --------------------------------------------------------------------------
 
     def _check(
-        self, name: str, command: Command | None, payload: bytes, content_type: str | None
+        self, name: str, command: Command | None, control: Control, topic: str
     ) -> tuple[Reply | None, Mapping[str, Any]]:
-        """The answer when the request must not run (with no args), else (None, args)."""
+        """The answer when the verified request must not run (with no args), else (None, args)."""
         if command is None:
             return self._reply(CommandStatus.UNKNOWN_COMMAND, error=f"no command {name!r}"), {}
-        try:
-            request = payloads.decode(payload, content_type, max_size=self.max_bytes, expect=dict)
-        except PayloadError as exc:
-            return self._reply(CommandStatus.REJECTED, error=str(exc)), {}
+        request = control.body
         if not isinstance(request, Mapping):
             return self._reply(
                 CommandStatus.REJECTED, error="request: must be a map with deadline and args"
@@ -199,10 +212,10 @@ class RemoteCommands:
             return self._reply(
                 CommandStatus.EXPIRED, error="the deadline had passed when the request arrived"
             ), {}
-        if deadline - now_ms > self.max_ahead_s * 1000:
-            return self._reply(
-                CommandStatus.REJECTED, error=f"deadline: more than {self.max_ahead_s:g} s ahead"
-            ), {}
+        try:
+            self.guard.admit(topic, control, deadline)
+        except ControlRefused as exc:
+            return self._refusal(exc), {}
         moves_gate = command.moves_gate(args) if callable(command.moves_gate) else command.moves_gate
         if moves_gate and self._clock_synced() is False:
             why = "the clock is not synchronised: deadlines cannot be trusted"
@@ -222,6 +235,11 @@ class RemoteCommands:
                         "t": int(self._clock() * 1000)}  # fmt: skip
         log.info("command %s redelivered after a restart: answered again, not run again", name)
         return Reply(response)
+
+    def _refusal(self, exc: ControlRefused) -> Reply:
+        reply = self._reply(CommandStatus.REJECTED, error=exc.detail)
+        reply.response["reason"] = exc.reason
+        return reply
 
     def _reply(
         self, status: str, *, result: Any = None, error: str | None = None,

@@ -1,8 +1,13 @@
 """The config shadow: operators' desired config in, the applied (or rejected) outcome reported back.
 
-Two retained topics carry a desired config, `{"version": int, "config": {section: {key: value}}}`:
-the site's `all/config/desired` (defaults for every sentry at the site) and the device's own
-`config/desired`. Each document is a whole *overlay* on the local config (the embedded defaults and
+Two retained topics carry a desired config, `{"version": int, "config": {section: {key: value}}}`,
+as the `body` of a signed control message (codes/control.py): the site's `all/config/desired`
+(defaults for every sentry at the site) and the device's own `config/desired`. `guard`
+(link/control.py) lets a document in only when an operator key of the current trust list with the
+`config` role and the sentry's site in its scope signed it for exactly that topic, with a version
+below 2^53; otherwise the report is `rejected` with an error under the path `signature` (its message
+starts with the refusal's reason) and nothing changes. Nothing typed by hand (JSON, bare CBOR)
+changes a sentry. Each document is a whole *overlay* on the local config (the embedded defaults and
 the TOML file): pushing a new one replaces the previous one from the same source, it does not add to
 it. The effective config is `local <- site overlay <- device overlay`, merged key by key within each
 section, so the device wins over the site.
@@ -39,10 +44,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..codes.trust import TrustList
 from ..config import Config, to_mapping
-from ..errors import ConfigRejected, PayloadError
+from ..errors import ConfigRejected, ControlRefused
 from ..state import StateStore
-from . import payloads, topics
+from . import topics
+from .control import ControlGuard
 from .desired import LIVE, MAX_DESIRED_BYTES, build, check_document, flatten, matches, redacted, strip_local
 
 if TYPE_CHECKING:
@@ -53,6 +60,8 @@ log = logging.getLogger(__name__)
 SITE = "site"
 DEVICE = "device"
 SOURCES = (SITE, DEVICE)
+#: The `errors` path of a document the signed control plane refused.
+SIGNATURE = "signature"
 
 _FILE_FORMAT = 1
 
@@ -83,9 +92,10 @@ class ConfigShadow:
     """The effective config and its versions; `handle` decides on each desired document.
 
     `local` is the config from the embedded defaults and the file. `store` keeps the applied
-    overlays (the device's state store, open for `local`'s identity). Listeners added with
-    `add_listener` are called with the new config after each swap, on the thread that called
-    `handle`; their errors are logged, never raised into the link.
+    overlays (the device's state store, open for `local`'s identity). `guard` checks signatures;
+    without one, no operator is known and every document is refused (`attach` may bring one).
+    Listeners added with `add_listener` are called with the new config after each swap, on the
+    thread that called `handle`; their errors are logged, never raised into the link.
     """
 
     def __init__(
@@ -93,11 +103,15 @@ class ConfigShadow:
         local: Config,
         store: StateStore,
         *,
+        guard: ControlGuard | None = None,
         max_bytes: int = MAX_DESIRED_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.local = local
         self.store = store
+        self.guard = guard or ControlGuard(
+            topics.Topics(local.device.site, local.device.id), TrustList.empty, store, clock=clock
+        )
         self.max_bytes = max_bytes
         self._clock = clock
         self._lock = threading.Lock()
@@ -141,9 +155,13 @@ class ConfigShadow:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def handle(self, source: str, payload: bytes, content_type: str | None = None) -> dict[str, Any] | None:
-        """Decide on one desired document from `source` ("site" or "device"), CBOR or JSON (by
-        `content_type`, else by its first byte).
+    def topic(self, source: str) -> str:
+        """The topic that carries `source`'s desired documents (the `aud` they are signed for)."""
+        own = self.guard.topics
+        return own.site_config_desired if source == SITE else own.config_desired
+
+    def handle(self, source: str, payload: bytes) -> dict[str, Any] | None:
+        """Decide on one signed desired document from `source` ("site" or "device").
 
         Returns the `config/reported` document to publish (retained), or None when the document
         is ignored: an empty payload (a cleared retained message) or a version at or below the
@@ -157,12 +175,18 @@ class ConfigShadow:
         with self._lock:
             applied = self._applied
             versions: dict[str, int | None] = {SITE: applied.site.version, DEVICE: applied.device.version}
-            try:
-                doc = payloads.decode(payload, content_type, max_size=self.max_bytes, expect=dict)
-            except PayloadError as exc:
+            if len(payload) > self.max_bytes:
                 versions[source] = None
-                log.warning("config: %s desired document rejected: %s", source, exc)
-                return self._report(applied, "rejected", [("", str(exc))], versions[SITE], versions[DEVICE])
+                problem = ("", f"{len(payload)} bytes, over the {self.max_bytes}-byte limit")
+                log.warning("config: %s desired document rejected: %s", source, problem[1])
+                return self._report(applied, "rejected", [problem], versions[SITE], versions[DEVICE])
+            try:
+                doc = self.guard.config(self.topic(source), bytes(payload)).body
+            except ControlRefused as exc:
+                versions[source] = None
+                log.warning("config: %s desired document refused: %s", source, exc)
+                problems = [(SIGNATURE, str(exc))]
+                return self._report(applied, "rejected", problems, versions[SITE], versions[DEVICE])
             version = doc.get("version") if isinstance(doc, Mapping) else None
             if (
                 isinstance(version, int)
@@ -195,17 +219,21 @@ class ConfigShadow:
             report["warnings"] = warnings
         return report
 
-    def attach(self, link: LinkPort) -> None:
-        """Take desired documents from `link` and publish each report, retained, on
-        `config/reported`; publish the current report after every connect (before the retained
-        desired documents come in again) and keep the `state` topic's versions up to date."""
+    def attach(self, link: LinkPort, guard: ControlGuard | None = None) -> None:
+        """Take desired documents from `link` (checked by `guard`, when given) and publish each
+        report, retained, on `config/reported`; publish the current report after every connect
+        (before the retained desired documents come in again) and keep the `state` topic's
+        versions up to date."""
+        if guard is not None:
+            self.guard = guard
+        self.guard.attach(link)
 
         def publish(report: dict[str, Any]) -> None:
             link.publish(topics.CONFIG_REPORTED, report, retain=True)
 
         def handler(source: str) -> Callable[[str, bytes, MessageProperties], None]:
-            def on_desired(_topic: str, payload: bytes, props: MessageProperties) -> None:
-                report = self.handle(source, payload, props.content_type)
+            def on_desired(_topic: str, payload: bytes, _props: MessageProperties) -> None:
+                report = self.handle(source, payload)
                 if report is not None:
                     publish(report)
 
