@@ -25,11 +25,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from broker import Pki, ProvisionedBroker, Subscriber
+from control_helpers import OPERATOR, operator_entry, operator_trust, write_trust
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_sentry.cli import main
+from edge_sentry.codes import keys
 from edge_sentry.config import from_mapping
 from edge_sentry.daemon import Daemon
 from edge_sentry.fleet import pki
@@ -295,14 +297,19 @@ def test_a_sentry_and_its_operator_work_with_nothing_more_than_their_grants(
         fleet: ProvisionedBroker, login, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ingester = login("ingesters", "backend-1", f"{ARENA}/+/scan")
     device = {"id": "gate-1", "site": "arena", "state_dir": str(tmp_path / "state")}
+    # The operator's key is listed in the sentry's trust list: the broker grant alone changes nothing.
+    trust = write_trust(tmp_path / "trust.json", operator_trust(operator_entry(sites=["arena"])))
+    keys.save_private_key(OPERATOR, tmp_path / "alice.key.pem")
     daemon = Daemon(from_mapping({"device": device, "outbox": {"path": str(tmp_path / "outbox")},
+                                  "trust": {"file": str(trust)},
                                   "gate": {"pulse_ms": 200},
                                   "mqtt": _mqtt_section(fleet, "devices", "gate-1")}),
                     stream=io.StringIO())
     operator_config = tmp_path / "alice.toml"
     alice = _mqtt_section(fleet, "operators", "alice")
     mqtt_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in alice.items())
-    operator_config.write_text(f'[device]\nsite = "arena"\n\n[mqtt]\n{mqtt_lines}\n')
+    operator_config.write_text(f'[device]\nsite = "arena"\n\n[mqtt]\n{mqtt_lines}\n\n'
+                               f'[fleet]\noperator_key = "{tmp_path / "alice.key.pem"}"\n')
     desired = tmp_path / "desired.toml"
     desired.write_text("[es1]\nmax_age_s = 90\n")
     outcome: dict[str, Any] = {}
