@@ -37,6 +37,7 @@ from ..fleet.client import (
     site_filter,
 )
 from ..link import payloads, topics
+from ..link.desired import MAX_VERSION
 from ..vocabulary import CommandStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_BROKER = 0, 1, 2, 3, 4
@@ -249,8 +250,8 @@ def run_push_config(args: argparse.Namespace, config: Config) -> int:
     site, device = _targets(args, config)
     _positive(args.timeout, "--timeout")
     _positive(args.wait, "--wait")
-    if args.version is not None and args.version < 0:
-        raise UsageError("--version: must be 0 or more")
+    if args.version is not None and not 0 <= args.version < MAX_VERSION:
+        raise UsageError("--version: must be from 0 to 2^53 - 1")
     sections, file_version = push.load_desired(args.file)
     source = push.DEVICE if device else push.SITE
     topic = device_topic(site, device or topics.SITE_WIDE, topics.CONFIG_DESIRED)
