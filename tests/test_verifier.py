@@ -266,6 +266,12 @@ def test_forged_venue_code_is_a_bad_signature() -> None:
     assert (decision.verdict, decision.reason) == ("deny", "bad-signature")
 
 
+def test_a_root_signed_trust_list_shown_as_a_venue_code_opens_nothing_and_proves_nothing() -> None:
+    signed = trust_list(KEY, audience={"sites": ["s1"]}).signed(ROOT)
+    decision = make_verifier(trust_list(KEY), root=ROOT).verify("VC1:" + base45.encode(signed), NOW)
+    assert (decision.verdict, decision.reason, decision.venue_code) == ("deny", "malformed", None)
+
+
 def test_genuine_venue_code_carries_its_map() -> None:
     verifier = make_verifier(trust_list(KEY), root=ROOT)
     decision = verifier.verify(vc1.issue(ROOT, **HERE, issued=9), 0)
