@@ -186,7 +186,10 @@ class Daemon:
                 sealer=sealer,
                 refusal=self._refusal,
             )
-            push = TrustPush(trust, root_key, self.store, record=self._record)
+            push = TrustPush(
+                trust, root_key, self.store, site=config.device.site, device=config.device.id,
+                record=self._record,
+            )
             rig = selftest.Rig(
                 config, devices=devices, gate=sentry.gate, decoder=sentry.decoder, trust=trust,
                 trust_problem=trust_problem, root_key=root_key,

@@ -67,6 +67,11 @@ class UnsupportedAlgorithmError(CodeError):
     """A well-formed message signed with an algorithm this build cannot verify."""
 
 
+class ContentTypeError(CodeError):
+    """A signed object whose COSE content type names another kind of object (or none where one is
+    required): a signature over a venue poster never passes as a trust list, nor the reverse."""
+
+
 class TrustListError(EdgeSentryError, ValueError):
     """A trust list that cannot be read or does not follow the trust-list format."""
 

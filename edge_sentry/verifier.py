@@ -10,6 +10,8 @@ Precedence of reasons for an ES1 code (the first rule that fails names the denia
 2. `unknown-key`   no trusted es1 key has the code's kid
 3. `bad-signature` the signature does not hold; nothing in the payload is read before this point
 4. `malformed`     the signed claims do not follow the format (the issuer's fault; still no entry)
+4a. `unknown-key`  the signed `iss` is not the issuer the trust list names for that kid: the key is
+                   trusted for one issuer only, and a code that claims another is not known to us
 5. `revoked`       the key or the subject is revoked: whatever else is true, this holder is refused
 6. `not-yet-valid` iat - skew > now
 7. `expired`       now >= exp + skew
@@ -236,6 +238,9 @@ class Verifier:
             claims = code.unverified_claims()  # verified just above
         except CodeError:
             return Decision(Verdict.DENY, Reason.MALFORMED, "es1", code.kid)
+        if claims.iss != key.issuer:
+            # The issuer's name goes into the scan event: a key may only speak for its own.
+            return Decision(Verdict.DENY, Reason.UNKNOWN_KEY, "es1", code.kid)
 
         granted = Decision(
             Verdict.ACCEPT, Reason.OK, "es1", code.kid, claims.iat, claims.exp, claims.iss, claims.sub,

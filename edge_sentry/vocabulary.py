@@ -110,6 +110,29 @@ class Role(StrEnum):
     COMMAND = "command"
 
 
+class TrustRejection(StrEnum):
+    """`reason` of a `trust-rejected` event: why a pushed trust list was not taken."""
+
+    NO_ROOT_KEY = "no-root-key"  # trust.root_key not configured or unreadable: nothing can be verified
+    TOO_LARGE = "too-large"
+    MALFORMED = "malformed"  # not a COSE_Sign1
+    UNSUPPORTED_ALGORITHM = "unsupported-algorithm"
+    BAD_SIGNATURE = "bad-signature"  # not signed by the trust-root key
+    CONTENT_TYPE = "content-type"  # signed by the root, but not as a trust list (or with no type)
+    INVALID = "invalid"  # signed, but the list inside does not follow the format
+    AUDIENCE = "audience"  # a genuine list for other sites or devices
+    OLD_VERSION = "old-version"  # lower than the list in use, or equal with other content
+
+
+class ContentType(StrEnum):
+    """The COSE content type (protected header label 3) of each kind of object the trust-root key or
+    an operator key signs: a signature over one kind never passes as another."""
+
+    TRUST = "application/vnd.edge-sentry.trust+cbor"
+    VENUE = "application/vnd.edge-sentry.venue+cbor"
+    CONTROL = "application/vnd.edge-sentry.control+cbor"
+
+
 class CommandStatus(StrEnum):
     """`status` of the answer to a `cmd/{name}` request."""
 

@@ -34,9 +34,11 @@ def trust_doc(
     revoked_subs: tuple[bytes, ...] = (),
     issued: str = "2026-11-26T00:00:00Z",
     version: int = 1,
+    audience: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """A trust-list document (JSON form) trusting `private_keys`' public halves for ES1."""
-    return {
+    """A trust-list document (JSON form) trusting `private_keys`' public halves for ES1; addressed to
+    `audience` when given (a pushed list must be)."""
+    doc: dict[str, Any] = {
         "version": version,
         "issued": issued,
         "keys": [keys.trust_entry(k, ISSUER) for k in private_keys],
@@ -45,6 +47,9 @@ def trust_doc(
             "subs": [b64(hashlib.sha256(s).digest()) for s in revoked_subs],
         },
     }
+    if audience is not None:
+        doc["audience"] = audience
+    return doc
 
 
 def trust_list(*private_keys: Ed25519PrivateKey, **kwargs: Any) -> TrustList:

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from edge_sentry.codes import cose
-from edge_sentry.errors import CodeError, UnsupportedAlgorithmError
+from edge_sentry.errors import CodeError, ContentTypeError, UnsupportedAlgorithmError
 
 PROTECTED = cbor2.dumps({1: -8, 4: b"kid-0001"})
 
@@ -285,3 +285,32 @@ def test_an_unprotected_alg_is_never_honoured() -> None:
     assert msg.alg is None
     with pytest.raises(UnsupportedAlgorithmError):
         cose.verify(msg, Ed25519PrivateKey.generate().public_key())
+
+
+# -- content types --------------------------------------------------------------------------------
+
+
+def test_a_content_type_is_signed_in_the_protected_header_and_required_back() -> None:
+    key = Ed25519PrivateKey.generate()
+    message = cose.decode_sign1(cose.sign1(key, b"\xa0", content_type="application/x-one"))
+    assert message.protected_header[cose.HEADER_CONTENT_TYPE] == "application/x-one"
+    assert cose.verify(message, key.public_key())
+    message.require_content_type("application/x-one")
+    with pytest.raises(ContentTypeError, match="'application/x-one', expected 'application/x-two'"):
+        message.require_content_type("application/x-two")
+
+
+def test_no_content_type_passes_only_where_it_is_optional() -> None:
+    message = cose.decode_sign1(cose.sign1(Ed25519PrivateKey.generate(), b"\xa0"))
+    message.require_content_type("application/x-one", required=False)
+    with pytest.raises(ContentTypeError, match="no content type"):
+        message.require_content_type("application/x-one")
+
+
+def test_an_unprotected_content_type_is_never_honoured() -> None:
+    unprotected = {cose.HEADER_CONTENT_TYPE: "application/x-one"}
+    message = cose.decode_sign1(cose.sign1(Ed25519PrivateKey.generate(), b"\xa0", unprotected=unprotected))
+    assert message.content_type is None
+    for required in (True, False):
+        with pytest.raises(ContentTypeError, match="protected header"):
+            message.require_content_type("application/x-one", required=required)

@@ -6,7 +6,7 @@ import zlib
 
 import cbor2
 import pytest
-from codes_helpers import NOW, trust_list
+from codes_helpers import ISSUER, NOW, trust_list
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dcc_helpers import (
@@ -354,7 +354,7 @@ def test_es1_and_dcc_codes_are_verified_side_by_side_by_one_verifier() -> None:
     doc["keys"] += trust_list(key).to_mapping()["keys"]
     both = verifier(TrustList.from_mapping(doc))
     assert both.verify(issue(), NOW).reason == "ok"
-    assert both.verify(es1.issue(key, issuer="x", lifetime_s=60, iat=NOW), NOW).reason == "ok"
+    assert both.verify(es1.issue(key, issuer=ISSUER, lifetime_s=60, iat=NOW), NOW).reason == "ok"
     assert both.verify(issue(), NOW + 1).reason == "passback"
 
 

@@ -46,6 +46,7 @@ def test_every_error_derives_from_the_base_and_says_what_it_is() -> None:
         (errors.ArgError, errors.UsageError),
         (errors.CodeError, ValueError),
         (errors.UnsupportedAlgorithmError, errors.CodeError),
+        (errors.ContentTypeError, errors.CodeError),
         (errors.TrustListError, ValueError),
         (errors.SubjectError, ValueError),
         (errors.AuthorityKeyError, errors.KeyFileError),

@@ -26,6 +26,7 @@ from control_helpers import OPERATOR, guard, operator_entry, operator_trust
 from gate_helpers import Rig, gate_rig
 
 from edge_sentry.codes import control, keys
+from edge_sentry.codes.trust import Audience
 from edge_sentry.config import Config, from_mapping
 from edge_sentry.fleet import push
 from edge_sentry.health import Paths, sample
@@ -115,7 +116,8 @@ def sentries(broker: Broker, broker_config: Callable[..., Config], subscriber: A
              selftest: Callable[[Any], list[dict[str, Any]]] = lambda parts: []) -> Sentry:
         config = broker_config(device)
         store = open_store(config)
-        trust = TrustPush(operator_trust(version=3, issuer=keys.generate()), root.public_key(), store)
+        trust = TrustPush(operator_trust(version=3, issuer=keys.generate()), root.public_key(), store,
+                          site=config.device.site, device=config.device.id)
         checks = guard(config, store, lambda: trust.trust)  # the list in use, as the daemon's guard
         shadow = ConfigShadow(config, store, guard=checks)
         commands = RemoteCommands(store, builtin_commands(
@@ -325,6 +327,26 @@ def test_push_trust_signed_by_the_root_is_accepted(ops, sentries, files, capsys)
                   "--wait", RETAINED_WAIT], ops) == 0
     assert "gate-1: accepted (version 8)" in capsys.readouterr().out
     assert sentry.trust.trust.version == 8
+    assert sentry.trust.trust.audience == Audience(devices=frozenset({"arena/gate-1"}))
+
+
+def test_a_list_pushed_to_one_sentry_and_copied_to_another_is_refused_there(
+    ops, sentries, subscriber, files, capsys
+):
+    """The audience is inside the signature: a broker login that copies gate-1's retained list onto
+    gate-2's trust topic gets a `trust-rejected` from gate-2, which keeps its list."""
+    first, second = sentries("gate-1"), sentries("gate-2")
+    assert fleet(["push-trust", str(files["trust"]), "--root-key", str(files["root"]), "--device", "gate-1",
+                  "--wait", RETAINED_WAIT], ops) == 0
+    copier = subscriber(f"{first.prefix}/trust")
+    retained = copier.wait_for(f"{first.prefix}/trust", lambda m: m.payload, WAIT)
+    assert retained is not None and first.trust.trust.version == 8
+    events = subscriber(f"{second.prefix}/event")
+    events.publish(f"{second.prefix}/trust", retained.payload, retain=True)
+    refused = events.wait_for(f"{second.prefix}/event",
+                              lambda m: cbor2.loads(m.payload)["event"] == "trust-rejected", WAIT)
+    assert refused is not None and cbor2.loads(refused.payload)["reason"] == "audience"
+    assert second.trust.trust.version == 3 and second.trust.store.pushed_trust() is None
 
 
 def test_push_trust_to_the_site_goes_to_each_sentry(ops, sentries, files, capsys):
@@ -334,6 +356,7 @@ def test_push_trust_to_the_site_goes_to_each_sentry(ops, sentries, files, capsys
     out = capsys.readouterr().out
     assert "gate-1: accepted (version 8)" in out and "gate-2: accepted (version 8)" in out
     assert first.trust.trust.version == second.trust.trust.version == 8
+    assert first.trust.trust.audience == Audience(sites=frozenset({"arena"}))
 
 
 def test_push_trust_signed_by_another_key_is_rejected_and_taken_off_the_broker(

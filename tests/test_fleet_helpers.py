@@ -134,6 +134,7 @@ def test_toml_and_json_files_give_sections(tmp_path: Path):
     ("pulse_ms = 700\n", "pulse_ms: must be a section of keys"),
     ("[trust]\nissued = 2026-11-26T00:00:00Z\n", "trust.issued: must be text, a number"),
     ("[gate.deeper]\nx = 1\n", "gate.deeper: must be text"),
+    ('{"version": 9007199254740992, "config": {"gate": {"pulse_ms": 7}}}', "version must be a whole"),
 ])
 def test_a_file_that_cannot_be_a_desired_config_is_refused_by_name(tmp_path: Path, text: str, fragment: str):
     path = tmp_path / "bad.toml"

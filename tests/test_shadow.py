@@ -170,6 +170,7 @@ BAD_DOCUMENTS = {
     "version a boolean": (desired(True, {}), "version"),
     "version negative": (desired(-1, {}), "signature"),
     "version 2^53": (desired(2**53, {}), "signature"),
+    "version 2^63": (desired(2**63, {}), "signature"),
     "extra top-level key": (signed_body({"version": 2, "config": {}, "apply": "now"}), "apply"),
     "body not a map": (signed_body([1, {"gate": {}}]), ""),
     "unsigned CBOR": (cbor2.dumps({"version": 2, "config": {}}), "signature"),
@@ -177,6 +178,7 @@ BAD_DOCUMENTS = {
     "malformed CBOR": (b"\xa2\x67version\x01", "signature"),
     "malformed JSON": (b'{"version": 2, "config": {', "signature"),
     "NaN in JSON": (b'{"version": 2, "config": {"gate": {"max_open_s": NaN}}}', "signature"),
+    "duplicate JSON key": (b'{"version": 2, "version": 2, "config": {}}', "signature"),
     "NaN in CBOR": (desired(2, {"gate": {"max_open_s": float("nan")}}), "gate.max_open_s"),
     "huge integer": (desired(2, {"gate": {"max_open_s": 10**400}}), "gate.max_open_s"),
     "non-text key": (desired(2, {"gate": {1: 2}}), "gate.1"),
@@ -184,6 +186,15 @@ BAD_DOCUMENTS = {
     "device id": (desired(2, {"device": {"id": "sentry-2"}}), "device.id"),
     "site": (desired(2, {"device": {"site": "elsewhere"}}), "device.site"),
     "state dir": (desired(2, {"device": {"state_dir": "/tmp/x"}}), "device.state_dir"),
+    "venue": (desired(2, {"device": {"venue": "elsewhere"}}), "device.venue"),
+    "entrance": (desired(2, {"device": {"entrance": "back-door"}}), "device.entrance"),
+    "venue name": (desired(2, {"device": {"venue_name": "Not Here"}}), "device.venue_name"),
+    "fail mode": (desired(2, {"gate": {"fail_mode": "safe"}}), "gate.fail_mode"),
+    "skew over 300 s": (desired(2, {"es1": {"skew_s": 301}}), "es1.skew_s"),
+    "max age over 600 s": (desired(2, {"es1": {"max_age_s": 601}}), "es1.max_age_s"),
+    "passback under 5 s": (desired(2, {"gate": {"passback_s": 4}}), "gate.passback_s"),
+    "passback off": (desired(2, {"gate": {"passback_s": 0}}), "gate.passback_s"),
+    "a status the local file refuses": (desired(2, {"es1": {"accept_status": [0, 2]}}), "es1.accept_status"),
     "broker host": (desired(2, {"mqtt": {"host": "evil.example"}}), "mqtt.host"),
     "wiring": (desired(2, {"gpio": {"relay": 4}}), "gpio.relay"),
     "root key": (desired(2, {"trust": {"root_key": "/tmp/other.pem"}}), "trust.root_key"),
@@ -212,6 +223,60 @@ def test_a_bad_document_is_rejected_by_key_path_and_changes_nothing(
     assert shadow.current is applied and shadow.version == 1
     assert seen.configs == []
     assert (state / STORE_FILE).read_bytes() == kept  # not one byte written
+
+
+def test_remote_values_at_the_bounds_are_applied(state: Path, make_shadow):
+    shadow = make_shadow(local_config(state, es1={"accept_status": [0, 1]}))
+    within = {"es1": {"skew_s": 300, "max_age_s": 600, "accept_status": [1]}, "gate": {"passback_s": 5}}
+    report = shadow.handle(DEVICE, desired(2**53 - 1, within))
+    assert report is not None and report["status"] == "applied", report["errors"]
+    es1 = shadow.current.es1
+    assert (es1.skew_s, es1.max_age_s, es1.accept_status) == (300, 600, [1])
+    assert shadow.current.gate.passback_s == 5
+
+
+def test_a_local_value_beyond_the_remote_bounds_may_be_pushed_back_unchanged(state: Path, make_shadow):
+    """The bounds limit what a push changes; a full config dump carries the installer's own values."""
+    local = local_config(state, es1={"skew_s": 900}, gate={"passback_s": 0, "fail_mode": "safe"})
+    shadow = make_shadow(local)
+    dump = {"es1": {"skew_s": 900}, "gate": {"passback_s": 0, "fail_mode": "safe", "pulse_ms": 800}}
+    report = shadow.handle(DEVICE, desired(1, dump))
+    assert report is not None and report["status"] == "applied", report["errors"]
+    assert shadow.handle(DEVICE, desired(2, {"es1": {"skew_s": 800}}))["status"] == "rejected"
+
+
+def test_the_site_document_is_held_to_the_same_rules(shadow: ConfigShadow, state: Path):
+    shadow.handle(SITE, desired(1, {"gate": {"pulse_ms": 700}}))
+    kept = (state / STORE_FILE).read_bytes()
+    applied = shadow.current
+    for payload, path in [
+        (desired(2**53, {"gate": {"pulse_ms": 600}}), "version"),
+        (desired(2, {"es1": {"skew_s": 3600}}), "es1.skew_s"),
+        (desired(2, {"gate": {"fail_mode": "safe"}}), "gate.fail_mode"),
+        (desired(2, {"device": {"venue": "elsewhere"}}), "device.venue"),
+    ]:
+        report = shadow.handle(SITE, payload)
+        assert report is not None and report["status"] == "rejected"
+        assert path in error_paths(report), report["errors"]
+    assert shadow.current is applied and shadow.site_version == 1
+    assert (state / STORE_FILE).read_bytes() == kept
+
+
+def test_a_site_value_beyond_the_bounds_is_harmless_under_a_device_override(shadow: ConfigShadow):
+    """The merged value is what runs: a device document that brings it back within bounds wins."""
+    shadow.handle(DEVICE, desired(1, {"es1": {"skew_s": 60}}))
+    report = shadow.handle(SITE, desired(1, {"es1": {"skew_s": 3000}}))
+    assert report is not None and report["status"] == "applied"
+    assert shadow.current.es1.skew_s == 60
+
+
+def test_what_a_push_can_never_change_is_listed_as_local() -> None:
+    for path in ("device.id", "device.site", "device.venue", "device.entrance", "gate.fail_mode",
+                 "control.skew_s", "control.max_deadline_s", "trust.root_key", "trust.file",
+                 "privacy.authority_key", "outbox.path", "mqtt.host", "mqtt.ca"):  # fmt: skip
+        assert desired_rules.matches(path, desired_rules.LOCAL_ONLY), path
+    for path in ("es1.skew_s", "gate.passback_s", "dcc.products", "trust.max_age_h"):
+        assert not desired_rules.matches(path, desired_rules.LOCAL_ONLY), path
 
 
 def test_an_oversized_document_is_rejected_before_it_is_read(state: Path, make_shadow):

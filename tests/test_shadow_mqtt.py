@@ -103,19 +103,54 @@ def test_site_wide_defaults_merge_under_the_device_config(broker, broker_config,
     assert (shadow.current.gate.pulse_ms, shadow.current.gate.passback_s) == (700, 10)
 
 
-def test_a_bad_desired_config_is_rejected_by_key_path_and_nothing_changes(
-    broker, broker_config, subscriber, sentries
-):
+def refused(broker, broker_config, subscriber, sentries, version: int, document: dict[str, Any], *,
+            site_wide: bool = False) -> Any:
+    """Publish a signed desired document, retained, for a running sentry (or for its site);
+    its `rejected` report, once it is checked that the config in force did not change."""
     config = broker_config()
     prefix = f"sentry/v1/{broker.site}/{config.device.id}"
     operator = subscriber(f"{prefix}/config/reported")
     shadow, _ = sentries(config)
     before = shadow.current
-    push(operator, f"{prefix}/config/desired", 5, {"gate": {"pulse_ms": "fast"}, "device": {"id": "other"}})
-    found = operator.wait_for(f"{prefix}/config/reported", reported(5, "rejected"), WAIT)
+    topic = f"sentry/v1/{broker.site}/all/config/desired" if site_wide else f"{prefix}/config/desired"
+    operator.publish(topic, desired(topic, version, document), retain=True)
+    found = operator.wait_for(f"{prefix}/config/reported", lambda m: body(m)["status"] == "rejected", WAIT)
     assert found is not None, broker.log_tail()
-    assert {e["path"] for e in body(found)["errors"]} == {"gate.pulse_ms", "device.id"}
-    assert shadow.current is before and shadow.version == 0
+    assert shadow.current is before and (shadow.version, shadow.site_version) == (0, 0)
+    return body(found)
+
+
+def error_paths(report: dict[str, Any]) -> set[str]:
+    return {e["path"] for e in report["errors"]}
+
+
+def test_a_bad_desired_config_is_rejected_by_key_path_and_nothing_changes(
+    broker, broker_config, subscriber, sentries
+):
+    bad = {"gate": {"pulse_ms": "fast"}, "device": {"id": "other"}}
+    report = refused(broker, broker_config, subscriber, sentries, 5, bad)
+    assert report["version"] == 5 and error_paths(report) == {"gate.pulse_ms", "device.id"}
+
+
+def test_who_may_enter_and_how_the_gate_fails_cannot_be_pushed(broker, broker_config, subscriber, sentries):
+    """A broker login may tune a sentry, never loosen it: venue, fail mode and the remote bounds stay."""
+    loosen = {
+        "device": {"venue": "elsewhere", "entrance": "back"},
+        "gate": {"fail_mode": "safe", "passback_s": 0},
+        "es1": {"skew_s": 3600, "max_age_s": 86400, "accept_status": [0, 1, 2]},
+    }
+    report = refused(broker, broker_config, subscriber, sentries, 6, loosen)
+    assert error_paths(report) == {
+        "device.venue", "device.entrance", "gate.fail_mode", "gate.passback_s", "es1.skew_s",
+        "es1.max_age_s", "es1.accept_status",
+    }  # fmt: skip
+    assert report["effective"]["gate"]["fail_mode"] == "secure"
+
+
+def test_a_site_document_version_beyond_2_53_is_rejected(broker, broker_config, subscriber, sentries):
+    report = refused(broker, broker_config, subscriber, sentries, 2**53, {"gate": {"pulse_ms": 600}},
+                     site_wide=True)
+    assert report["errors"] == [{"path": "signature", "message": "version"}]
 
 
 def test_after_a_restart_the_kept_config_is_reported_and_the_retained_one_not_applied_twice(

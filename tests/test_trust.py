@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_sentry.codes import keys
-from edge_sentry.codes.trust import DccKey, Es1Key, TrustList
+from edge_sentry.codes import cose, keys
+from edge_sentry.codes.trust import Audience, DccKey, Es1Key, TrustList
 from edge_sentry.errors import KeyFileError, TrustListError
+from edge_sentry.vocabulary import ContentType
 
 ISSUED_EPOCH = 1_795_651_200  # 2026-11-26T00:00:00Z
 CERT = b"0\x82\x01\x00not-really-DER"  # DCC certificates are carried, not parsed, for now
@@ -266,6 +267,73 @@ def test_tampered_or_unsigned_lists_are_refused() -> None:
         TrustList.from_signed(tampered, root.public_key())
     with pytest.raises(TrustListError, match="signed trust list"):
         TrustList.from_signed(trust.to_cbor(), root.public_key())
+
+
+def test_the_signed_form_names_the_trust_content_type() -> None:
+    root = Ed25519PrivateKey.generate()
+    protected = cbor2.loads(TrustList.empty().signed(root)).value[0]
+    assert cbor2.loads(protected)[3] == "application/vnd.edge-sentry.trust+cbor"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, ContentType.VENUE, ContentType.CONTROL, "application/cbor"],
+    ids=["none", "venue poster", "control message", "plain cbor"],
+)
+def test_a_genuine_signature_over_another_kind_is_not_a_trust_list(content_type) -> None:
+    root = Ed25519PrivateKey.generate()
+    body = TrustList.from_mapping(full_doc()[0]).to_cbor()
+    signed = cose.sign1(root, body, kid=keys.kid_of(root), content_type=content_type)
+    with pytest.raises(TrustListError, match="content type"):
+        TrustList.from_signed(signed, root.public_key())
+
+
+# -- audience ------------------------------------------------------------------------------------
+
+
+def test_audience_reads_back_and_names_its_sentries() -> None:
+    doc = full_doc()[0] | {"audience": {"sites": ["s1"], "devices": ["s2/gate-9"]}}
+    trust = TrustList.from_json(json.dumps(doc))
+    assert trust.audience == Audience(frozenset({"s1"}), frozenset({"s2/gate-9"}))
+    assert TrustList.from_json(trust.to_json()) == trust
+    assert trust.audience.names("s1", "anything") and trust.audience.names("s2", "gate-9")
+    assert not trust.audience.names("s2", "gate-1") and not trust.audience.names("s3", "gate-9")
+    assert Audience(sites=frozenset({"*"})).names("any", "one")
+    assert Audience(devices=frozenset({"*"})).names("any", "one")
+
+
+def test_a_list_without_audience_still_loads_as_installed(tmp_path: Path) -> None:
+    """Existing trust files (and `codes keygen`'s) have no audience: the local file needs none."""
+    (tmp_path / "trust.json").write_text(json.dumps(full_doc()[0]))
+    trust = TrustList.load(tmp_path / "trust.json")
+    assert trust.audience is None and "audience" not in trust.to_mapping()
+
+
+def test_addressing_a_list_keeps_its_content_and_version() -> None:
+    trust = TrustList.from_mapping(full_doc()[0])
+    for_gate = trust.for_audience(Audience.of("s1", "gate-2"))
+    assert for_gate.audience == Audience(devices=frozenset({"s1/gate-2"}))
+    assert for_gate.version == trust.version and for_gate.keys == trust.keys
+    assert trust.for_audience(Audience.of("s1")).audience == Audience(sites=frozenset({"s1"}))
+
+
+@pytest.mark.parametrize(
+    ("audience", "path"),
+    [
+        ([], r"audience: must be an object"),
+        ({"sites": "s1"}, r"audience\.sites: must be a list"),
+        ({"sites": [""]}, r"audience\.sites\[0\]: must be a non-empty text"),
+        ({"sites": ["s1/x"]}, r"audience\.sites\[0\]: a site name has no /"),
+        ({"devices": ["gate-1"]}, r"audience\.devices\[0\]: must be \"site/device\""),
+        ({"devices": ["s1/"]}, r"audience\.devices\[0\]"),
+        ({"devices": ["a/b/c"]}, r"audience\.devices\[0\]"),
+        ({"sites": [], "devices": []}, r"audience: must name at least one"),
+        ({"site": ["s1"]}, r"audience\.site: unknown key"),
+    ],
+)
+def test_a_bad_audience_is_named_by_its_key_path(audience, path: str) -> None:
+    with pytest.raises(TrustListError, match=path):
+        TrustList.from_mapping(full_doc()[0] | {"audience": audience})
 
 
 # -- issuer key files ----------------------------------------------------------------------------

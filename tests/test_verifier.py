@@ -1,10 +1,11 @@
 """The verifier: every reason of docs/protocol.md 2, their precedence, passback, and no raising."""
 
 import dataclasses
+import functools
 
 import cbor2
 import pytest
-from codes_helpers import ISSUER, NOW, SUB, apply_mutation, make_verifier, trust_list
+from codes_helpers import ISSUER, NOW, SUB, apply_mutation, make_verifier, trust_doc, trust_list
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -128,6 +129,25 @@ def test_unknown_key(verifier: Verifier) -> None:
     assert decision.iat is None and decision.sub is None  # nothing read from an untrusted payload
 
 
+def test_a_trusted_key_speaking_for_another_issuer_is_an_unknown_key(verifier: Verifier) -> None:
+    decision = verifier.verify(code(issuer="someone-else"), NOW)
+    assert (decision.verdict, decision.reason, decision.kid) == ("deny", "unknown-key", keys.kid_of(KEY))
+    assert decision.issuer is None and decision.sub is None  # the claimed name is not reported as true
+
+
+def test_each_key_is_known_only_for_its_own_issuer() -> None:
+    """Two issuers of one fleet: the first one's key cannot sign codes in the second one's name."""
+    doc = trust_doc(KEY)
+    other = Ed25519PrivateKey.generate()
+    doc["keys"].append(keys.trust_entry(other, "venue-b"))
+    verifier = make_verifier(TrustList.from_mapping(doc))
+    assert verifier.verify(code(issuer="venue-b"), NOW).reason == "unknown-key"
+    by_other = functools.partial(es1.issue, other, lifetime_s=60, iat=NOW)
+    assert verifier.verify(by_other(issuer=ISSUER), NOW).reason == "unknown-key"
+    assert verifier.verify(by_other(issuer="venue-b"), NOW).reason == "ok"
+    assert verifier.verify(code(sub=OTHER_SUB), NOW).reason == "ok"
+
+
 def test_bad_signature(verifier: Verifier) -> None:
     decision = verifier.verify(forged_with_trusted_kid(), NOW)
     assert (decision.verdict, decision.reason, decision.kid) == (
@@ -244,6 +264,12 @@ def test_forged_venue_code_is_a_bad_signature() -> None:
     text = "VC1:" + base45.encode(cose.encode_sign1(header, {}, payload, sig))
     decision = make_verifier(trust_list(KEY), root=ROOT).verify(text, NOW)
     assert (decision.verdict, decision.reason) == ("deny", "bad-signature")
+
+
+def test_a_root_signed_trust_list_shown_as_a_venue_code_opens_nothing_and_proves_nothing() -> None:
+    signed = trust_list(KEY, audience={"sites": ["s1"]}).signed(ROOT)
+    decision = make_verifier(trust_list(KEY), root=ROOT).verify("VC1:" + base45.encode(signed), NOW)
+    assert (decision.verdict, decision.reason, decision.venue_code) == ("deny", "malformed", None)
 
 
 def test_genuine_venue_code_carries_its_map() -> None:

@@ -14,7 +14,18 @@ from edge_sentry import vocabulary
 from edge_sentry.eventlog import EventLog
 from edge_sentry.link import payloads
 from edge_sentry.storage import encode_frame
-from edge_sentry.vocabulary import CommandStatus, ControlRefusal, Event, Mode, Reason, Refusal, Role, Verdict
+from edge_sentry.vocabulary import (
+    CommandStatus,
+    ContentType,
+    ControlRefusal,
+    Event,
+    Mode,
+    Reason,
+    Refusal,
+    Role,
+    TrustRejection,
+    Verdict,
+)
 
 # As the README and docs/protocol.md list them.
 CONTRACT: dict[type, set[str]] = {
@@ -37,6 +48,14 @@ CONTRACT: dict[type, set[str]] = {
     },
     Role: {"config", "command"},
     CommandStatus: {"ok", "error", "expired", "rejected", "unknown-command"},
+    TrustRejection: {
+        "no-root-key", "too-large", "malformed", "unsupported-algorithm", "bad-signature", "content-type",
+        "invalid", "audience", "old-version",
+    },
+    ContentType: {
+        "application/vnd.edge-sentry.trust+cbor", "application/vnd.edge-sentry.venue+cbor",
+        "application/vnd.edge-sentry.control+cbor",
+    },
 }  # fmt: skip
 
 

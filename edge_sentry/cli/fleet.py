@@ -28,7 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..codes import control, keys
-from ..codes.trust import TrustList
+from ..codes.trust import Audience, TrustList
 from ..config import Config
 from ..errors import EdgeSentryError, FleetError, KeyFileError, PayloadError, TopicError, UsageError
 from ..fleet import command_request as cmd
@@ -89,7 +89,8 @@ def register(sub: Any) -> Any:
                          description="Sign FILE (a trust list, JSON) with the fleet's trust-root "
                          "private key and publish it, retained, on the trust topic of one sentry "
                          "(--device) or of every sentry known at the site (--site alone); then wait "
-                         "for each to take it or refuse it.")
+                         "for each to take it or refuse it. The list's audience is set to that "
+                         "sentry or site.")
     p.add_argument("file", metavar="FILE", help="trust-list file (JSON, or CBOR)")
     p.add_argument("--root-key", required=True, metavar="PEM", help="the fleet's trust-root private key")
     _target(p)
@@ -333,7 +334,9 @@ def run_push_trust(args: argparse.Namespace, config: Config) -> int:
     site, device = _targets(args, config)
     _positive(args.timeout, "--timeout")
     _positive(args.wait, "--wait")
-    trust = TrustList.load(args.file)
+    # Addressed to exactly the sentries it is pushed to, whatever the file says: a copy of it
+    # republished on another site's or device's topic is refused there.
+    trust = TrustList.load(args.file).for_audience(Audience.of(site, device))
     root = keys.load_private_key(args.root_key)
     signed = trust.signed(root)
     assert config.mqtt is not None

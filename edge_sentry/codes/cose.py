@@ -7,6 +7,9 @@ header could give other bytes and break verification.
 
 Decoding is strict (wrong array length, wrong types, a protected header that is not a map, duplicate
 map keys, trailing bytes: CodeError), because every field comes from a stranger's phone screen.
+The content type (label 3) is honoured only in the protected header: it is what keeps a signature
+over one kind of object (a trust list, a venue poster) from passing as another kind signed by the
+same key, so it must be covered by the signature.
 Signature algorithms sit in the small `ALGORITHMS` table, so a scheme that needs another algorithm adds
 a row, not a branch: EdDSA for the sentry's own codes, ES256 and PS256 for the EU DCC (RFC 9053, RFC 8230).
 Pure functions, no I/O.
@@ -26,11 +29,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from ..errors import CodeError, UnsupportedAlgorithmError
+from ..errors import CodeError, ContentTypeError, UnsupportedAlgorithmError
 
 TAG_SIGN1 = 18
 TAG_CWT = 61
 HEADER_ALG = 1
+HEADER_CONTENT_TYPE = 3
 HEADER_KID = 4
 ALG_EDDSA = -8
 ALG_ES256 = -7
@@ -160,6 +164,28 @@ class Sign1:
         found: bytes | None = self.unprotected.get(HEADER_KID)
         return found
 
+    @property
+    def content_type(self) -> Any:
+        """The content type from the protected header, or None; an unprotected one is never read."""
+        return self.protected_header.get(HEADER_CONTENT_TYPE)
+
+    def require_content_type(self, expected: str, *, required: bool = True) -> None:
+        """ContentTypeError unless the protected header names `expected`; with `required` False, a
+        message that names no content type at all also passes (objects signed before types existed).
+
+        A content type in the unprotected header is refused outright: nothing here writes one, and
+        an unsigned label that seems to say what the object is would only mislead a reader.
+        """
+        if HEADER_CONTENT_TYPE in self.unprotected:
+            raise ContentTypeError("COSE_Sign1: the content type must be in the protected header")
+        found = self.content_type
+        if found is None and not required:
+            return
+        if found is None:
+            raise ContentTypeError(f"COSE_Sign1: no content type; expected {expected!r}")
+        if found != expected:
+            raise ContentTypeError(f"COSE_Sign1: content type {found!r}, expected {expected!r}")
+
 
 def loads(data: bytes, *, what: str = "CBOR", max_depth: int = 16) -> Any:
     """Decode exactly one CBOR item; raise CodeError on bad CBOR, duplicate keys or trailing bytes.
@@ -268,14 +294,18 @@ def sign1(
     *,
     alg: int = ALG_EDDSA,
     kid: bytes | None = None,
+    content_type: str | None = None,
     unprotected: Header | None = None,
     tag: bool = True,
 ) -> bytes:
-    """Sign `payload`; return the serialised COSE_Sign1 with alg and kid in the protected header."""
+    """Sign `payload`; return the serialised COSE_Sign1 with alg, kid and content type (when given)
+    in the protected header."""
     algorithm = ALGORITHMS.get(alg)
     if algorithm is None:
         raise UnsupportedAlgorithmError(f"COSE: algorithm {alg} is not supported")
     header: dict[int | str, Any] = {HEADER_ALG: alg}
+    if content_type is not None:
+        header[HEADER_CONTENT_TYPE] = content_type
     if kid is not None:
         header[HEADER_KID] = kid
     protected = encode_header(header)

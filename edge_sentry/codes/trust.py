@@ -2,10 +2,16 @@
 which operator keys may sign config and commands (`operators`, for the sites each names).
 
 The file is JSON; the same document also arrives as CBOR (byte strings may then be raw instead of
-base64), and over MQTT as a COSE_Sign1 signed by the fleet's trust-root key. Loading is
-all-or-nothing: any problem raises TrustListError with one line naming the key path
-("keys[2].public_key: not base64"), so an operator fixes the file instead of a sentry half-trusting
-it. Unknown keys are errors, as in the config, so that a typo cannot silently drop a revocation.
+base64), and over MQTT as a COSE_Sign1 signed by the fleet's trust-root key with the content type
+`application/vnd.edge-sentry.trust+cbor` (the same key signs venue posters, which must never pass as
+a list). Loading is all-or-nothing: any problem raises TrustListError with one line naming the key
+path ("keys[2].public_key: not base64"), so an operator fixes the file instead of a sentry
+half-trusting it. Unknown keys are errors, as in the config, so that a typo cannot silently drop a
+revocation.
+
+`audience` names the sentries a list is for: sites by name, devices as "site/device" (a device id
+names topics only under its site), "*" for all. It is optional here; whoever takes a pushed list
+(link/trustpush.py) requires it and checks that it names that sentry.
 
 Pure functions apart from `TrustList.load`, which reads one file.
 """
@@ -18,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,7 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import CodeError, TrustListError
-from ..vocabulary import Role
+from ..vocabulary import ContentType, Role
 from . import cose
 from .dcc import Signer, load_signer
 from .keys import KID_LENGTH, kid_of, raw_public_key
@@ -37,6 +43,8 @@ SCHEMES = ("es1", "dcc")
 OPERATOR_ROLES = tuple(role.value for role in Role)
 #: An operator's `sites` holding only this addresses every site of the fleet.
 ALL_SITES = "*"
+#: In an audience, every site or every device of the fleet.
+EVERYONE = "*"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -102,6 +110,29 @@ class Operator:
 
 
 @dataclass(frozen=True)
+class Audience:
+    """The sentries a trust list is for: `sites` by name, `devices` as "site/device"; "*" in either
+    is every sentry of the fleet."""
+
+    sites: frozenset[str] = frozenset()
+    devices: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, site: str, device: str | None = None) -> Audience:
+        """One sentry (site and device), or every sentry of a site (no device)."""
+        if device is None:
+            return cls(sites=frozenset({site}))
+        return cls(devices=frozenset({f"{site}/{device}"}))
+
+    def names(self, site: str, device: str) -> bool:
+        """True when the sentry `device` of `site` is among those the list is for."""
+        return bool({EVERYONE, site} & self.sites) or bool({EVERYONE, f"{site}/{device}"} & self.devices)
+
+    def to_mapping(self) -> dict[str, list[str]]:
+        return {"sites": sorted(self.sites), "devices": sorted(self.devices)}
+
+
+@dataclass(frozen=True)
 class TrustList:
     """An immutable trust list; build it with `load`, `from_json`, `from_cbor` or `empty`."""
 
@@ -111,6 +142,7 @@ class TrustList:
     revoked_kids: frozenset[bytes] = frozenset()
     revoked_subs: frozenset[bytes] = frozenset()
     operators: tuple[Operator, ...] = ()
+    audience: Audience | None = None
     _index: dict[tuple[str, bytes], tuple[TrustedKey, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -168,6 +200,10 @@ class TrustList:
             raise TrustListError(
                 "signed trust list: signature does not verify under the trust-root key"
             )
+        try:
+            message.require_content_type(ContentType.TRUST)
+        except CodeError as exc:
+            raise TrustListError(f"signed trust list: {exc}") from None
         return cls.from_cbor(message.payload)
 
     @classmethod
@@ -251,6 +287,8 @@ class TrustList:
         }
         if self.operators:
             doc["operators"] = [op.to_mapping() for op in self.operators]
+        if self.audience is not None:
+            doc["audience"] = self.audience.to_mapping()
         return doc
 
     def to_json(self) -> str:
@@ -260,8 +298,14 @@ class TrustList:
         return cbor2.dumps(self.to_mapping())
 
     def signed(self, root_key: Ed25519PrivateKey) -> bytes:
-        """The COSE_Sign1 form an operator pushes over MQTT."""
-        return cose.sign1(root_key, self.to_cbor(), alg=cose.ALG_EDDSA, kid=kid_of(root_key))
+        """The COSE_Sign1 form an operator pushes over MQTT, typed as a trust list."""
+        return cose.sign1(
+            root_key, self.to_cbor(), alg=cose.ALG_EDDSA, kid=kid_of(root_key), content_type=ContentType.TRUST
+        )
+
+    def for_audience(self, audience: Audience) -> TrustList:
+        """This list addressed to `audience` instead (same version: the content is the same keys)."""
+        return replace(self, audience=audience)
 
     def with_entry(self, entry: Mapping[str, Any], *, issued: datetime) -> TrustList:
         """The next version of this list, with one more entry (JSON form, as from trust_entry)."""
@@ -415,7 +459,7 @@ def _dcc_entry(entry: Mapping[str, Any], path: str) -> DccKey:
 
 
 def _parse(doc: Any) -> TrustList:
-    _map(doc, "", {"version", "issued", "keys"}, {"revoked", "operators"})
+    _map(doc, "", {"version", "issued", "keys"}, {"revoked", "operators", "audience"})
     version = doc["version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise _fail("version", "must be a whole number, 0 or more")
@@ -443,7 +487,30 @@ def _parse(doc: Any) -> TrustList:
     kids = _byte_list(revoked.get("kids", []), "revoked.kids", None)
     subs = _byte_list(revoked.get("subs", []), "revoked.subs", 32)
     operators = _operators(doc.get("operators", []))
-    return TrustList(version, issued, tuple(keys), kids, subs, operators)
+    audience = _audience(doc["audience"]) if "audience" in doc else None
+    return TrustList(version, issued, tuple(keys), kids, subs, operators=operators, audience=audience)
+
+
+def _audience(value: Any) -> Audience:
+    audience = _map(value, "audience", set(), {"sites", "devices"})
+    sites = _text_list(audience.get("sites", []), "audience.sites")
+    devices = _text_list(audience.get("devices", []), "audience.devices")
+    for i, site in enumerate(sites):
+        if "/" in site:
+            raise _fail(f"audience.sites[{i}]", "a site name has no /")
+    for i, device in enumerate(devices):
+        parts = device.split("/")
+        if device != EVERYONE and (len(parts) != 2 or not all(p.strip() for p in parts)):
+            raise _fail(f"audience.devices[{i}]", 'must be "site/device" or "*"')
+    if not sites and not devices:
+        raise _fail("audience", "must name at least one site or device (\"*\" for all)")
+    return Audience(frozenset(sites), frozenset(devices))
+
+
+def _text_list(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list | tuple):
+        raise _fail(path, "must be a list")
+    return [_text(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
 
 def _byte_list(value: Any, path: str, length: int | None) -> frozenset[bytes]:

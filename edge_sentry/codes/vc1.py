@@ -2,8 +2,11 @@
 
 Text = "VC1:" + Base45(COSE_Sign1) signed with the fleet's trust-root key over the CBOR map {"site",
 "venue", "entrance", "name", "issued"}. `name` is the venue's display name and `issued` is seconds
-since 1970. The protected header carries alg -8 and the root key's kid, so a poster signed by an
-older root reads as `unknown-key` rather than as a forgery.
+since 1970. The protected header carries alg -8, the root key's kid (so a poster signed by an older
+root reads as `unknown-key` rather than as a forgery) and the content type
+`application/vnd.edge-sentry.venue+cbor`: the root key also signs trust lists, and neither may pass
+as the other. A poster without a content type was printed before types existed and stays readable; one
+that names any other type is `malformed`, whoever signed it.
 
 A VC1 never opens a gate: it lets a sentry's self-test prove that the poster at its entrance is
 genuine and belongs there, catching a moved, altered or foreign poster. Pure functions, no I/O.
@@ -20,7 +23,7 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import CodeError
-from ..vocabulary import Reason
+from ..vocabulary import ContentType, Reason
 from . import base45, cose
 from .keys import kid_of
 
@@ -64,7 +67,9 @@ def issue(
         "name": name,
         "issued": int(time.time()) if issued is None else int(issued),
     }
-    message = cose.sign1(root_key, cbor2.dumps(body), alg=cose.ALG_EDDSA, kid=kid_of(root_key))
+    message = cose.sign1(
+        root_key, cbor2.dumps(body), alg=cose.ALG_EDDSA, kid=kid_of(root_key), content_type=ContentType.VENUE
+    )
     return PREFIX + base45.encode(message)
 
 
@@ -85,7 +90,8 @@ def verify(text: str, root_key: Ed25519PublicKey | None) -> tuple[str, VenueCode
     """Check a VC1 text against the trust-root key; return (reason, venue code when genuine).
 
     reason is "ok" (signature holds; the VenueCode is returned), "unknown-key" (no root key
-    configured, or the code names another key), "bad-signature" or "malformed". Whether the genuine
+    configured, or the code names another key), "bad-signature" or "malformed" (also for a signed
+    object of another kind, such as a trust list, whatever its signature). Whether the genuine
     poster is at the right place is a separate question: `VenueCode.matches`.
     """
     try:
@@ -98,6 +104,7 @@ def verify(text: str, root_key: Ed25519PublicKey | None) -> tuple[str, VenueCode
             message.protected_header.get(cose.HEADER_KID), bytes
         ):
             raise CodeError("VC1: protected header must carry alg -8 and a kid")
+        message.require_content_type(ContentType.VENUE, required=False)
     except CodeError:
         return Reason.MALFORMED, None
     if root_key is None or message.protected_header[cose.HEADER_KID] != kid_of(root_key):

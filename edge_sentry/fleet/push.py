@@ -33,6 +33,7 @@ from typing import Any
 from ..codes import cose
 from ..errors import CodeError, UsageError
 from ..link import topics
+from ..link.desired import MAX_VERSION
 from ..vocabulary import Event
 
 APPLIED = "applied"
@@ -101,8 +102,8 @@ def load_desired(path: str | Path) -> tuple[dict[str, Any], int | None]:
         raise UsageError(f"{name}: not valid TOML ({exc})") from None
     if isinstance(doc, dict) and set(doc) == {"version", "config"}:
         version, doc = doc["version"], doc["config"]
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise UsageError(f"{name}: version must be a whole number, 0 or more")
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < MAX_VERSION:
+            raise UsageError(f"{name}: version must be a whole number from 0 to 2^53 - 1")
     return check_sections(doc, name), version
 
 

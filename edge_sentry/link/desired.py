@@ -3,15 +3,22 @@ the effective config built from the local one and the two overlays.
 
 Pure: no I/O, no clock, no state; `shadow.ConfigShadow` decides when to call it and keeps the outcome.
 
-What may not change remotely (`LOCAL_ONLY`): who the sentry is (`device.id`, `device.site`: they
-name its MQTT topics and its broker ACL, so a wrong value strands it), where it keeps its files,
-how it reaches the broker, how it is wired, which camera it reads, which keys anchor its trust, how
-fresh a signed command must be (`control.*`: a pushed config must not loosen the checks that let it
-in), the operator tools' own settings (`fleet.*`), and the privacy opt-ins that a venue grants on
-site (`privacy.allow_snapshot`). A desired value equal to the local one is accepted (a full config
-dump may be pushed back), a different one is an error naming the key. Keys outside `LIVE` take
-effect only after a restart. Secrets (`SECRETS`) are refused whatever their value and never shown in
-a report.
+What may not change remotely (`LOCAL_ONLY`): who and where the sentry is (`device.*`: its id and
+site name its MQTT topics and its broker ACL, so a wrong value strands it; its venue and entrance
+decide which codes and posters belong here), what the gate does when it fails (`gate.fail_mode`:
+a push must never turn a secure door into an open one), how fresh a signed command must be
+(`control.*`: a pushed config must not loosen the checks that let it in), the operator tools' own
+settings (`fleet.*`), where it keeps its files, how it reaches the broker, how it is wired, which
+camera it reads, which keys anchor its trust, and the privacy opt-ins that a venue grants on site
+(`privacy.allow_snapshot`). A desired value equal to the local one is accepted (a full config dump
+may be pushed back), a different one is an error naming the key. Keys outside `LIVE` take effect
+only after a restart. Secrets (`SECRETS`) are refused whatever their value and never shown in a
+report.
+
+What may change remotely stays within bounds (`BOUNDS`, `SUBSET_OF_LOCAL`, docs/protocol.md section
+6.5) tighter than the schema's, so a broker login cannot loosen entry: a code may not live longer or
+be skewed further, passback may not be switched off, and no status the local file refuses may be let
+in. A remote value equal to the local one is again accepted (it changes nothing).
 """
 
 from __future__ import annotations
@@ -21,18 +28,21 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..codes.control import MAX_CONFIG_VERSION
 from ..config import Config, from_mapping, to_mapping
 from ..errors import ConfigError, ConfigRejected
 
 MAX_DESIRED_BYTES = 64 * 1024
 _MAX_INT = 2**63  # beyond a 64-bit integer no config value means anything; floats would overflow
+#: Versions are integers a JSON reader (an operator's dashboard, say) keeps exact: below 2^53.
+MAX_VERSION = MAX_CONFIG_VERSION
 
 #: Keys set on the device only. "section.*" covers a whole section.
 LOCAL_ONLY = frozenset(
     {
-        "device.id",
-        "device.site",
-        "device.state_dir",
+        "device.*",
+        "gate.fail_mode",
+        "control.*",
         "trust.file",
         "trust.root_key",
         "outbox.path",
@@ -51,7 +61,6 @@ LOCAL_ONLY = frozenset(
         "mqtt.cert",
         "mqtt.key",
         "mqtt.keepalive_s",
-        "control.*",
         "fleet.*",
     }
 )
@@ -69,6 +78,16 @@ LIVE = frozenset(
         "log.level",
     }
 )
+
+#: Remote values must stay within these (lowest, highest); None is no bound on that side.
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "es1.skew_s": (None, 300),
+    "es1.max_age_s": (None, 600),
+    "gate.passback_s": (5, None),
+}
+
+#: Remote lists that may only keep or drop members of the local file's list.
+SUBSET_OF_LOCAL = frozenset({"es1.accept_status"})
 
 #: Values replaced by SECRET_MARK in reports: a report is retained on the broker for anyone with
 #: read access to the device's topics.
@@ -121,8 +140,8 @@ def check_document(doc: Any) -> tuple[int, Mapping[str, Any]]:
     version = doc.get("version")
     if "version" not in doc:
         problems.append(("version", "missing"))
-    elif isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < _MAX_INT:
-        problems.append(("version", "must be a whole number, 0 or more"))
+    elif isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < MAX_VERSION:
+        problems.append(("version", "must be a whole number from 0 to 2^53 - 1"))
     config = doc.get("config")
     if "config" not in doc:
         problems.append(("config", "missing"))
@@ -172,8 +191,12 @@ def build(local: Config, site: Mapping[str, Any], device: Mapping[str, Any]) -> 
             # Always refused, whatever the value: accepting an equal one would let anyone who can
             # publish a desired config test guesses of the secret.
             problems.append((path, "is a secret; it is set on the device only"))
-        elif matches(path, LOCAL_ONLY) and local_map.get(section, {}).get(key, value) != value:
+        elif local_map.get(section, {}).get(key, value) == value:
+            continue  # equal to the local value: changes nothing, whatever the rules below say
+        elif matches(path, LOCAL_ONLY):
             problems.append((path, "is set on the device only; it cannot be changed remotely"))
+        else:
+            problems.extend(_out_of_bounds(path, value, local_map.get(section, {}).get(key)))
     for section in wanted:
         if section not in local_map and section in {f.name for f in dataclasses.fields(Config)}:
             problems.append((section, f"the {section} section is set on the device only"))
@@ -189,6 +212,22 @@ def build(local: Config, site: Mapping[str, Any], device: Mapping[str, Any]) -> 
         unique = sorted(set(problems))
         raise ConfigRejected(unique)
     return config
+
+
+def _out_of_bounds(path: str, value: Any, local: Any) -> list[tuple[str, str]]:
+    """The problem with a remote `value` that the remote bounds refuse; ill-typed values are left to
+    the schema, which names them."""
+    if path in BOUNDS and isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = BOUNDS[path]
+        if low is not None and value < low:
+            return [(path, f"must be at least {low:g} when set remotely")]
+        if high is not None and value > high:
+            return [(path, f"must be at most {high:g} when set remotely")]
+    if path in SUBSET_OF_LOCAL and isinstance(value, list) and isinstance(local, list):
+        extra = [item for item in value if item not in local]
+        if extra:
+            return [(path, f"may only keep values of the local file's {sorted(local)!r} when set remotely")]
+    return []
 
 
 def strip_local(local: Config, overlay: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,15 +2,21 @@
 
 The `trust` topic carries a COSE_Sign1 (signed by the fleet's trust-root key, `trust.root_key`)
 around the CBOR form of a trust list (docs/protocol.md section 3). A list is accepted only when the signature
-holds under that key and its version is higher than the one in use; anything else (no root key
-configured, bad or missing signature, malformed envelope or list, a lower version, an equal version
-with other content) is refused: the list in use stays, and a `trust-rejected` event says why. The
+holds under that key, its protected header names the trust list's content type (the root key also
+signs venue posters), its `audience` names this sentry (its site, or its site and device) and its
+version is higher than the one in use; anything else (no root key configured, bad or missing
+signature, no or another content type, malformed envelope or list, no audience or one for other
+sentries, a lower version, an equal version with other content) is refused: the list in use stays,
+and a `trust-rejected` event says why. The
 retained list comes again at every reconnect: the same version with the same content is simply
 "unchanged" and reported by nobody.
 
 Accepted lists are kept in the device's state store (state.py, JSON form) rather than over
 `trust.file`: the provisioned file may be read-only and stays as the installer left it. At start,
-`load_initial` takes whichever of the two has the higher version. Then listeners get the new list
+`load_initial` takes whichever of the two has the higher version (the store belongs to one site and
+device, so a kept list was checked against this sentry's audience when it came). The local file is
+trusted as installed: whoever can write it can write anything, so its `audience` is not checked and
+may be absent. Then listeners get the new list
 (the daemon swaps it into the verifier and updates the `state` topic's trust version).
 
 Never logs or reports a list's keys; reasons are short tokens an operator's tool can count.
@@ -32,7 +38,7 @@ from ..codes import cose
 from ..codes.trust import TrustList
 from ..errors import CodeError, TrustListError, TrustRefused, UnsupportedAlgorithmError
 from ..state import StateStore
-from ..vocabulary import Event
+from ..vocabulary import ContentType, Event, TrustRejection
 from . import topics
 
 if TYPE_CHECKING:
@@ -43,17 +49,6 @@ log = logging.getLogger(__name__)
 #: A DCC list with every EU signer certificate is a few hundred KB: more than mqtt.max_payload's
 #: default, so the trust topic's subscription asks the link for this cap instead.
 MAX_TRUST_BYTES = 8 << 20
-
-#: Reasons of a refusal, as they appear in `trust-rejected` events.
-REASONS = (
-    "no-root-key",  # trust.root_key not configured or unreadable: nothing can be verified
-    "too-large",
-    "malformed",  # not a COSE_Sign1
-    "unsupported-algorithm",
-    "bad-signature",  # not signed by the trust-root key
-    "invalid",  # signed, but the list inside does not follow the format
-    "old-version",  # lower than the list in use, or equal with other content
-)
 
 Listener = Callable[[TrustList], None]
 Record = Callable[[dict[str, Any]], Any]
@@ -100,6 +95,7 @@ class TrustPush:
     """Decides on pushed trust lists; `trust` is the list in use.
 
     `root_key` is the loaded trust-root public key (None: every push is refused as `no-root-key`).
+    `site` and `device` name this sentry, which a pushed list's `audience` must name.
     `store` keeps accepted lists. `record` receives the `trust-updated` / `trust-rejected` events
     (the outbox's `put`, so they reach the `event` topic with an id and a seq). Listeners run after
     the swap on the caller's thread; their errors are logged.
@@ -111,6 +107,8 @@ class TrustPush:
         root_key: Ed25519PublicKey | None,
         store: StateStore,
         *,
+        site: str,
+        device: str,
         record: Record | None = None,
         max_bytes: int = MAX_TRUST_BYTES,
         clock: Callable[[], float] = time.time,
@@ -118,6 +116,8 @@ class TrustPush:
         self.trust = trust
         self.root_key = root_key
         self.store = store
+        self.site = site
+        self.device = device
         self.max_bytes = max_bytes
         self._record = record
         self._clock = clock
@@ -139,12 +139,12 @@ class TrustPush:
                 return self._refuse(exc.reason, exc.detail, None, current)
             if pushed.version < current.version:
                 detail = f"version {pushed.version} is lower than {current.version} in use"
-                return self._refuse("old-version", detail, pushed.version, current)
+                return self._refuse(TrustRejection.OLD_VERSION, detail, pushed.version, current)
             if pushed.version == current.version:
                 if pushed.to_mapping() == current.to_mapping():
                     return Outcome("unchanged", version=pushed.version)
                 detail = f"version {pushed.version} is in use with other content"
-                return self._refuse("old-version", detail, pushed.version, current)
+                return self._refuse(TrustRejection.OLD_VERSION, detail, pushed.version, current)
             kept = True
             try:
                 self.store.keep_pushed_trust(pushed.to_json())
@@ -181,23 +181,37 @@ class TrustPush:
 
     def _verify(self, payload: bytes) -> TrustList:
         if self.root_key is None:
-            raise TrustRefused("no-root-key", "trust.root_key is not configured or cannot be read")
+            raise TrustRefused(
+                TrustRejection.NO_ROOT_KEY, "trust.root_key is not configured or cannot be read"
+            )
         if len(payload) > self.max_bytes:
-            raise TrustRefused("too-large", f"{len(payload)} bytes, more than {self.max_bytes}")
+            raise TrustRefused(TrustRejection.TOO_LARGE, f"{len(payload)} bytes, more than {self.max_bytes}")
         try:
             message = cose.decode_sign1(payload)
         except CodeError as exc:
-            raise TrustRefused("malformed", str(exc)) from None
+            raise TrustRefused(TrustRejection.MALFORMED, str(exc)) from None
         try:
             genuine = cose.verify(message, self.root_key)
         except UnsupportedAlgorithmError as exc:
-            raise TrustRefused("unsupported-algorithm", str(exc)) from None
+            raise TrustRefused(TrustRejection.UNSUPPORTED_ALGORITHM, str(exc)) from None
         if not genuine:
-            raise TrustRefused("bad-signature", "not signed by the trust-root key")
+            raise TrustRefused(TrustRejection.BAD_SIGNATURE, "not signed by the trust-root key")
         try:
-            return TrustList.from_cbor(message.payload)
+            # After the signature: a genuine poster or control message pushed here is named as such.
+            message.require_content_type(ContentType.TRUST)
+        except CodeError as exc:
+            raise TrustRefused(TrustRejection.CONTENT_TYPE, str(exc)) from None
+        try:
+            pushed = TrustList.from_cbor(message.payload)
         except TrustListError as exc:
-            raise TrustRefused("invalid", str(exc)) from None
+            raise TrustRefused(TrustRejection.INVALID, str(exc)) from None
+        if pushed.audience is None:
+            raise TrustRefused(TrustRejection.AUDIENCE, "a pushed list must name its audience")
+        if not pushed.audience.names(self.site, self.device):
+            raise TrustRefused(
+                TrustRejection.AUDIENCE, f"the list is not for {self.site}/{self.device}"
+            )
+        return pushed
 
     def _refuse(self, reason: str, detail: str, version: int | None, current: TrustList) -> Outcome:
         log.warning("trust list refused (%s): %s; keeping version %d", reason, detail, current.version)
