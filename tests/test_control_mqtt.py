@@ -72,7 +72,8 @@ class Bench:
     def start(self, rig: Rig) -> Sentry:
         """A sentry on the config's state folder (a second call is a restart)."""
         store = self.open_store(self.config)
-        push = TrustPush(sentry_trust(), ROOT.public_key(), store)
+        push = TrustPush(sentry_trust(), ROOT.public_key(), store, site=self.config.device.site,
+                         device=self.config.device.id)
         checks = guard(self.config, store, lambda: push.trust)
         shadow = ConfigShadow(self.config, store, guard=checks)
         commands = RemoteCommands(

@@ -246,14 +246,14 @@ def test_a_local_value_beyond_the_remote_bounds_may_be_pushed_back_unchanged(sta
 
 
 def test_the_site_document_is_held_to_the_same_rules(shadow: ConfigShadow, state: Path):
-    shadow.handle(SITE, desired(1, {"gate": {"pulse_ms": 700}}))
+    shadow.handle(SITE, desired(1, {"gate": {"pulse_ms": 700}}, SITE))
     kept = (state / STORE_FILE).read_bytes()
     applied = shadow.current
     for payload, path in [
-        (desired(2**53, {"gate": {"pulse_ms": 600}}), "version"),
-        (desired(2, {"es1": {"skew_s": 3600}}), "es1.skew_s"),
-        (desired(2, {"gate": {"fail_mode": "safe"}}), "gate.fail_mode"),
-        (desired(2, {"device": {"venue": "elsewhere"}}), "device.venue"),
+        (desired(2**53, {"gate": {"pulse_ms": 600}}, SITE), "signature"),  # refused before it is read
+        (desired(2, {"es1": {"skew_s": 3600}}, SITE), "es1.skew_s"),
+        (desired(2, {"gate": {"fail_mode": "safe"}}, SITE), "gate.fail_mode"),
+        (desired(2, {"device": {"venue": "elsewhere"}}, SITE), "device.venue"),
     ]:
         report = shadow.handle(SITE, payload)
         assert report is not None and report["status"] == "rejected"
