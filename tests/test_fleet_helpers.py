@@ -339,6 +339,7 @@ def test_no_operator_key_is_a_usage_error_before_the_broker_is_dialled(tmp_path,
     assert fleet(["command", "pulse-gate", "--device", "gate-1"], unsigned) == 2
     usage(capsys, "edge-sentry fleet command: ", "no operator key")
     (tmp_path / "not-a-key.pem").write_text("hello")
+    (tmp_path / "not-a-key.pem").chmod(0o600)  # owner-only, so its content is what is judged
     assert fleet(["command", "pulse-gate", "--device", "gate-1", "--operator-key",
                   str(tmp_path / "not-a-key.pem")], unsigned) == 2
     usage(capsys, "edge-sentry fleet command: ", "not a PEM private key")

@@ -265,7 +265,7 @@ def test_the_site_document_is_held_to_the_same_rules(shadow: ConfigShadow, state
 def test_a_site_value_beyond_the_bounds_is_harmless_under_a_device_override(shadow: ConfigShadow):
     """The merged value is what runs: a device document that brings it back within bounds wins."""
     shadow.handle(DEVICE, desired(1, {"es1": {"skew_s": 60}}))
-    report = shadow.handle(SITE, desired(1, {"es1": {"skew_s": 3000}}))
+    report = shadow.handle(SITE, desired(1, {"es1": {"skew_s": 3000}}, SITE))
     assert report is not None and report["status"] == "applied"
     assert shadow.current.es1.skew_s == 60
 

@@ -28,14 +28,14 @@ from typing import Any
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..errors import CodeError, ControlRefused
-from ..vocabulary import ControlRefusal
+from ..errors import CodeError, ContentTypeError, ControlRefused
+from ..vocabulary import ContentType, ControlRefusal
 from . import cose
 from .keys import KID_LENGTH, kid_of
 from .trust import Operator
 
-CONTENT_TYPE = "application/vnd.edge-sentry.control+cbor"
-HEADER_CONTENT_TYPE = 3
+#: The protected header's content type: a control message never passes as a trust list or a poster.
+CONTENT_TYPE = ContentType.CONTROL
 JTI_BYTES = 16
 #: Config versions stay below 2^53, so every JSON reader of a report holds them exactly.
 MAX_CONFIG_VERSION = 2**53
@@ -62,15 +62,7 @@ def sign(
     payload = cbor2.dumps(
         {"aud": aud, "iat": int(iat_ms), "jti": os.urandom(JTI_BYTES) if jti is None else jti, "body": body}
     )
-    protected = cose.encode_header(
-        {
-            cose.HEADER_ALG: cose.ALG_EDDSA,
-            cose.HEADER_KID: kid_of(private_key),
-            HEADER_CONTENT_TYPE: CONTENT_TYPE,
-        }
-    )
-    signature = private_key.sign(cose.sig_structure(protected, payload))
-    return cose.encode_sign1(protected, {}, payload, signature)
+    return cose.sign1(private_key, payload, kid=kid_of(private_key), content_type=CONTENT_TYPE)
 
 
 def _envelope(data: bytes) -> cose.Sign1:
@@ -78,11 +70,13 @@ def _envelope(data: bytes) -> cose.Sign1:
         message = cose.decode_sign1(bytes(data))
     except CodeError as exc:
         raise ControlRefused(ControlRefusal.UNSIGNED, f"not a signed control message ({exc})") from None
-    header = message.protected_header
-    if header.get(HEADER_CONTENT_TYPE) != CONTENT_TYPE:
+    try:
+        message.require_content_type(CONTENT_TYPE)
+    except ContentTypeError:
         raise ControlRefused(
             ControlRefusal.UNSIGNED, f"not signed as a control message (content type {CONTENT_TYPE})"
-        )
+        ) from None
+    header = message.protected_header
     if header.get(cose.HEADER_ALG) != cose.ALG_EDDSA:
         raise ControlRefused(ControlRefusal.UNSIGNED, "a control message is signed with EdDSA (alg -8)")
     kid = header.get(cose.HEADER_KID)
