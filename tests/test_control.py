@@ -196,7 +196,7 @@ def test_freshness_deadline_and_version_checks():
 # -- the guard's memory --------------------------------------------------------------------------
 
 
-def test_a_jti_is_kept_until_its_deadline_and_then_forgotten(tmp_path: Path, open_store):
+def test_a_jti_is_kept_while_its_command_could_pass_and_then_forgotten(tmp_path: Path, open_store):
     clock = [NOW]
     events: list[dict[str, Any]] = []
     topic = TOPICS.cmd("pulse-gate")
@@ -204,15 +204,23 @@ def test_a_jti_is_kept_until_its_deadline_and_then_forgotten(tmp_path: Path, ope
     checks = guard(TOPICS, store, clock=lambda: clock[0], record=events.append)
     first = checks.command(topic, GOOD, retained=False)
     checks.admit(topic, first, NOW_MS + 5000)
-    assert store.control_ids() == {first.jti.hex(): NOW_MS + 5000}
+    # Kept past its 5 s deadline, for as long as its iat is fresh (control.skew_s, 30 s by default).
+    fresh_until = first.iat + 30_000
+    assert store.control_ids() == {first.jti.hex(): fresh_until}
     again = guard(TOPICS, open_store(tmp_path), clock=lambda: clock[0], record=events.append)  # a restart
     with pytest.raises(ControlRefused, match="replay"):
         again.admit(topic, again.command(topic, GOOD, retained=False), NOW_MS + 5000)
     assert events[-1] == {"event": "control-rejected", "t": NOW_MS, "topic": topic, "reason": "replay",
                           "operator": operator_entry()["kid"]}  # fmt: skip
-    clock[0] = NOW + 6  # past the first one's deadline: its jti is dropped at the next write
-    later = signed_command(topic, NOW_MS + 20_000, iat_ms=NOW_MS + 6000)
-    again.admit(topic, again.command(topic, later, retained=False), NOW_MS + 20_000)
+    clock[0] = NOW + 6  # past its deadline, then the clock steps back inside its freshness
+    newer = signed_command(topic, NOW_MS + 20_000, iat_ms=NOW_MS + 6000)
+    again.admit(topic, again.command(topic, newer, retained=False), NOW_MS + 20_000)
+    clock[0] = NOW + 1
+    with pytest.raises(ControlRefused, match="replay"):
+        again.admit(topic, again.command(topic, GOOD, retained=False), NOW_MS + 5000)
+    clock[0] = NOW + 31  # no longer fresh anywhere: its jti is dropped at the next write
+    later = signed_command(topic, NOW_MS + 50_000, iat_ms=NOW_MS + 31_000)
+    again.admit(topic, again.command(topic, later, retained=False), NOW_MS + 50_000)
     assert first.jti.hex() not in again.store.control_ids()
 
 

@@ -291,6 +291,23 @@ def test_a_site_push_names_an_offline_sentry_and_exits_3(broker, ops, sentries, 
     assert f"{GHOST}: offline (it takes the retained document when it reconnects)" in out
 
 
+def test_a_device_login_cannot_steer_the_site_version_to_the_top_of_the_range(
+    broker, ops, sentries, tmp_path, capsys
+):
+    # Any sentry writes its own `state`: a taken device login claims a site version near 2^53. The
+    # tool leaves that claim out (and says so), so the site push still lands, and a forged version
+    # can never use up the range.
+    first = sentries("gate-1")
+    publish_as_sentry(broker, GHOST, "state", {"online": True, "site_config_version": 2**53 - 2})
+    desired = tmp_path / "site.toml"
+    desired.write_text("[es1]\nmax_age_s = 90\n")
+    fleet(["push-config", str(desired), "--site", "arena", "--wait", RETAINED_WAIT], ops)
+    captured = capsys.readouterr()
+    assert f"{GHOST} reports version {2**53 - 2}" in captured.err
+    assert "gate-1: applied (version 1)" in captured.out
+    assert first.shadow.site_version == 1 and first.shadow.current.es1.max_age_s == 90
+
+
 def test_a_version_the_sentry_already_reached_is_refused_before_publishing(
     broker, ops, sentries, subscriber, tmp_path, capsys
 ):

@@ -228,11 +228,27 @@ def test_a_bad_document_is_rejected_by_key_path_and_changes_nothing(
 def test_remote_values_at_the_bounds_are_applied(state: Path, make_shadow):
     shadow = make_shadow(local_config(state, es1={"accept_status": [0, 1]}))
     within = {"es1": {"skew_s": 300, "max_age_s": 600, "accept_status": [1]}, "gate": {"passback_s": 5}}
-    report = shadow.handle(DEVICE, desired(2**53 - 1, within))
+    report = shadow.handle(DEVICE, desired(2**32, within))  # the largest leap from nothing applied
     assert report is not None and report["status"] == "applied", report["errors"]
     es1 = shadow.current.es1
     assert (es1.skew_s, es1.max_age_s, es1.accept_status) == (300, 600, [1])
     assert shadow.current.gate.passback_s == 5
+
+
+def test_a_version_that_leaps_to_the_top_of_the_range_is_refused_and_the_next_push_still_lands(
+    shadow: ConfigShadow, state: Path
+):
+    """A version near 2^53 would leave no room for any later push: a leap of more than 2^32 above the
+    applied version is refused like any other control refusal, and changes nothing."""
+    shadow.handle(DEVICE, desired(5, {"gate": {"pulse_ms": 700}}))
+    kept = (state / STORE_FILE).read_bytes()
+    report = shadow.handle(DEVICE, desired(2**53 - 1, {"gate": {"pulse_ms": 900}}))
+    assert report is not None and report["status"] == "rejected"
+    assert error_paths(report) == {"signature"} and "version" in report["errors"][0]["message"]
+    assert shadow.version == 5 and shadow.current.gate.pulse_ms == 700
+    assert (state / STORE_FILE).read_bytes() == kept
+    report = shadow.handle(DEVICE, desired(6, {"gate": {"pulse_ms": 800}}))
+    assert report is not None and report["status"] == "applied" and shadow.current.gate.pulse_ms == 800
 
 
 def test_a_local_value_beyond_the_remote_bounds_may_be_pushed_back_unchanged(state: Path, make_shadow):

@@ -42,6 +42,7 @@ from ..fleet.client import (
     site_filter,
 )
 from ..link import payloads, topics
+from ..link.desired import MAX_VERSION_STEP
 from ..vocabulary import CommandStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_BROKER = 0, 1, 2, 3, 4
@@ -288,7 +289,7 @@ def run_push_config(args: argparse.Namespace, config: Config) -> int:
             else:
                 snapshot.feed(message)
         targets = [device] if device else sorted(snapshot.devices)
-        known = {name: snapshot.device(name).versions(source) for name in targets}
+        known = _plausible({name: snapshot.device(name).versions(source) for name in targets}, retained)
         version = args.version if args.version is not None else file_version
         if version is None:
             version = push.next_version(retained + [v for found in known.values() for v in found])
@@ -314,10 +315,26 @@ def run_push_config(args: argparse.Namespace, config: Config) -> int:
     return push.exit_status(outcomes, failed=EXIT_FAILED, unanswered=EXIT_NO_ANSWER)
 
 
+def _plausible(known: dict[str, list[int]], retained: list[int]) -> dict[str, list[int]]:
+    """The versions the sentries report, less any that leap further above the retained desired
+    document than a sentry would ever accept (desired.MAX_VERSION_STEP): a sentry's `state` and
+    `config/reported` are its own to write, so a taken device login could otherwise steer the
+    next version to the top of the range. Each one left out is named on stderr."""
+    ceiling = max(retained, default=0) + MAX_VERSION_STEP
+    out: dict[str, list[int]] = {}
+    for name, found in known.items():
+        out[name] = [v for v in found if v <= ceiling]
+        if len(out[name]) < len(found):
+            print(f"edge-sentry fleet push-config: {name} reports version {max(found)}, beyond any a sentry "
+                  "would take after the retained desired document: ignored (a report is not signed)",
+                  file=sys.stderr)
+    return out
+
+
 def _desired_version(message: Any) -> list[int]:
     """The version of a retained desired document, if it has a readable one. Only to count on
-    from: the signature is the sentries' to check, and a higher forged version costs nothing but
-    a larger number."""
+    from: the signature is the sentries' to check. Under the broker's ACL only operators write this
+    topic, and a sentry refuses a version that leaps too far, so a forged one cannot lock it."""
     if not message.payload:
         return []
     doc = push.signed_body(message.payload)

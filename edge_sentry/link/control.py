@@ -6,8 +6,9 @@ control message signed by an operator key of the sentry's *current* trust list (
 message, so a pushed list that adds or drops an operator counts at once), with the role the topic
 needs, a scope that covers the sentry's site, and `aud` equal to the topic it came on. Commands must
 also be fresh (`control.skew_s`), short-lived (`control.max_deadline_s`), not retained and not seen
-before: their jti are kept in the state store until their deadline, so a replay after a restart is
-still a replay. Configs rely on their version instead (the shadow orders them), never on the clock.
+before: their jti are kept in the state store until their deadline (and at least while their iat
+is fresh), so a replay after a restart is still a replay. Configs rely on their version instead
+(the shadow orders them), never on the clock.
 
 Every refusal becomes a `control-rejected` event `{"topic", "reason", "operator"}` (operator: the
 base64 kid once the signature verified, else None) through `record`, the path the trust push's events
@@ -103,7 +104,10 @@ class ControlGuard:
         try:
             signed.check_fresh(control, now_ms=now_ms, skew_s=settings.skew_s)
             signed.check_deadline(control, deadline_ms, max_deadline_s=settings.max_deadline_s)
-            self._take_jti(control, deadline_ms, now_ms)
+            # Kept while the command could still pass: until its deadline, and at least as long as
+            # its iat is fresh (a clock stepped back inside that window must not make it new again).
+            keep_until = max(deadline_ms, control.iat + settings.skew_s * 1000)
+            self._take_jti(control, keep_until, now_ms)
         except ControlRefused as exc:
             raise self.refused(topic, exc) from None
 
@@ -130,14 +134,14 @@ class ControlGuard:
     def _verify(self, topic: str, payload: bytes, role: Role) -> signed.Control:
         return signed.verify(payload, self._trust().operator, topic=topic, site=self.topics.site, role=role)
 
-    def _take_jti(self, control: signed.Control, deadline_ms: float, now_ms: float) -> None:
+    def _take_jti(self, control: signed.Control, keep_until_ms: float, now_ms: float) -> None:
         key = control.jti.hex()
         with self._lock:
-            # Past its deadline a command is answered `expired` anyway: its jti need not be kept.
+            # Past that time the command is refused as expired or stale anyway: its jti need not be kept.
             live = {k: d for k, d in self._seen.items() if d > now_ms}
             if key in live:
                 raise ControlRefused(ControlRefusal.REPLAY, "this jti was seen before", control.operator.kid)
-            live[key] = int(deadline_ms)
+            live[key] = int(keep_until_ms)
             self._seen = live
             try:
                 self.store.keep_control_ids(live)

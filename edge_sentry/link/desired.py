@@ -36,6 +36,10 @@ MAX_DESIRED_BYTES = 64 * 1024
 _MAX_INT = 2**63  # beyond a 64-bit integer no config value means anything; floats would overflow
 #: Versions are integers a JSON reader (an operator's dashboard, say) keeps exact: below 2^53.
 MAX_VERSION = MAX_CONFIG_VERSION
+#: How far above the applied version a new one may jump. Versions only grow, so one that leaped to
+#: the top of the range would leave no room for the next push: a sentry refuses such a leap, and an
+#: operator whose tool was fooled (a device's report is not signed) still gets in with a sane one.
+MAX_VERSION_STEP = 2**32
 
 #: Keys set on the device only. "section.*" covers a whole section.
 LOCAL_ONLY = frozenset(

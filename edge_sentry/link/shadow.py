@@ -48,9 +48,20 @@ from ..codes.trust import TrustList
 from ..config import Config, to_mapping
 from ..errors import ConfigRejected, ControlRefused
 from ..state import StateStore
+from ..vocabulary import ControlRefusal
 from . import topics
 from .control import ControlGuard
-from .desired import LIVE, MAX_DESIRED_BYTES, build, check_document, flatten, matches, redacted, strip_local
+from .desired import (
+    LIVE,
+    MAX_DESIRED_BYTES,
+    MAX_VERSION_STEP,
+    build,
+    check_document,
+    flatten,
+    matches,
+    redacted,
+    strip_local,
+)
 
 if TYPE_CHECKING:
     from .messages import LinkPort, MessageProperties
@@ -181,23 +192,26 @@ class ConfigShadow:
                 log.warning("config: %s desired document rejected: %s", source, problem[1])
                 return self._report(applied, "rejected", [problem], versions[SITE], versions[DEVICE])
             try:
-                doc = self.guard.config(self.topic(source), bytes(payload)).body
+                signed = self.guard.config(self.topic(source), bytes(payload))
+                doc = signed.body
+                version = doc.get("version") if isinstance(doc, Mapping) else None
+                current = applied.overlay(source).version
+                if isinstance(version, int) and not isinstance(version, bool):
+                    if 0 <= version <= current:
+                        log.info("config: %s desired version %d ignored (applied: %d)",
+                                 source, version, current)
+                        return None
+                    if version > current + MAX_VERSION_STEP:
+                        raise self.guard.refused(self.topic(source), ControlRefused(
+                            ControlRefusal.VERSION,
+                            f"version {version} leaps more than 2^32 above the applied {current}",
+                            signed.operator.kid,
+                        ))
             except ControlRefused as exc:
                 versions[source] = None
                 log.warning("config: %s desired document refused: %s", source, exc)
                 problems = [(SIGNATURE, str(exc))]
                 return self._report(applied, "rejected", problems, versions[SITE], versions[DEVICE])
-            version = doc.get("version") if isinstance(doc, Mapping) else None
-            if (
-                isinstance(version, int)
-                and not isinstance(version, bool)
-                and 0 <= version <= applied.overlay(source).version
-            ):
-                log.info(
-                    "config: %s desired version %d ignored (applied: %d)",
-                    source, version, applied.overlay(source).version,
-                )  # fmt: skip
-                return None
             versions[source] = version if isinstance(version, int) and not isinstance(version, bool) else None
             try:
                 version, overlay = check_document(doc)
