@@ -224,6 +224,29 @@ def test_a_jti_is_kept_while_its_command_could_pass_and_then_forgotten(tmp_path:
     assert first.jti.hex() not in again.store.control_ids()
 
 
+def test_refusals_anyone_can_cause_are_recorded_once_a_minute_with_a_count(tmp_path: Path, open_store):
+    clock = [NOW]
+    events: list[dict[str, Any]] = []
+    checks = guard(TOPICS, open_store(tmp_path), clock=lambda: clock[0], record=events.append)
+    for n in range(5):  # junk on topics of the sender's choosing
+        with pytest.raises(ControlRefused, match="unsigned"):
+            checks.command(TOPICS.cmd(f"junk-{n}"), b"not signed", retained=False)
+    stranger = signed_command(TOPICS.cmd("pulse-gate"), NOW_MS + 5000, iat_ms=NOW_MS, key=keys.generate())
+    with pytest.raises(ControlRefused, match="unknown-operator"):
+        checks.command(TOPICS.cmd("pulse-gate"), stranger, retained=False)
+    recorded = [(e["reason"], e.get("held_back")) for e in events]
+    assert recorded == [("unsigned", None), ("unknown-operator", None)]
+    clock[0] = NOW + 61
+    with pytest.raises(ControlRefused, match="unsigned"):
+        checks.command(TOPICS.cmd("pulse-gate"), b"still not signed", retained=False)
+    assert (events[-1]["reason"], events[-1]["held_back"]) == ("unsigned", 4)
+    # A refusal that needs an operator's signature is always recorded.
+    for _ in range(2):
+        with pytest.raises(ControlRefused, match="audience"):
+            checks.command(TOPICS.cmd("selftest"), GOOD, retained=False)
+    assert [e["reason"] for e in events[-2:]] == ["audience", "audience"]
+
+
 # -- edge-sentry codes operator ------------------------------------------------------------------
 
 

@@ -41,6 +41,14 @@ log = logging.getLogger(__name__)
 
 Record = Callable[[dict[str, Any]], Any]
 
+#: Refusals that anyone with a broker login can cause at will, since no operator key is needed.
+#: Each is recorded at most once per reason every QUIET_S seconds (the next event counts what was
+#: held back; keyed by reason alone, since `cmd/+` lets a sender pick any number of topics): a flood
+#: of junk must not fill the outbox, wear the SD card or crowd out scans.
+UNAUTHENTICATED = frozenset({ControlRefusal.UNSIGNED, ControlRefusal.BAD_SIGNATURE,
+                             ControlRefusal.UNKNOWN_OPERATOR})
+QUIET_S = 60.0
+
 
 class ControlGuard:
     """Checks control messages for one sentry (`topics` names it).
@@ -68,6 +76,7 @@ class ControlGuard:
         self._clock = clock
         self._lock = threading.Lock()
         self._seen = store.control_ids()
+        self._quiet: dict[str, tuple[float, int]] = {}  # reason -> (quiet until, held back since)
 
     def attach(self, link: LinkPort) -> None:
         """Without a `record`, refusals go to `link`'s `event` topic."""
@@ -114,14 +123,26 @@ class ControlGuard:
     def refused(self, topic: str, exc: ControlRefused) -> ControlRefused:
         """Log and record one refusal; returns `exc` for the caller to raise."""
         kid = base64.b64encode(exc.operator).decode("ascii") if exc.operator is not None else None
+        now = self._clock()
+        held_back = 0
+        if exc.reason in UNAUTHENTICATED:
+            with self._lock:
+                until, held_back = self._quiet.get(exc.reason, (0.0, 0))
+                if now < until:
+                    self._quiet[exc.reason] = (until, held_back + 1)
+                    log.debug("control message on %s refused (%s), not recorded", topic, exc.reason)
+                    return exc
+                self._quiet[exc.reason] = (now + QUIET_S, 0)
         log.warning("control message on %s refused (%s): %s", topic, exc.reason, exc.detail)
-        event = {
+        event: dict[str, Any] = {
             "event": Event.CONTROL_REJECTED,
-            "t": int(self._clock() * 1000),
+            "t": int(now * 1000),
             "topic": topic,
             "reason": exc.reason,
             "operator": kid,
         }
+        if held_back:
+            event["held_back"] = held_back  # refusals of this reason since the last event, unrecorded
         if self._record is not None:
             try:
                 self._record(event)
