@@ -5,7 +5,7 @@ The sentry (`link.remote_commands`) takes `{"deadline": ms since 1970, "args": {
 (codes/control.py; the CLI signs), with an MQTT 5 response topic and correlation data, runs it at most
 once per correlation id and answers `{"status", "result" | "error", "t"}` on the response topic. Under
 the broker's ACL a sentry may publish only under its own prefix, so the response topic is
-`{prefix}/reply/{random}`: unique per call (two operators never read each other's answers), outside
+`{prefix}/reply/{random}`: unique per call (one call's answer is never taken for another's), outside
 `cmd/+` (the sentry never takes it for a request), and readable by an operator. The correlation data
 is 16 random bytes, which is also the request's identity for the sentry's at-most-once rule.
 
