@@ -7,7 +7,11 @@ Three sets, each built deterministically (fixed seeds) so two runs measure the s
   and noisy, then put through what a cheap camera does to a picture: a perspective warp, uneven
   lighting and JPEG compression;
 - `empty_frames`: the same entrances with no code: people, phones showing no code, signs, grain. Not
-  a flat grey frame, which would be unrealistically cheap to search.
+  a flat grey frame, which would be unrealistically cheap to search;
+- `small_frames`: generated pictures of 100-400 px a side that a code fills, half of them light on
+  dark (tests/smallcodes.py), as `scan` gets them: not camera frames;
+- `inverted_frames`: synthetic phones as in `phone_frames`, the whole view light on dark, as a wallet
+  app in dark mode shows a code.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from edge_sentry.camera.synthetic import Cue, Scene, entrance_background
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import photos
+import smallcodes
 
 WIDTH, HEIGHT = 1280, 720
 PHOTO_SIZES = (270, 350, 430)
@@ -175,3 +180,13 @@ def empty_frames(count: int = 30, seed: int = 11) -> list[Sample]:
             frame = camera_look(frame, rng)
         out.append(Sample(f"empty-{i:02d}-{'+'.join(what) or 'entrance'}", frame, None))
     return out
+
+
+def small_frames(count: int = 24, seed: int = 19) -> list[Sample]:
+    """Small pictures filled by a code, every other one light on dark."""
+    return [Sample(c.name, c.y, c.text) for c in smallcodes.small_codes(count, seed)]
+
+
+def inverted_frames(count: int = 20, seed: int = 23) -> list[Sample]:
+    """Phones with a light-on-dark code: `phone_frames` of another seed, every grey level inverted."""
+    return [Sample(s.name + "-inv", np.invert(s.y), s.expected) for s in phone_frames(count, seed)]

@@ -5,13 +5,21 @@ several times slower than a desktop. So the decoder spends little on the common 
 where the frame itself shows evidence of a code:
 
 1. decode a 2x subsampled view (`y[::2, ::2]`: no copy), QR only, without zxing's own downscaling
-   and inverted passes: a phone held up to the camera is read here, from a quarter of the pixels;
+   and inverted passes: a phone held up to the camera is read here, from a quarter of the pixels.
+   A frame whose subsampled view would be under 360 px on its short side (a small picture that a
+   code fills) is read whole instead, at no more cost than the subsampled camera frame;
 2. if that pass half-saw a symbol (zxing's `return_errors` reports one that failed to decode), decode
    the full-resolution region around it;
 3. if it read nothing, look for the texture of a code too fine for the subsampled view (edge density
    in both directions, block by block: text and stripes change in one direction only) and decode the
-   full-resolution regions of the strongest one or two.
+   full-resolution regions of the strongest one or two;
+4. if those gave nothing either, read the same code-like regions light on dark (a wallet app in dark
+   mode): edge density does not depend on polarity, so the inverted read is paid only where a code's
+   texture is and the normal reads failed. A small frame read whole is read whole inverted when it
+   shows such a texture.
 The whole frame is never retried blindly: a frame without a code costs step 1 and a small numpy map.
+`thorough` is the other read, off the hot path (`scan`): zxing-cpp's own defaults, QR only, with
+inversion, for image files where the pipeline found nothing.
 
 Measured by `benchmarks/bench_decode.py` on 1280x720 frames (ratios within one run on this machine;
 see benchmarks/README.md for the table):
@@ -21,8 +29,10 @@ see benchmarks/README.md for the table):
 - step 1 alone reads 101 of the 126 photos, with step 2 109, with step 3 all 122;
 - one full-resolution pass (scale 1) costs ~0.5x QR-only on every frame, over the no-code budget;
   scale 3 loses 4 photos and 3 phones; a box-filtered view reads no more for ~1.7x the time;
-  `GlobalHistogram` reads 76 of 126; `try_invert` costs ~25% more for light-on-dark codes that no
-  wallet app shows; `try_rotate` changes nothing for QR, at any of the four right-angle turns.
+  `GlobalHistogram` reads 76 of 126; zxing's `try_invert` costs ~25% more on every frame, where
+  step 4 costs only the frames with a code's texture and nothing read; `try_rotate` changes nothing
+  for QR, at any of the four right-angle turns;
+- small pictures a code fills and light-on-dark phones: as many as zxing-cpp's defaults.
 Hence DecoderConfig's defaults: scale 2, retry_full (regions only), LocalAverage, no invert.
 
 Frames are validated first (a wrong dtype or shape is the caller's bug: ValueError); after that,
@@ -35,6 +45,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import zxingcpp
@@ -46,6 +57,14 @@ log = logging.getLogger(__name__)
 Point = tuple[int, int]
 _QR = zxingcpp.BarcodeFormat.QRCode
 MIN_SIDE = 21  # the smallest QR symbol is 21 modules: anything smaller cannot hold one
+# The short side below which a subsampled first pass is not worth it (see Decoder.first_scale): a
+# 1280x720 camera frame at scale 2 is just at it.
+FIRST_PASS_SIDE = 360
+# A frame read whole is held to this share of the proposal threshold before its inverted read
+# (measured on generated small codes and crops of empty entrances: all of the one, 1 in 9 of the other).
+COARSE_TEXTURE = 2 / 3
+# `thorough`: zxing-cpp's defaults (binarizer, downscaling, rotation, inversion), QR only.
+_THOROUGH: dict[str, Any] = {"formats": _QR, "try_invert": True, "text_mode": zxingcpp.TextMode.Plain}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +114,14 @@ def check_frame(y: object) -> np.ndarray:
     if min(y.shape) < MIN_SIDE:
         raise ValueError(f"a frame of {y.shape[1]}x{y.shape[0]} is too small to hold a QR code")
     return y
+
+
+def _distinct(found: list[Decoded]) -> list[Decoded]:
+    """Identical texts once, the first read kept."""
+    unique: dict[str, Decoded] = {}
+    for code in found:
+        unique.setdefault(code.text, code)
+    return list(unique.values())
 
 
 def _absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -168,16 +195,16 @@ def code_like_boxes(density: np.ndarray, threshold: float, limit: int) -> list[t
 class Decoder:
     """Reads QR codes from Y planes with the pipeline of the module docstring.
 
-    DecoderConfig: `scale` is step 1's subsampling (1: a single full-frame pass, no retries);
-    `retry_full` turns steps 2 and 3 on (full resolution, regions only); `binarizer`, `try_invert`
-    and `try_rotate` go to zxing-cpp. Beyond the config, measured like the rest: `proposals` turns
-    step 3 on, `proposal_threshold` is the edge density (grey levels per pixel) that marks a texture as
-    code-like, `max_regions` bounds the full-resolution crops per frame, `downscale` is step 1's view:
-    "stride" (subsampled, no copy) or "box" (averaged, a copy).
+    DecoderConfig: `scale` is step 1's subsampling (1: a single full-frame pass, retried inverted
+    only on a code-like texture); `retry_full` turns steps 2 to 4 on (full resolution, regions
+    only); `binarizer`, `try_invert` and `try_rotate` go to zxing-cpp. Beyond the config, measured
+    like the rest: `proposals` turns steps 3 and 4 on, `proposal_threshold` is the edge density
+    (grey levels per pixel) that marks a texture as code-like, `max_regions` bounds the crops per
+    frame, `downscale` is step 1's view: "stride" (subsampled, no copy) or "box" (averaged, a copy).
 
-    `stats` counts frames by how they ended ("scaled", "partial", "proposal", "none"; "full" at scale
-    1; "error"), and the full-resolution crops decoded ("regions"): health reports and the benchmark
-    read it.
+    `stats` counts frames by how they ended ("scaled", "partial", "proposal", "inverted", "none";
+    "full" when read whole; "error"), and the crops decoded after step 1 ("regions"): health reports
+    and the benchmark read it.
     """
 
     def __init__(
@@ -221,35 +248,100 @@ class Decoder:
             self.stats["error"] += 1
             log.warning("decoder failed on a %dx%d frame: %s", y.shape[1], y.shape[0], type(exc).__name__)
             return []
-        unique: dict[str, Decoded] = {}
-        for code in found:
-            unique.setdefault(code.text, code)
-        return list(unique.values())
+        return _distinct(found)
+
+    def first_scale(self, y: np.ndarray) -> int:
+        """Step 1's subsampling for this frame: `scale`, less where the view would be too small.
+
+        Below FIRST_PASS_SIDE pixels on its short side a subsampled view leaves a code that fills a
+        small picture too few pixels per module, and reading such a frame whole costs no more than
+        the subsampled pass over a full camera frame.
+        """
+        s = self.scale
+        while s > 1 and min(y.shape) // s < FIRST_PASS_SIDE:
+            s -= 1
+        return s
+
+    def thorough(self, y: np.ndarray) -> list[Decoded]:
+        """zxing-cpp's own thorough read (its defaults: downscaled and inverted passes), QR only.
+
+        Several times the pipeline's cost: for image files off the hot path, never for camera
+        frames. Failures are handled as in `decode`.
+        """
+        y = check_frame(y)
+        try:
+            found = self._read(y, 0, 0, 1, errors=False, options=_THOROUGH)[0]
+        except Exception as exc:  # as in decode: a valid image never raises out of here
+            self.stats["error"] += 1
+            log.warning(
+                "thorough read failed on a %dx%d image: %s", y.shape[1], y.shape[0], type(exc).__name__
+            )
+            return []
+        return _distinct(found)
 
     def _decode(self, y: np.ndarray) -> list[Decoded]:
-        s = self.scale
-        if s == 1 or min(y.shape) // s < MIN_SIDE:
-            self.stats["full"] += 1
-            return self._read(y, 0, 0, 1, errors=False)[0]
-        view, offset = self._scaled(y)
+        s = self.first_scale(y)
+        if s == 1:
+            found = self._read(y, 0, 0, 1, errors=False)[0]
+            stage = "full" if found else "none"
+            # A code filling a small picture has coarse modules, fewer edges per pixel than one
+            # seen small in a camera view: a lower bar for its texture. The whole frame is read
+            # light on dark (a box around coarse modules can cut the symbol), and a false alarm
+            # costs one more read of this small frame.
+            if (
+                not found
+                and self.cfg.retry_full
+                and self.proposals
+                and self._boxes(y, 1, COARSE_TEXTURE * self.proposal_threshold)
+            ):
+                self.stats["regions"] += 1
+                found = self._read(np.invert(y), 0, 0, 1, errors=False)[0]
+                stage = "inverted" if found else stage
+            self.stats[stage] += 1
+            return found
+        view, offset = self._scaled(y, s)
         found, partial = self._read(view, 0, 0, s, errors=True, offset=offset)
         stage = "scaled" if found else "none"
         if self.cfg.retry_full:
             # Crops of codes already read, or already tried, are not decoded again.
             tried = [_Region.around(code.position) for code in found]
             limit = len(tried) + self.max_regions
-            if self._retry(y, self._regions_around(y, partial), tried, limit, found):
+            if self._retry(y, self._regions_around(y, partial, s), tried, limit, found):
                 stage = "partial" if stage == "none" else stage
             # Step 3 only on a frame with nothing read: a half-seen symbol can be a mistaken one (a
             # corner read as a Micro QR) beside a code too fine for the first pass.
-            if (
-                not found
-                and self.proposals
-                and self._retry(y, self._proposed_regions(y), tried, limit, found)
-            ):
-                stage = "proposal"
+            if not found and self.proposals:
+                boxes = self._boxes(y, s, self.proposal_threshold)
+                small = [region for region in boxes if region.area <= y.size // 2]
+                if self._retry(y, small, tried, limit, found):
+                    stage = "proposal"
+                elif self._retry_inverted(y, s, found, boxes):
+                    stage = "inverted"
         self.stats[stage] += 1
         return found
+
+    def _retry_inverted(self, y: np.ndarray, s: int, found: list[Decoded], boxes: list[_Region]) -> bool:
+        """Step 4: the code-like textures read light on dark; add codes to `found`.
+
+        Only where the texture says a code is there and nothing was read: edge density does not
+        depend on polarity, and a frame without a code-like texture never pays for this pass. A
+        crop bigger than half the frame is read at the first pass's scale: a code that large has
+        pixels to spare there.
+        """
+        for region in boxes:
+            crop = y[region.top : region.bottom, region.left : region.right]
+            # The first pass's scale first (a phone's code is read there, as in step 1), then full
+            # resolution for a crop small enough.
+            for step in (s, 1) if region.area <= y.size // 2 else (s,):
+                if min(crop.shape) // step < MIN_SIDE:
+                    continue
+                self.stats["regions"] += 1
+                view = np.invert(crop[::step, ::step])
+                more = self._read(view, region.top, region.left, step, errors=False)[0]
+                if more:
+                    found.extend(more)
+                    return True
+        return False
 
     def _retry(
         self,
@@ -272,9 +364,8 @@ class Decoder:
             added = added or bool(more)
         return added
 
-    def _scaled(self, y: np.ndarray) -> tuple[np.ndarray, float]:
-        """The first pass's view and where its pixel centres fall in frame pixels."""
-        s = self.scale
+    def _scaled(self, y: np.ndarray, s: int) -> tuple[np.ndarray, float]:
+        """The first pass's view at scale `s` and where its pixel centres fall in frame pixels."""
         if self.downscale == "stride":
             return y[::s, ::s], 0.0
         h, w = y.shape[0] // s * s, y.shape[1] // s * s
@@ -293,10 +384,11 @@ class Decoder:
         *,
         errors: bool,
         offset: float = 0.0,
+        options: dict[str, Any] | None = None,
     ) -> tuple[list[Decoded], list[_Region]]:
         """Decode `image`, with positions in frame coordinates; also the regions of failed finds."""
         found, partial = [], []
-        for barcode in zxingcpp.read_barcodes(image, return_errors=errors, **self._options):
+        for barcode in zxingcpp.read_barcodes(image, return_errors=errors, **(options or self._options)):
             corners = [
                 barcode.position.top_left,
                 barcode.position.top_right,
@@ -335,26 +427,25 @@ class Decoder:
             min(w, -(-int(right + 1) // 8) * 8),
         )
 
-    def _regions_around(self, y: np.ndarray, partial: list[_Region]) -> list[_Region]:
+    def _regions_around(self, y: np.ndarray, partial: list[_Region], s: int) -> list[_Region]:
         """Full-resolution crops around half-seen symbols, with room for corners zxing misjudged."""
         regions = []
         for p in sorted(partial, key=lambda r: -r.area):
-            margin = 0.3 * max(p.bottom - p.top, p.right - p.left) + 4 * self.scale
+            margin = 0.3 * max(p.bottom - p.top, p.right - p.left) + 4 * s
             regions.append(
                 self._clip(y, p.top - margin, p.bottom + margin, p.left - margin, p.right + margin)
             )
         return regions
 
-    def _proposed_regions(self, y: np.ndarray) -> list[_Region]:
-        """Crops around the strongest code-like textures, at most `max_regions`."""
-        step = 2 * self.scale
+    def _boxes(self, y: np.ndarray, s: int, threshold: float) -> list[_Region]:
+        """Crops around the strongest code-like textures (edge density over `threshold`), at most
+        `max_regions`, of any size."""
+        step = 2 * s
         cell = 8 * step
         density = edge_density(y, step)
         regions = []
-        for top, bottom, left, right in code_like_boxes(density, self.proposal_threshold, self.max_regions):
+        for top, bottom, left, right in code_like_boxes(density, threshold, self.max_regions):
             top, bottom, left, right = top * cell, bottom * cell, left * cell, right * cell
             margin = cell + 0.15 * max(bottom - top, right - left)
-            region = self._clip(y, top - margin, bottom + margin, left - margin, right + margin)
-            if region.area <= y.size // 2:  # bigger: a code that size would have been read already
-                regions.append(region)
+            regions.append(self._clip(y, top - margin, bottom + margin, left - margin, right + margin))
         return regions

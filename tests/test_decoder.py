@@ -7,11 +7,12 @@ import dataclasses
 import numpy as np
 import photos
 import pytest
+import smallcodes
 import zxingcpp
 
 from edge_sentry.camera.synthetic import Cue, Scene, entrance_background
 from edge_sentry.config import DecoderConfig
-from edge_sentry.decoder import Decoded, Decoder, check_frame
+from edge_sentry.decoder import FIRST_PASS_SIDE, Decoded, Decoder, check_frame
 
 needs_photos = pytest.mark.skipif(not photos.available(), reason=photos.MISSING)
 SIZES = (300, 430)  # pixels tall: a phone at arm's length and one held close
@@ -147,3 +148,72 @@ def test_scale_one_reads_the_full_frame_in_one_pass() -> None:
     decoder = Decoder(DecoderConfig(scale=1))
     assert texts(decoder.decode(y)) == ["ES1:FULL"]
     assert decoder.stats == {"full": 1}
+
+
+def test_small_and_light_on_dark_pictures_are_read_wherever_zxing_defaults_read_them() -> None:
+    decoder = Decoder()
+    by_default, by_pipeline = set(), set()
+    for code in smallcodes.small_codes():
+        ours = texts(decoder.decode(code.y))
+        assert set(ours) <= {code.text}, f"{code.name}: read a text that is not in the picture"
+        if code.text in [b.text for b in zxingcpp.read_barcodes(code.y)]:
+            by_default.add(code.name)
+        if code.text in ours:
+            by_pipeline.add(code.name)
+    assert len(by_default) >= 0.8 * len(smallcodes.small_codes())  # the set is readable at all
+    assert by_pipeline >= by_default, f"missed: {sorted(by_default - by_pipeline)}"
+    assert any(name.endswith("-inv") for name in by_pipeline)
+    assert decoder.stats["inverted"] > 0
+
+
+def test_a_small_picture_is_read_at_full_resolution() -> None:
+    # An ES1-sized code at ~3.5 pixels per module: its 2x subsampled view does not decode.
+    rng = np.random.default_rng(5)
+    text = "ES1:" + "".join(rng.choice(list(smallcodes.BASE45), size=230))
+    y = smallcodes.render(text, 240, np.random.default_rng(5), inverted=False, fill=0.95, blur=0.0, noise=1.0)
+    decoder = Decoder()
+    assert decoder.first_scale(y) == 1
+    assert decoder.first_scale(np.zeros((720, 1280), np.uint8)) == 2
+    assert decoder.first_scale(np.zeros((2 * FIRST_PASS_SIDE - 2, 1280), np.uint8)) == 1
+    assert texts(decoder.decode(y)) == [text]
+    assert texts(decoder.decode(np.ascontiguousarray(y[::2, ::2]))) == []  # what scale 2 would see
+
+
+def test_a_light_on_dark_phone_in_a_camera_view_is_read_inverted() -> None:
+    scene = Scene([Cue("ES1:" + "DARK-MODE " * 20, 0, 1, x=0.4, size=0.4, rotation=10)], duration=1, seed=3)
+    y = np.invert(scene.render_at(0.5))
+    assert texts(Decoder(proposals=False).decode(y)) == []
+    decoder = Decoder()
+    assert texts(decoder.decode(y)) == ["ES1:" + "DARK-MODE " * 20]
+    assert decoder.stats["inverted"] == 1
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (300, 300)], ids=["camera-frame", "small-picture"])
+def test_the_inverted_read_is_not_tried_on_a_frame_without_a_code_like_texture(size: tuple[int, int]) -> None:
+    h, w = size
+    decoder = Decoder()
+    frames = [
+        np.ascontiguousarray(entrance_background(1280, 720, seed=seed)[:h, :w]) for seed in range(4)
+    ] + [np.full(size, 128, np.uint8)]
+    for y in frames:
+        assert decoder.decode(y) == []
+    # Every frame ended at the normal reads: no crop, normal or inverted, was decoded after them.
+    assert decoder.stats["regions"] == 0 and decoder.stats["inverted"] == 0
+    assert decoder.stats["none"] == len(frames)
+
+
+def test_the_inverted_read_is_tried_only_after_the_normal_reads_fail() -> None:
+    y = Scene([Cue("ES1:NORMAL", 0, 1, size=0.2)], duration=1).render_at(0.5)
+    decoder = Decoder()
+    assert texts(decoder.decode(y)) == ["ES1:NORMAL"]
+    assert decoder.stats["inverted"] == 0 and decoder.stats["regions"] == 0
+
+
+def test_the_thorough_read_finds_what_the_pipeline_leaves() -> None:
+    # A light-on-dark code of coarse modules filling a large picture: too few edges per pixel for
+    # the texture test, so the pipeline never tries it inverted; zxing's thorough read does.
+    y = smallcodes.render("ES1:HELLO", 900, np.random.default_rng(1), inverted=True, fill=0.9, blur=1.0)
+    decoder = Decoder()
+    assert texts(decoder.decode(y)) == []
+    assert texts(decoder.thorough(y)) == ["ES1:HELLO"]
+    assert texts(decoder.thorough(np.full((300, 300), 200, np.uint8))) == []
