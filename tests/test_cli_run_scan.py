@@ -10,7 +10,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+import smallcodes
+from PIL import Image
 
 from edge_sentry.codes import es1, keys, render
 from edge_sentry.codes.trust import TrustList
@@ -151,3 +154,42 @@ def test_scan_of_an_image_too_small_for_a_code_reports_no_codes_and_goes_on(tmp_
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows[0]["codes"] == []
     assert [c["reason"] for c in rows[1]["codes"]] == ["ok"]
+
+
+def test_scan_reads_small_and_light_on_dark_pictures_with_the_daemon_settings(tmp_path, issuer):
+    key, trust = issuer
+    text = es1.issue(key, issuer="venue-co", lifetime_s=60)
+    names = []
+    for side, inverted in ((180, False), (240, True), (380, True)):
+        y = smallcodes.render(text, side, np.random.default_rng(side), inverted=inverted, blur=0.5)
+        names.append(str(tmp_path / f"{side}-{inverted}.png"))
+        Image.fromarray(y).save(names[-1])
+    result = sentry("scan", "--trust", str(trust), *names, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for line in result.stdout.splitlines():
+        row = json.loads(line)
+        assert [(c["verdict"], c["reason"]) for c in row["codes"]] == [("accept", "ok")], row
+        # Found by the fast path: nothing marked thorough, no thorough read run.
+        assert "thorough" not in row["codes"][0] and "thorough_ms" not in row
+
+
+def test_scan_falls_back_to_a_thorough_read_and_marks_what_it_finds(tmp_path, issuer):
+    key, trust = issuer
+    text = es1.issue(key, issuer="venue-co", lifetime_s=60)
+    # Light on dark with coarse modules filling a large picture: the daemon's settings do not try
+    # it inverted (too few edges per pixel for a code's texture); zxing-cpp's defaults read it.
+    y = smallcodes.render(text, 1200, np.random.default_rng(1), inverted=True, fill=0.9, blur=1.0)
+    Image.fromarray(y).save(tmp_path / "dark.png")
+    Image.new("L", (400, 300), 200).save(tmp_path / "blank.png")
+    result = sentry(
+        "scan", "--trust", str(trust), str(tmp_path / "dark.png"), str(tmp_path / "blank.png"),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    dark, blank = (json.loads(line) for line in result.stdout.splitlines())
+    assert [(c["verdict"], c["reason"], c["thorough"]) for c in dark["codes"]] == [("accept", "ok", True)]
+    assert dark["codes"][0]["text_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert dark["ms"] >= 0 and dark["thorough_ms"] > 0
+    # Nothing anywhere: the thorough read ran (its time is there) and found nothing either.
+    assert blank["codes"] == [] and blank["thorough_ms"] >= 0
+    assert text not in result.stdout
