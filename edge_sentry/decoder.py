@@ -13,10 +13,11 @@ where the frame itself shows evidence of a code:
 3. if it read nothing, look for the texture of a code too fine for the subsampled view (edge density
    in both directions, block by block: text and stripes change in one direction only) and decode the
    full-resolution regions of the strongest one or two;
-4. if those gave nothing either, read the same code-like regions light on dark (a wallet app in dark
-   mode): edge density does not depend on polarity, so the inverted read is paid only where a code's
-   texture is and the normal reads failed. A small frame read whole is read whole inverted when it
-   shows such a texture.
+4. with step 3, read the same code-like regions light on dark (a wallet app in dark mode): first
+   subsampled as in step 1 (before step 3's crops: a quarter of their pixels), then at full
+   resolution once step 3 has failed too. Edge density does not depend on polarity, so the inverted
+   reads are paid only where a code's texture is and step 1 read nothing. A small frame read whole
+   is read whole inverted when it shows such a texture.
 The whole frame is never retried blindly: a frame without a code costs step 1 and a small numpy map.
 `thorough` is the other read, off the hot path (`scan`): zxing-cpp's own defaults, QR only, with
 inversion, for image files where the pipeline found nothing.
@@ -313,26 +314,29 @@ class Decoder:
             if not found and self.proposals:
                 boxes = self._boxes(y, s, self.proposal_threshold)
                 small = [region for region in boxes if region.area <= y.size // 2]
-                if self._retry(y, small, tried, limit, found):
+                # Light on dark at the first pass's scale before the full-resolution crops: a
+                # quarter of their pixels, and where a dark-mode phone's code is read.
+                if self._retry_inverted(y, found, boxes, (s,)):
+                    stage = "inverted"
+                elif self._retry(y, small, tried, limit, found):
                     stage = "proposal"
-                elif self._retry_inverted(y, s, found, boxes):
+                elif self._retry_inverted(y, found, small, (1,)):
                     stage = "inverted"
         self.stats[stage] += 1
         return found
 
-    def _retry_inverted(self, y: np.ndarray, s: int, found: list[Decoded], boxes: list[_Region]) -> bool:
-        """Step 4: the code-like textures read light on dark; add codes to `found`.
+    def _retry_inverted(
+        self, y: np.ndarray, found: list[Decoded], boxes: list[_Region], steps: tuple[int, ...]
+    ) -> bool:
+        """Step 4: the code-like textures read light on dark, each subsampled by `steps` in turn.
 
-        Only where the texture says a code is there and nothing was read: edge density does not
-        depend on polarity, and a frame without a code-like texture never pays for this pass. A
-        crop bigger than half the frame is read at the first pass's scale: a code that large has
-        pixels to spare there.
+        Only where the texture says a code is there and step 1 read nothing: edge density does not
+        depend on polarity, and a frame without a code-like texture never pays for this. Adds what
+        it reads to `found`; True once something was read.
         """
         for region in boxes:
             crop = y[region.top : region.bottom, region.left : region.right]
-            # The first pass's scale first (a phone's code is read there, as in step 1), then full
-            # resolution for a crop small enough.
-            for step in (s, 1) if region.area <= y.size // 2 else (s,):
+            for step in steps:
                 if min(crop.shape) // step < MIN_SIDE:
                     continue
                 self.stats["regions"] += 1
