@@ -25,15 +25,18 @@ inversion, for image files where the pipeline found nothing.
 Measured by `benchmarks/bench_decode.py` on 1280x720 frames (ratios within one run on this machine;
 see benchmarks/README.md for the table):
 - real photos in a camera view: as many codes as zxing-cpp's defaults (122 of 126) in ~0.05x their
-  time and 0.4-0.5x a QR-only full-frame read; synthetic phones: 40 of 40 in ~0.3x;
+  time and 0.45-0.55x a QR-only full-frame read; synthetic phones: 40 of 40 in ~0.3x;
 - frames without a code: 0.2-0.3x the QR-only full-frame read, and no text ever read;
 - step 1 alone reads 101 of the 126 photos, with step 2 109, with step 3 all 122;
 - one full-resolution pass (scale 1) costs ~0.5x QR-only on every frame, over the no-code budget;
-  scale 3 loses 4 photos and 3 phones; a box-filtered view reads no more for ~1.7x the time;
+  scale 3 (before the first pass kept 360 px a side) lost 4 photos and 3 phones; a box-filtered
+  view reads no more for ~1.7x the time;
   `GlobalHistogram` reads 76 of 126; zxing's `try_invert` costs ~25% more on every frame, where
   step 4 costs only the frames with a code's texture and nothing read; `try_rotate` changes nothing
   for QR, at any of the four right-angle turns;
-- small pictures a code fills and light-on-dark phones: as many as zxing-cpp's defaults.
+- small pictures a code fills (100-400 px, half light on dark) and light-on-dark phones: as many as
+  zxing-cpp's defaults (21 of 24, 20 of 20); the phones in ~0.6x a QR-only read (which reads them
+  through its own inverted pass), the small pictures, read whole, in ~1.5x (half a millisecond).
 Hence DecoderConfig's defaults: scale 2, retry_full (regions only), LocalAverage, no invert.
 
 Frames are validated first (a wrong dtype or shape is the caller's bug: ValueError); after that,
