@@ -33,8 +33,9 @@ Precedence for a DCC (`HC1:`, the EU Digital COVID Certificate; scheme "dcc"):
                    of the scheme (`HC2:`...)
 2. `malformed`     over 4 KB, or a layer of the envelope does not parse: Base45, zlib (including a stream
                    that inflates past `dcc.MAX_INFLATED`), CBOR, COSE (tags 61 and 18 optional)
-3. `unsupported`   the COSE algorithm is neither ES256 nor PS256
-4. `malformed`     no 8-byte kid in either header
+3. `malformed`     no 8-byte kid in either header (the protected one counts when both carry one)
+4. `unsupported`   the COSE algorithm is not ES256, ES384, ES512 or PS256 (read from the unprotected
+                   header only when the protected header is empty)
 5. `unknown-key`   no usable signer certificate with the code's kid in the trust list
 6. `bad-signature` the signature holds under none of the certificates with that kid (each is tried), or
                    only under ones whose extended key usage forbids this kind of entry

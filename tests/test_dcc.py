@@ -83,7 +83,7 @@ def test_each_broken_layer_is_a_code_error(text: str, message: str) -> None:
         dcc.parse(text)
 
 
-@pytest.mark.parametrize("alg", [-8, -35, -257, "ES256"])
+@pytest.mark.parametrize("alg", [-8, -47, -257, "ES256"])
 def test_other_algorithms_are_unsupported(alg) -> None:
     text = hc1(cbor2.dumps([cbor2.dumps({1: alg, 4: KID}), {}, claims(), b"s" * 64]))
     with pytest.raises(UnsupportedAlgorithmError):

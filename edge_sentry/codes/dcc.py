@@ -2,7 +2,9 @@
 
 Text = "HC1:" + Base45(zlib(COSE_Sign1)); the signed payload is a CWT: `1` iss (issuing country), `6` iat,
 `4` exp, `-260` hcert = {1: the eu_dgc_v1 map with `ver`, `nam`, `dob` and one `v`, `t` or `r` entry}.
-The signature is ES256 or PS256 under a document signer certificate (DSC) named by an 8-byte kid.
+The signature is ECDSA (ES256, ES384 or ES512; P-256 or P-384, the curve from the key) or PS256 under a
+document signer certificate (DSC) named by an 8-byte kid; the alg is read from the unprotected header
+only when the protected header is empty.
 
 As for ES1, reading is split so that nothing a stranger wrote is decoded before its signature holds:
 `parse` opens the envelope (prefix, Base45, a capped inflate, COSE with its optional tags 61 and 18)
@@ -47,7 +49,7 @@ CLAIM_IAT = 6
 CLAIM_HCERT = -260
 HCERT_EU_DGC_V1 = 1
 
-ALGORITHMS = (cose.ALG_ES256, cose.ALG_PS256)
+ALGORITHMS = (cose.ALG_ES256, cose.ALG_ES384, cose.ALG_ES512, cose.ALG_PS256)
 KINDS = ("vaccination", "test", "recovery")
 _ENTRY_KEYS = {"v": "vaccination", "t": "test", "r": "recovery"}
 
@@ -186,10 +188,11 @@ class DccCode:
 
     message: cose.Sign1
     kid: bytes
+    alg: int
 
     def verify(self, signer: Signer) -> bool:
         """True when the signature holds under the signer's key (False for a key of another type)."""
-        return cose.verify(self.message, signer.public_key)
+        return cose.verify(self.message, signer.public_key, alg=self.alg)
 
     def unverified_claims(self) -> DccClaims:
         """Decode the payload; trust the result only after `verify` returned True."""
@@ -219,8 +222,8 @@ def inflate(data: bytes, limit: int = MAX_INFLATED) -> bytes:
 def parse(text: str) -> DccCode:
     """Read an HC1 text's envelope without trusting it.
 
-    Raises UnsupportedAlgorithmError for a well-formed message under an algorithm other than ES256
-    or PS256, and CodeError for anything else that does not follow the format.
+    Raises UnsupportedAlgorithmError for a well-formed message under an algorithm not in
+    `ALGORITHMS`, and CodeError for anything else that does not follow the format.
     """
     if len(text) > MAX_TEXT_BYTES or len(text.encode("utf-8", "replace")) > MAX_TEXT_BYTES:
         raise CodeError(f"DCC: text longer than {MAX_TEXT_BYTES} bytes")
@@ -228,12 +231,28 @@ def parse(text: str) -> DccCode:
         raise CodeError(f"DCC: text does not start with {PREFIX!r}")
     raw = inflate(base45.decode(text[len(PREFIX) :]))
     message = cose.decode_sign1(raw, cwt_tag=True, kid_in_both=True)
-    if message.alg not in ALGORITHMS:
-        raise UnsupportedAlgorithmError(f"DCC: algorithm {message.alg!r} is not ES256 or PS256")
+    # The kid is checked before the algorithm: a kid of the wrong length is a broken envelope
+    # whatever algorithm it names (the protected kid is the one read when both headers carry one).
     kid = message.kid
     if kid is None or len(kid) != KID_LENGTH:
         raise CodeError(f"DCC: a {KID_LENGTH}-byte kid is required in the protected or unprotected header")
-    return DccCode(message, kid)
+    alg = _algorithm(message)
+    if alg not in ALGORITHMS:
+        raise UnsupportedAlgorithmError(f"DCC: algorithm {alg!r} is not ES256, ES384, ES512 or PS256")
+    return DccCode(message, kid, alg)
+
+
+def _algorithm(message: cose.Sign1) -> Any:
+    """The alg from the protected header; from the unprotected one only when nothing is protected.
+
+    Some issuers send an empty protected header with the alg unprotected, and the EU's own verifiers
+    accept it. That weakens nothing here: the alg only picks how the signature is checked, each
+    check refuses a key of another type, and the key is the trusted signer's, never the code's.
+    When the protected header holds anything, the unprotected alg is never read.
+    """
+    if message.protected_header:
+        return message.alg
+    return message.unprotected.get(cose.HEADER_ALG)
 
 
 # -- the claims ---------------------------------------------------------------------------------
