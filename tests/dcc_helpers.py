@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from edge_sentry.codes import base45
 from edge_sentry.codes.trust import DccKey, TrustList
@@ -87,8 +87,12 @@ def certificate(
     extra_eku: tuple[str, ...] = (),
     csca: Any = None,
     name: str = "DSC test",
+    explicit_ca_false: bool = False,
 ) -> bytes:
-    """A document signer certificate (DER) for `key`: self-signed, or issued by a test CSCA key."""
+    """A document signer certificate (DER) for `key`: self-signed, or issued by a test CSCA key.
+
+    `explicit_ca_false` writes BasicConstraints as SEQUENCE { BOOLEAN FALSE }, the DER default spelt
+    out, as some member states' certificates do (strict DER parsers refuse it)."""
     subject = _name(name)
     issuer = _name("CSCA test") if csca is not None else subject
     builder = (
@@ -100,6 +104,9 @@ def certificate(
         .not_valid_before(at(not_before))
         .not_valid_after(at(not_after))
     )
+    if explicit_ca_false:
+        spelt_out = x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x30\x03\x01\x01\x00")
+        builder = builder.add_extension(spelt_out, critical=True)
     oids = [EKU[k] for k in kinds or ()] + list(extra_eku)
     if oids:
         usage = x509.ExtendedKeyUsage([x509.ObjectIdentifier(o) for o in oids])

@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from ..errors import CodeError, UnsupportedAlgorithmError
-from . import base45, cose
+from . import base45, cose, tolerant_x509
 from .keys import KID_LENGTH
 
 PREFIX = "HC1:"
@@ -157,25 +157,36 @@ def load_signer(der: bytes) -> Signer | None:
     """Parse a DSC from DER; None when it cannot be used (not X.509, unreadable key or extensions).
 
     None rather than an error because one country's odd certificate must not stop a trust list from
-    loading: an unusable certificate simply verifies nothing.
+    loading: an unusable certificate simply verifies nothing. A certificate `cryptography` refuses
+    (a DER default written out, as some issuers do) is read again by `tolerant_x509`, which takes
+    only its key, validity and key usages; the signature check itself is the same either way.
     """
     try:
         cert = x509.load_der_x509_certificate(der)
         public_key = cert.public_key()
-        kinds = _signable_kinds(cert)
+        kinds = _signable_kinds(_key_usages(cert))
         not_before = cert.not_valid_before_utc.timestamp()
         not_after = cert.not_valid_after_utc.timestamp()
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        return None
+        fields = tolerant_x509.read(der)
+        if fields is None:
+            return None
+        return Signer(
+            fields.public_key, fields.not_before, fields.not_after, _signable_kinds(fields.key_usages)
+        )
     return Signer(public_key, not_before, not_after, kinds)
 
 
-def _signable_kinds(cert: x509.Certificate) -> frozenset[str]:
+def _key_usages(cert: x509.Certificate) -> frozenset[str] | None:
     try:
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
-        return frozenset(KINDS)
-    kinds = frozenset(_EKU_KINDS[oid.dotted_string] for oid in usage if oid.dotted_string in _EKU_KINDS)
+        return None
+    return frozenset(oid.dotted_string for oid in usage)
+
+
+def _signable_kinds(key_usages: frozenset[str] | None) -> frozenset[str]:
+    kinds = frozenset(_EKU_KINDS[oid] for oid in key_usages or () if oid in _EKU_KINDS)
     return kinds or frozenset(KINDS)
 
 
