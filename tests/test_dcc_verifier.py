@@ -3,6 +3,7 @@
 import dataclasses
 import logging
 import zlib
+from typing import Any
 
 import cbor2
 import pytest
@@ -18,6 +19,7 @@ from dcc_helpers import (
     FAMILY_NAME,
     GIVEN_NAME,
     OTHER_EC_KEY,
+    REMOVE,
     RSA_CERT,
     RSA_KEY,
     certificate,
@@ -283,11 +285,10 @@ def _layers() -> list[tuple[str, str]]:
         ("cwt", signed(b"\xff")),
         ("cwt", signed(cbor2.dumps([1, 2]))),
         ("cwt", signed(claims(exp="soon"))),
+        ("cwt iss", signed(claims(iss=REMOVE))),
+        ("cwt iss", signed(claims(iss=""))),
         ("hcert", signed(claims(hcert={2: {}}))),
-        ("hcert", signed(claims({"ver": "1.3.0", "nam": {}, "dob": DOB}))),
-        ("hcert", signed(claims(dgc(dn="zwei")))),
-        ("hcert", signed(claims(dgc("test", sc=None)))),
-        ("hcert", signed(claims(dgc("recovery", du=[])))),
+        ("hcert", signed(claims(hcert={1: []}))),
     ]
 
 
@@ -300,8 +301,52 @@ def test_every_malformed_layer_is_a_malformed_denial(v: Verifier, layer: str, te
 
 def test_malformed_outranks_revoked_and_time() -> None:
     v = verifier(trust(EC_CERT, revoked_kids=(EC_KID,)))
-    text = hc1(sign1(EC_KEY, claims(dgc(dn="zwei"), exp=NOW - 9999, iat=NOW - 99999), kid=EC_KID))
+    text = hc1(sign1(EC_KEY, claims(iss=REMOVE, exp=NOW - 9999, iat=NOW - 99999), kid=EC_KID))
     assert v.verify(text, NOW).reason == "malformed"
+
+
+def _content() -> list[tuple[str, Any]]:
+    return [
+        ("no entry", {"ver": "1.3.0", "nam": {}, "dob": DOB}),
+        ("two kinds", dgc() | {"t": dgc("test")["t"]}),
+        ("no v entry", dgc() | {"v": []}),
+        ("two v entries", dgc() | {"v": dgc()["v"] * 2}),
+        ("no ci", dgc(ci=REMOVE)),
+        ("dn", dgc(dn="zwei")),
+        ("dn range", dgc(dn=0)),
+        ("sd range", dgc(sd=10)),
+        ("mp empty", dgc(mp="")),
+        ("co empty", dgc(co="")),
+        ("tr empty", dgc("test", tr="")),
+        ("sc", dgc("test", sc=None)),
+        ("du", dgc("recovery", du=[])),
+        ("du before df", dgc("recovery", df=day(-5), du=day(-6))),
+    ]
+
+
+@pytest.mark.parametrize(("what", "body"), _content(), ids=[what for what, _ in _content()])
+def test_hcert_content_the_rules_cannot_accept_is_status_not_malformed(what: str, body: Any) -> None:
+    v = verifier(TRUST, DccConfig(products=["EU/1/20/1528"]))
+    decision = v.verify(hc1(sign1(EC_KEY, claims(body), kid=EC_KID)), NOW)
+    expected = "ok" if what == "co empty" else "status"  # co is read by no rule
+    assert outcome(decision) == ("accept" if expected == "ok" else "deny", expected, "dcc")
+    assert decision.issuer == "AT"
+
+
+def test_unreadable_content_still_ranks_below_revoked_and_time() -> None:
+    v = verifier(trust(EC_CERT, revoked_kids=(EC_KID,)))
+    assert v.verify(hc1(sign1(EC_KEY, claims(dgc(dn=0)), kid=EC_KID)), NOW).reason == "revoked"
+    old = hc1(sign1(EC_KEY, claims({"ver": "1.3.0"}, exp=NOW - 9999, iat=NOW - 99999), kid=EC_KID))
+    assert verifier(TRUST).verify(old, NOW).reason == "expired"
+
+
+def test_the_key_usage_covers_every_kind_the_hcert_names() -> None:
+    tests_only = certificate(kinds=("test",))
+    both = dgc("test") | {"v": dgc()["v"]}
+    decision = verifier(trust(tests_only)).verify(
+        hc1(sign1(EC_KEY, claims(both), kid=kid_of(tests_only))), NOW
+    )
+    assert decision.reason == "bad-signature"
 
 
 # -- precedence ----------------------------------------------------------------------------------
