@@ -33,17 +33,21 @@ Precedence for a DCC (`HC1:`, the EU Digital COVID Certificate; scheme "dcc"):
                    of the scheme (`HC2:`...)
 2. `malformed`     over 4 KB, or a layer of the envelope does not parse: Base45, zlib (including a stream
                    that inflates past `dcc.MAX_INFLATED`), CBOR, COSE (tags 61 and 18 optional)
-3. `unsupported`   the COSE algorithm is neither ES256 nor PS256
-4. `malformed`     no 8-byte kid in either header
+3. `malformed`     no 8-byte kid in either header (the protected one counts when both carry one)
+4. `unsupported`   the COSE algorithm is not ES256, ES384, ES512 or PS256 (read from the unprotected
+                   header only when the protected header is empty)
 5. `unknown-key`   no usable signer certificate with the code's kid in the trust list
 6. `bad-signature` the signature holds under none of the certificates with that kid (each is tried), or
                    only under ones whose extended key usage forbids this kind of entry
-7. `malformed`     the signed CWT or hcert does not follow the format (a missing or ill-typed field)
+7. `malformed`     the signed CWT container does not follow the format: the claims map, iss, iat, exp
+                   and hcert with its eu_dgc_v1 map, present and typed (what that map holds is for
+                   the rules, below)
 8. `revoked`       the kid, or the certificate's pseudonymous `sub`, is revoked in the trust list
 9. `not-yet-valid` the signer certificate's notBefore, or the CWT's iat, is after now + `dcc.skew_s`
 10. `expired`      now is after the signer certificate's notAfter, or at or after the CWT's exp, plus skew
-11. `status`       the certificate fails the venue's rule set (`dcc_rules`, config `[dcc]`); which rule
-                   failed is health data and is neither returned nor logged
+11. `status`       the certificate fails the venue's rule set (`dcc_rules`, config `[dcc]`), including
+                   an hcert with no single readable entry or no `ci`; which rule failed is health data
+                   and is neither returned nor logged
 12. `passback`     the same certificate was let in at this entrance within `gate.passback_s`
 13. `ok`           accept, and the certificate's `sub` enters the passback window
 
@@ -290,10 +294,9 @@ class Verifier:
             claims = code.unverified_claims()  # verified just above
         except CodeError:
             return Decision(Verdict.DENY, Reason.MALFORMED, "dcc", code.kid)
-        entry = claims.entry
-        # A certificate whose extended key usage excludes this kind signed what it must not sign:
-        # a test centre's key cannot vouch for a vaccination.
-        signers = [signer for signer in signers if signer.may_sign(entry.kind)]
+        # A certificate whose extended key usage excludes a kind the hcert names signed what it must
+        # not sign: a test centre's key cannot vouch for a vaccination.
+        signers = [signer for signer in signers if all(signer.may_sign(kind) for kind in claims.kinds)]
         if not signers:
             return Decision(Verdict.DENY, Reason.BAD_SIGNATURE, "dcc", code.kid)
 
@@ -305,14 +308,15 @@ class Verifier:
             return dataclasses.replace(granted, verdict=Verdict.DENY, reason=reason)
 
         skew = rules.skew_s
-        if self.trust.is_kid_revoked(code.kid) or self.trust.is_sub_revoked(claims.sub):
+        sub_revoked = claims.sub is not None and self.trust.is_sub_revoked(claims.sub)
+        if self.trust.is_kid_revoked(code.kid) or sub_revoked:
             return deny(Reason.REVOKED)
         signer = next((s for s in signers if s.not_before - skew <= now <= s.not_after + skew), signers[0])
         if signer.not_before - skew > now or claims.iat - skew > now:
             return deny(Reason.NOT_YET_VALID)
         if now > signer.not_after + skew or now >= claims.exp + skew:
             return deny(Reason.EXPIRED)
-        if dcc_rules.evaluate_entry(entry, rules, now) != dcc_rules.OK:
+        if dcc_rules.evaluate_entry(claims.entry, rules, now) != dcc_rules.OK or claims.sub is None:
             return deny(Reason.STATUS)
         if self.passback.seen(claims.sub, now):
             return deny(Reason.PASSBACK)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from edge_sentry.codes import base45
 from edge_sentry.codes.trust import DccKey, TrustList
@@ -87,8 +87,12 @@ def certificate(
     extra_eku: tuple[str, ...] = (),
     csca: Any = None,
     name: str = "DSC test",
+    explicit_ca_false: bool = False,
 ) -> bytes:
-    """A document signer certificate (DER) for `key`: self-signed, or issued by a test CSCA key."""
+    """A document signer certificate (DER) for `key`: self-signed, or issued by a test CSCA key.
+
+    `explicit_ca_false` writes BasicConstraints as SEQUENCE { BOOLEAN FALSE }, the DER default spelt
+    out, as some member states' certificates do (strict DER parsers refuse it)."""
     subject = _name(name)
     issuer = _name("CSCA test") if csca is not None else subject
     builder = (
@@ -100,6 +104,9 @@ def certificate(
         .not_valid_before(at(not_before))
         .not_valid_after(at(not_after))
     )
+    if explicit_ca_false:
+        spelt_out = x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x30\x03\x01\x01\x00")
+        builder = builder.add_extension(spelt_out, critical=True)
     oids = [EKU[k] for k in kinds or ()] + list(extra_eku)
     if oids:
         usage = x509.ExtendedKeyUsage([x509.ObjectIdentifier(o) for o in oids])
@@ -183,11 +190,20 @@ def claims(
 # -- signing and the envelope --------------------------------------------------------------------
 
 
+ECDSA_HASHES: dict[int, hashes.HashAlgorithm] = {
+    -7: hashes.SHA256(),
+    -35: hashes.SHA384(),
+    -36: hashes.SHA512(),
+}
+
+
 def raw_signature(key: Any, message: bytes, *, alg: int, salt: Any = 32) -> bytes:
-    """What COSE carries: r || s for ES256, the PSS signature for PS256."""
-    if alg == ES256:
-        r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    """What COSE carries: r || s for ECDSA (the hash from the alg, the size from the key's curve), the
+    PSS signature for PS256."""
+    if alg in ECDSA_HASHES:
+        size = (key.curve.key_size + 7) // 8
+        r, s = decode_dss_signature(key.sign(message, ec.ECDSA(ECDSA_HASHES[alg])))
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
     pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt)
     return key.sign(message, pss, hashes.SHA256())
 
@@ -199,6 +215,7 @@ def sign1(
     kid: bytes | None,
     alg: int | None = None,
     kid_in: str = "protected",
+    alg_in: str = "protected",
     tags: tuple[int, ...] = (18,),
     salt: Any = 32,
     signature: bytes | None = None,
@@ -206,13 +223,13 @@ def sign1(
     """A COSE_Sign1 (CBOR) over `payload`; `tags` are the CBOR tags around it, outermost first."""
     if alg is None:
         alg = ES256 if isinstance(key, ec.EllipticCurvePrivateKey) else PS256
-    protected_map: dict[int, Any] = {1: alg}
-    unprotected: dict[int, Any] = {}
+    protected_map: dict[int, Any] = {1: alg} if alg_in == "protected" else {}
+    unprotected: dict[int, Any] = {} if alg_in == "protected" else {1: alg}
     if kid is not None and kid_in in ("protected", "both"):
         protected_map[4] = kid
     if kid is not None and kid_in in ("unprotected", "both"):
         unprotected[4] = kid
-    protected = cbor2.dumps(protected_map)
+    protected = cbor2.dumps(protected_map) if protected_map else b""
     to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
     if signature is None:
         signature = raw_signature(key, to_sign, alg=alg, salt=salt)

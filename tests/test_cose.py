@@ -1,5 +1,7 @@
 """COSE_Sign1: structures are built by hand with cbor2, independently of the module under test."""
 
+from collections.abc import Callable
+
 import cbor2
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -63,9 +65,7 @@ def test_sig_structure_is_signature1_array() -> None:
     assert cose.sig_structure(b"\xa1\x01\x27", b"\x01").hex() == (
         "84" "6a" + b"Signature1".hex() + "43a10127" "40" "4101"
     )  # fmt: skip
-    assert cose.sig_structure(PROTECTED, b"p", b"aad") == cbor2.dumps(
-        ["Signature1", PROTECTED, b"aad", b"p"]
-    )
+    assert cose.sig_structure(PROTECTED, b"p", b"aad") == cbor2.dumps(["Signature1", PROTECTED, b"aad", b"p"])
 
 
 def test_empty_header_encodes_as_empty_bytes() -> None:
@@ -134,7 +134,7 @@ def test_verify_refuses_a_changed_payload_or_protected_header() -> None:
     assert not cose.verify(changed_header, key.public_key())
 
 
-@pytest.mark.parametrize("header", [{1: -35}, {1: -257}, {1: "EdDSA"}, {1: "ES256"}, {}])
+@pytest.mark.parametrize("header", [{1: -47}, {1: -257}, {1: "EdDSA"}, {1: "ES256"}, {}])
 def test_verify_raises_for_algorithms_it_cannot_check(header: dict) -> None:
     protected = cbor2.dumps(header) if header else b""
     msg = cose.decode_sign1(hand_built(protected, {}, b"p", b"s" * 64))
@@ -144,7 +144,7 @@ def test_verify_raises_for_algorithms_it_cannot_check(header: dict) -> None:
 
 def test_sign1_refuses_an_unknown_algorithm() -> None:
     with pytest.raises(UnsupportedAlgorithmError):
-        cose.sign1(Ed25519PrivateKey.generate(), b"p", alg=-35)
+        cose.sign1(Ed25519PrivateKey.generate(), b"p", alg=-47)
 
 
 def test_loads_refuses_deep_nesting() -> None:
@@ -199,12 +199,34 @@ def test_es256_refuses_a_der_signature_and_wrong_lengths() -> None:
         assert not cose.verify(signed_by_hand(-7, lambda m, c=cut: c), EC_KEY.public_key())
 
 
-def test_es256_means_p256_only() -> None:
+def test_ecdsa_takes_the_hash_from_the_alg_and_the_curve_from_the_key() -> None:
     p384 = ec.generate_private_key(ec.SECP384R1())
-    msg = signed_by_hand(-7, lambda m: p384.sign(m, ec.ECDSA(SHA256)))
-    assert not cose.verify(msg, p384.public_key())
-    with pytest.raises(TypeError):
-        cose.sign1(p384, b"p", alg=-7)
+
+    def raw(
+        key: ec.EllipticCurvePrivateKey, hash_algorithm: hashes.HashAlgorithm
+    ) -> Callable[[bytes], bytes]:
+        size = (key.curve.key_size + 7) // 8
+
+        def sign(m: bytes) -> bytes:
+            r, s = decode_dss_signature(key.sign(m, ec.ECDSA(hash_algorithm)))
+            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+        return sign
+
+    for alg, hash_algorithm in ((-7, SHA256), (-35, hashes.SHA384()), (-36, hashes.SHA512())):
+        assert cose.verify(signed_by_hand(alg, raw(p384, hash_algorithm)), p384.public_key())
+        assert cose.verify(signed_by_hand(alg, raw(EC_KEY, hash_algorithm)), EC_KEY.public_key())
+    # the hash the label names, never another one
+    assert not cose.verify(signed_by_hand(-7, raw(p384, hashes.SHA384())), p384.public_key())
+    assert not cose.verify(signed_by_hand(-35, raw(p384, SHA256)), p384.public_key())
+    # P-256 and P-384 only
+    p521 = ec.generate_private_key(ec.SECP521R1())
+    assert not cose.verify(signed_by_hand(-7, raw(p521, SHA256)), p521.public_key())
+    # the sentry signs only on the curve the label names, and never ES512
+    assert cose.verify(cose.decode_sign1(cose.sign1(p384, b"p", alg=-35)), p384.public_key())
+    for key, alg in ((p384, -7), (EC_KEY, -35), (p384, -36)):
+        with pytest.raises(TypeError):
+            cose.sign1(key, b"p", alg=alg)
 
 
 def test_ps256_signs_with_a_32_byte_salt() -> None:

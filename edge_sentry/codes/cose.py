@@ -11,7 +11,8 @@ The content type (label 3) is honoured only in the protected header: it is what 
 over one kind of object (a trust list, a venue poster) from passing as another kind signed by the
 same key, so it must be covered by the signature.
 Signature algorithms sit in the small `ALGORITHMS` table, so a scheme that needs another algorithm adds
-a row, not a branch: EdDSA for the sentry's own codes, ES256 and PS256 for the EU DCC (RFC 9053, RFC 8230).
+a row, not a branch: EdDSA for the sentry's own codes, ES256, ES384, ES512 and PS256 for the EU DCC (RFC 9053,
+RFC 8230; ECDSA on P-256 or P-384, whichever curve the key is on).
 Pure functions, no I/O.
 """
 
@@ -38,10 +39,10 @@ HEADER_CONTENT_TYPE = 3
 HEADER_KID = 4
 ALG_EDDSA = -8
 ALG_ES256 = -7
+ALG_ES384 = -35
+ALG_ES512 = -36
 ALG_PS256 = -37
 
-# ES256 signatures are r || s, each a big-endian P-256 scalar (RFC 9053 section 2.1).
-_P256_SCALAR_BYTES = 32
 # RFC 8230 section 2 fixes PS256's salt at the hash length; the DCC's secondary algorithm asks for a
 # 2048-bit modulus at least, and anything shorter is refused outright rather than checked.
 _PSS_SALT_BYTES = 32
@@ -79,30 +80,59 @@ def _eddsa_verify(public_key: Any, signature: bytes, message: bytes) -> bool:
     return True
 
 
-def _es256_sign(private_key: Any, message: bytes) -> bytes:
-    if not isinstance(private_key, ec.EllipticCurvePrivateKey) or private_key.curve.name != "secp256r1":
-        raise TypeError("ES256 signing needs a P-256 private key")
-    r, s = decode_dss_signature(private_key.sign(message, ec.ECDSA(hashes.SHA256())))
-    return r.to_bytes(_P256_SCALAR_BYTES, "big") + s.to_bytes(_P256_SCALAR_BYTES, "big")
+# ECDSA curves a verifier takes, with their scalar length: COSE carries r || s, each a big-endian
+# scalar of the curve's size (RFC 9053 section 2.1). P-521 is left out: no scheme here issues it.
+_EC_SCALAR_BYTES = {"secp256r1": 32, "secp384r1": 48}
 
 
-def _es256_verify(public_key: Any, signature: bytes, message: bytes) -> bool:
-    """COSE carries r || s (64 bytes) where cryptography wants DER; anything but 64 bytes is wrong.
+def _ecdsa_sign(
+    alg_name: str, curve: str, hash_algorithm: hashes.HashAlgorithm
+) -> Callable[[Any, bytes], bytes]:
+    """Signing for one ECDSA label, strictly on its own curve (the sentry never signs across curves)."""
 
-    The curve is checked too: ES256 means P-256, and a P-384 key under the same kid must not verify
-    a message that claims ES256.
+    def sign(private_key: Any, message: bytes) -> bytes:
+        if not isinstance(private_key, ec.EllipticCurvePrivateKey) or private_key.curve.name != curve:
+            raise TypeError(f"{alg_name} signing needs a {curve} private key")
+        size = _EC_SCALAR_BYTES[curve]
+        r, s = decode_dss_signature(private_key.sign(message, ec.ECDSA(hash_algorithm)))
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    return sign
+
+
+def _ecdsa_verify(hash_algorithm: hashes.HashAlgorithm) -> Callable[[Any, bytes, bytes], bool]:
+    """Verification for one ECDSA label: the hash comes from the label, the curve from the key.
+
+    Issuers of EU DCCs sign with P-384 keys under the label ES256 (SHA-256), and the EU's own
+    verifiers accept that; ECDSA over a larger curve with a shorter hash is as sound as the hash, so
+    reading the curve from the key costs nothing. The key can only be P-256 or P-384, and the
+    signature must be exactly r || s for that curve (anything else, DER included, is wrong).
     """
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
-        return False
-    if len(signature) != 2 * _P256_SCALAR_BYTES:
-        return False
-    r = int.from_bytes(signature[:_P256_SCALAR_BYTES], "big")
-    s = int.from_bytes(signature[_P256_SCALAR_BYTES:], "big")
-    try:
-        public_key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+
+    def verify(public_key: Any, signature: bytes, message: bytes) -> bool:
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            return False
+        size = _EC_SCALAR_BYTES.get(public_key.curve.name)
+        if size is None or len(signature) != 2 * size:
+            return False
+        r = int.from_bytes(signature[:size], "big")
+        s = int.from_bytes(signature[size:], "big")
+        try:
+            public_key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hash_algorithm))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    return verify
+
+
+def _verify_only(alg_name: str) -> Callable[[Any, bytes], bytes]:
+    """For a label others sign with and the sentry only checks (its curve, P-521, is not taken)."""
+
+    def sign(private_key: Any, message: bytes) -> bytes:
+        raise TypeError(f"{alg_name} is verified here, never signed")
+
+    return sign
 
 
 def _ps256_sign(private_key: Any, message: bytes) -> bytes:
@@ -135,7 +165,13 @@ def _ps256_verify(public_key: Any, signature: bytes, message: bytes) -> bool:
 # COSE algorithm id -> implementation.
 ALGORITHMS: dict[int, Algorithm] = {
     ALG_EDDSA: Algorithm("EdDSA", _eddsa_sign, _eddsa_verify),
-    ALG_ES256: Algorithm("ES256", _es256_sign, _es256_verify),
+    ALG_ES256: Algorithm(
+        "ES256", _ecdsa_sign("ES256", "secp256r1", hashes.SHA256()), _ecdsa_verify(hashes.SHA256())
+    ),
+    ALG_ES384: Algorithm(
+        "ES384", _ecdsa_sign("ES384", "secp384r1", hashes.SHA384()), _ecdsa_verify(hashes.SHA384())
+    ),
+    ALG_ES512: Algorithm("ES512", _verify_only("ES512"), _ecdsa_verify(hashes.SHA512())),
     ALG_PS256: Algorithm("PS256", _ps256_sign, _ps256_verify),
 }
 
@@ -313,15 +349,18 @@ def sign1(
     return encode_sign1(protected, unprotected or {}, payload, signature, tag=tag)
 
 
-def verify(message: Sign1, public_key: Any, *, external_aad: bytes = b"") -> bool:
+def verify(message: Sign1, public_key: Any, *, external_aad: bytes = b"", alg: Any = None) -> bool:
     """True when `message` is signed by `public_key` under the algorithm its protected header names.
 
+    `alg` overrides the protected header's algorithm; only a scheme whose specification lets the
+    algorithm travel unprotected passes it (the DCC), and every other caller stays protected-only.
     Raises UnsupportedAlgorithmError for an algorithm missing from `ALGORITHMS` (or none at all), so
     a caller can tell "cannot check" from "checked and wrong".
     """
-    algorithm = ALGORITHMS.get(message.alg) if isinstance(message.alg, int) else None
+    alg = message.alg if alg is None else alg
+    algorithm = ALGORITHMS.get(alg) if isinstance(alg, int) and not isinstance(alg, bool) else None
     if algorithm is None:
-        raise UnsupportedAlgorithmError(f"COSE: algorithm {message.alg!r} is not supported")
+        raise UnsupportedAlgorithmError(f"COSE: algorithm {alg!r} is not supported")
     return algorithm.verify(
         public_key,
         message.signature,

@@ -2,7 +2,9 @@
 
 Text = "HC1:" + Base45(zlib(COSE_Sign1)); the signed payload is a CWT: `1` iss (issuing country), `6` iat,
 `4` exp, `-260` hcert = {1: the eu_dgc_v1 map with `ver`, `nam`, `dob` and one `v`, `t` or `r` entry}.
-The signature is ES256 or PS256 under a document signer certificate (DSC) named by an 8-byte kid.
+The signature is ECDSA (ES256, ES384 or ES512; P-256 or P-384, the curve from the key) or PS256 under a
+document signer certificate (DSC) named by an 8-byte kid; the alg is read from the unprotected header
+only when the protected header is empty.
 
 As for ES1, reading is split so that nothing a stranger wrote is decoded before its signature holds:
 `parse` opens the envelope (prefix, Base45, a capped inflate, COSE with its optional tags 61 and 18)
@@ -31,7 +33,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from ..errors import CodeError, UnsupportedAlgorithmError
-from . import base45, cose
+from . import base45, cose, tolerant_x509
 from .keys import KID_LENGTH
 
 PREFIX = "HC1:"
@@ -47,7 +49,7 @@ CLAIM_IAT = 6
 CLAIM_HCERT = -260
 HCERT_EU_DGC_V1 = 1
 
-ALGORITHMS = (cose.ALG_ES256, cose.ALG_PS256)
+ALGORITHMS = (cose.ALG_ES256, cose.ALG_ES384, cose.ALG_ES512, cose.ALG_PS256)
 KINDS = ("vaccination", "test", "recovery")
 _ENTRY_KEYS = {"v": "vaccination", "t": "test", "r": "recovery"}
 
@@ -72,16 +74,22 @@ _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", re.ASCII)
 # -- the certificate's content, as far as the rules need it ----------------------------------------
 
 
+# Each field is None when the certificate leaves it out or writes it off its form: what the hcert holds
+# is for the rules to judge (a rule that needs a field it cannot read fails, which is `status`), never a
+# reason to call the container `malformed`. Issuers differ in what they fill in, across the schema's
+# versions 1.0.0 to 1.3.x, and a field no configured rule reads must not lock a holder out.
+
+
 @dataclass(frozen=True)
 class Vaccination:
     """One vaccination entry (`v`): disease `tg`, product `mp`, dose `dn` of `sd`, date `dt`."""
 
     kind: ClassVar[str] = "vaccination"
-    disease: str
-    product: str
-    dose: int
-    doses: int
-    date: date
+    disease: str | None
+    product: str | None
+    dose: int | None
+    doses: int | None
+    date: date | None
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,10 @@ class Test:
     """One test entry (`t`): disease `tg`, type `tt`, result `tr`, sample collected at `sc`."""
 
     kind: ClassVar[str] = "test"
-    disease: str
-    test_type: str
-    result: str
-    sampled: datetime
+    disease: str | None
+    test_type: str | None
+    result: str | None
+    sampled: datetime | None
 
 
 @dataclass(frozen=True)
@@ -100,10 +108,10 @@ class Recovery:
     """One recovery entry (`r`): disease `tg`, first positive `fr`, valid from `df` until `du`."""
 
     kind: ClassVar[str] = "recovery"
-    disease: str
-    first_positive: date
-    valid_from: date
-    valid_until: date
+    disease: str | None
+    first_positive: date | None
+    valid_from: date | None
+    valid_until: date | None
 
 
 HealthEntry = Vaccination | Test | Recovery
@@ -113,21 +121,22 @@ HealthEntry = Vaccination | Test | Recovery
 class DccClaims:
     """The signed claims of a DCC, reduced to what a decision needs; health data, never logged.
 
-    `sub` is the pseudonym of the certificate identifier (see `pseudonym`), for passback and
-    revocation; `entry` is the one vaccination, test or recovery.
+    `kinds` are the entry kinds the hcert names (`v`, `t`, `r`), for the signer's key usage; `entry`
+    is the one vaccination, test or recovery, None when the hcert holds no single readable entry
+    with its `ci` (no rule can accept it); `sub` is the pseudonym of `ci` (see `pseudonym`), for
+    passback and revocation, None without a readable `ci`.
     """
 
-    iss: str | None
+    iss: str
     iat: int
     exp: int
-    sub: bytes
-    entry: HealthEntry
+    sub: bytes | None
+    kinds: frozenset[str]
+    entry: HealthEntry | None
 
     def __repr__(self) -> str:
-        return (
-            f"DccClaims(iss={self.iss!r}, iat={self.iat}, exp={self.exp}, sub=<hidden>, "
-            f"entry=<{self.entry.kind}>)"
-        )
+        kind = self.entry.kind if self.entry is not None else None
+        return f"DccClaims(iss={self.iss!r}, iat={self.iat}, exp={self.exp}, sub=<hidden>, entry=<{kind}>)"
 
 
 # -- signer certificates ------------------------------------------------------------------------
@@ -155,25 +164,36 @@ def load_signer(der: bytes) -> Signer | None:
     """Parse a DSC from DER; None when it cannot be used (not X.509, unreadable key or extensions).
 
     None rather than an error because one country's odd certificate must not stop a trust list from
-    loading: an unusable certificate simply verifies nothing.
+    loading: an unusable certificate simply verifies nothing. A certificate `cryptography` refuses
+    (a DER default written out, as some issuers do) is read again by `tolerant_x509`, which takes
+    only its key, validity and key usages; the signature check itself is the same either way.
     """
     try:
         cert = x509.load_der_x509_certificate(der)
         public_key = cert.public_key()
-        kinds = _signable_kinds(cert)
+        kinds = _signable_kinds(_key_usages(cert))
         not_before = cert.not_valid_before_utc.timestamp()
         not_after = cert.not_valid_after_utc.timestamp()
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        return None
+        fields = tolerant_x509.read(der)
+        if fields is None:
+            return None
+        return Signer(
+            fields.public_key, fields.not_before, fields.not_after, _signable_kinds(fields.key_usages)
+        )
     return Signer(public_key, not_before, not_after, kinds)
 
 
-def _signable_kinds(cert: x509.Certificate) -> frozenset[str]:
+def _key_usages(cert: x509.Certificate) -> frozenset[str] | None:
     try:
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
-        return frozenset(KINDS)
-    kinds = frozenset(_EKU_KINDS[oid.dotted_string] for oid in usage if oid.dotted_string in _EKU_KINDS)
+        return None
+    return frozenset(oid.dotted_string for oid in usage)
+
+
+def _signable_kinds(key_usages: frozenset[str] | None) -> frozenset[str]:
+    kinds = frozenset(_EKU_KINDS[oid] for oid in key_usages or () if oid in _EKU_KINDS)
     return kinds or frozenset(KINDS)
 
 
@@ -186,10 +206,11 @@ class DccCode:
 
     message: cose.Sign1
     kid: bytes
+    alg: int
 
     def verify(self, signer: Signer) -> bool:
         """True when the signature holds under the signer's key (False for a key of another type)."""
-        return cose.verify(self.message, signer.public_key)
+        return cose.verify(self.message, signer.public_key, alg=self.alg)
 
     def unverified_claims(self) -> DccClaims:
         """Decode the payload; trust the result only after `verify` returned True."""
@@ -219,8 +240,8 @@ def inflate(data: bytes, limit: int = MAX_INFLATED) -> bytes:
 def parse(text: str) -> DccCode:
     """Read an HC1 text's envelope without trusting it.
 
-    Raises UnsupportedAlgorithmError for a well-formed message under an algorithm other than ES256
-    or PS256, and CodeError for anything else that does not follow the format.
+    Raises UnsupportedAlgorithmError for a well-formed message under an algorithm not in
+    `ALGORITHMS`, and CodeError for anything else that does not follow the format.
     """
     if len(text) > MAX_TEXT_BYTES or len(text.encode("utf-8", "replace")) > MAX_TEXT_BYTES:
         raise CodeError(f"DCC: text longer than {MAX_TEXT_BYTES} bytes")
@@ -228,12 +249,28 @@ def parse(text: str) -> DccCode:
         raise CodeError(f"DCC: text does not start with {PREFIX!r}")
     raw = inflate(base45.decode(text[len(PREFIX) :]))
     message = cose.decode_sign1(raw, cwt_tag=True, kid_in_both=True)
-    if message.alg not in ALGORITHMS:
-        raise UnsupportedAlgorithmError(f"DCC: algorithm {message.alg!r} is not ES256 or PS256")
+    # The kid is checked before the algorithm: a kid of the wrong length is a broken envelope
+    # whatever algorithm it names (the protected kid is the one read when both headers carry one).
     kid = message.kid
     if kid is None or len(kid) != KID_LENGTH:
         raise CodeError(f"DCC: a {KID_LENGTH}-byte kid is required in the protected or unprotected header")
-    return DccCode(message, kid)
+    alg = _algorithm(message)
+    if alg not in ALGORITHMS:
+        raise UnsupportedAlgorithmError(f"DCC: algorithm {alg!r} is not ES256, ES384, ES512 or PS256")
+    return DccCode(message, kid, alg)
+
+
+def _algorithm(message: cose.Sign1) -> Any:
+    """The alg from the protected header; from the unprotected one only when nothing is protected.
+
+    Some issuers send an empty protected header with the alg unprotected, and the EU's own verifiers
+    accept it. That weakens nothing here: the alg only picks how the signature is checked, each
+    check refuses a key of another type, and the key is the trusted signer's, never the code's.
+    When the protected header holds anything, the unprotected alg is never read.
+    """
+    if message.protected_header:
+        return message.alg
+    return message.unprotected.get(cose.HEADER_ALG)
 
 
 # -- the claims ---------------------------------------------------------------------------------
@@ -251,15 +288,18 @@ def pseudonym(ci: str) -> bytes:
 
 
 def decode_claims(payload: bytes) -> DccClaims:
-    """Parse the CWT claims and the one health entry strictly; CodeError when they are off the format.
+    """Parse the CWT container strictly, and the health entry tolerantly.
 
-    The map decoded here holds the holder's name and birth date; only the fields in DccClaims leave.
+    CodeError (`malformed`) only for the container: the claims map, `1` iss, `6` iat, `4` exp and
+    `-260` hcert with its eu_dgc_v1 map, present and typed. What that map holds is read field by field
+    (see `HealthEntry`) and judged by the rules. The map decoded here holds the holder's name and birth
+    date; only the fields in DccClaims leave.
     """
     claims = cose.loads(payload, what="DCC claims")
     if not isinstance(claims, Mapping):
         raise CodeError("DCC: claims must be a CBOR map")
     iss = claims.get(CLAIM_ISS)
-    if iss is not None and (not isinstance(iss, str) or not iss):
+    if not isinstance(iss, str) or not iss:
         raise CodeError("DCC: claim iss must be a non-empty text")
     iat = _numeric_date(claims.get(CLAIM_IAT), "iat")
     exp = _numeric_date(claims.get(CLAIM_EXP), "exp")
@@ -268,52 +308,50 @@ def decode_claims(payload: bytes) -> DccClaims:
     hcert = claims.get(CLAIM_HCERT)
     if not isinstance(hcert, Mapping) or not isinstance(hcert.get(HCERT_EU_DGC_V1), Mapping):
         raise CodeError("DCC: claim hcert must be a map holding the eu_dgc_v1 map under key 1")
-    entry, ci = _read(hcert[HCERT_EU_DGC_V1])
-    return DccClaims(iss, iat, exp, pseudonym(ci), entry)
+    dgc = hcert[HCERT_EU_DGC_V1]
+    kinds = frozenset(kind for key, kind in _ENTRY_KEYS.items() if key in dgc)
+    found = _one_entry(dgc)
+    ci = _text(found[1].get("ci")) if found is not None else None
+    # Without its `ci` a certificate can be checked neither for revocation nor for passback.
+    entry = _entry(found) if found is not None and ci is not None else None
+    return DccClaims(iss, iat, exp, pseudonym(ci) if ci is not None else None, kinds, entry)
 
 
-def read_entry(dgc: Any) -> HealthEntry:
-    """The one vaccination, test or recovery of an eu_dgc_v1 map, typed; CodeError when malformed."""
-    return _read(dgc)[0]
+def read_entry(dgc: Any) -> HealthEntry | None:
+    """The one vaccination, test or recovery of an eu_dgc_v1 map, its fields read as far as they go;
+    None when the map holds no single entry (no `v`, `t` or `r`, several, or one holding no or several
+    entries), which no rule can accept."""
+    found = _one_entry(dgc)
+    return _entry(found) if found is not None else None
 
 
-def _read(dgc: Any) -> tuple[HealthEntry, str]:
-    """The entry and its `ci`. Every field a rule may read is checked here, whatever the rule set,
-    so whether a certificate is `malformed` never depends on the venue's config."""
+def _one_entry(dgc: Any) -> tuple[str, Mapping[Any, Any]] | None:
+    """The entry key and fields when the map holds exactly one of v, t and r, with exactly one entry."""
     if not isinstance(dgc, Mapping):
-        raise CodeError("DCC: eu_dgc_v1 must be a map")
+        return None
     present = [key for key in _ENTRY_KEYS if key in dgc]
     if len(present) != 1:
-        raise CodeError("DCC: exactly one of v, t and r is required")
+        return None
     entries = dgc[present[0]]
     if not isinstance(entries, list | tuple) or len(entries) != 1 or not isinstance(entries[0], Mapping):
-        raise CodeError(f"DCC: {present[0]} must hold exactly one entry")
-    fields = entries[0]
-    ci = _text(fields.get("ci"), "ci")
-    disease = _text(fields.get("tg"), "tg")
-    kind = _ENTRY_KEYS[present[0]]
-    if kind == "vaccination":
-        entry: HealthEntry = Vaccination(
+        return None
+    return present[0], entries[0]
+
+
+def _entry(found: tuple[str, Mapping[Any, Any]]) -> HealthEntry:
+    key, fields = found
+    disease = _text(fields.get("tg"))
+    if key == "v":
+        return Vaccination(
             disease,
-            _text(fields.get("mp"), "mp"),
-            _dose(fields.get("dn"), "dn"),
-            _dose(fields.get("sd"), "sd"),
-            _date(fields.get("dt"), "dt"),
+            _text(fields.get("mp")),
+            _dose(fields.get("dn")),
+            _dose(fields.get("sd")),
+            _date(fields.get("dt")),
         )
-    elif kind == "test":
-        entry = Test(
-            disease,
-            _text(fields.get("tt"), "tt"),
-            _text(fields.get("tr"), "tr"),
-            _date_time(fields.get("sc"), "sc"),
-        )
-    else:
-        valid_from = _date(fields.get("df"), "df")
-        valid_until = _date(fields.get("du"), "du")
-        if valid_until < valid_from:
-            raise CodeError("DCC: recovery du is before df")
-        entry = Recovery(disease, _date(fields.get("fr"), "fr"), valid_from, valid_until)
-    return entry, ci
+    if key == "t":
+        return Test(disease, _text(fields.get("tt")), _text(fields.get("tr")), _date_time(fields.get("sc")))
+    return Recovery(disease, _date(fields.get("fr")), _date(fields.get("df")), _date(fields.get("du")))
 
 
 def _numeric_date(value: Any, name: str) -> int:
@@ -329,19 +367,18 @@ def _numeric_date(value: Any, name: str) -> int:
     return value
 
 
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise CodeError(f"DCC: {name} must be a non-empty text")
-    return value
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
 
 
-def _dose(value: Any, name: str) -> int:
+def _dose(value: Any) -> int | None:
+    """A dose number within the schema's 1..9; another number says nothing a rule could trust."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_DOSES:
-        raise CodeError(f"DCC: {name} must be an integer from 1 to {_MAX_DOSES}")
+        return None
     return value
 
 
-def _date(value: Any, name: str) -> date:
+def _date(value: Any) -> date | None:
     """A calendar date: "YYYY-MM-DD" as the schema says, or a date-time whose date part is taken, or
     a CBOR date tag the decoder already turned into a date; the hcert specification asks verifiers to
     be permissive with such reasonable conversions."""
@@ -350,20 +387,20 @@ def _date(value: Any, name: str) -> date:
     if isinstance(value, date):
         return value
     if not isinstance(value, str) or not _DATE.match(value):
-        raise CodeError(f"DCC: {name} must be a date YYYY-MM-DD")
+        return None
     try:
         return date.fromisoformat(value[:10])
     except ValueError:
-        raise CodeError(f"DCC: {name} is not a calendar date") from None
+        return None
 
 
-def _date_time(value: Any, name: str) -> datetime:
+def _date_time(value: Any) -> datetime | None:
     """An ISO 8601 date-time, in UTC; one without an offset is read as UTC (an hour either way does
     not change whether a 48-hour-old test is acceptable, and refusing it would lock the holder out)."""
     if not isinstance(value, datetime) and not (isinstance(value, str) and _DATE_TIME.match(value)):
-        raise CodeError(f"DCC: {name} must be an ISO 8601 date-time")
+        return None
     try:
         when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
         return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise CodeError(f"DCC: {name} is not an ISO 8601 date-time in range") from None
+        return None

@@ -6,12 +6,17 @@ name of the first rule that failed, which the verifier turns into the reason `st
 is for tests and for the function's callers only: it says something about the holder's health
 (`test-positive`), so the verifier neither returns nor logs it.
 
-A field that is missing or ill-typed is not a rule failure but a `malformed` certificate, decided by
-`dcc.read_entry` before any rule runs, so the same certificate is malformed or not whatever the venue's
-rules are. Calendar days are UTC days: "14 days after dt" opens at midnight UTC.
+What the hcert holds is judged here, never called `malformed` (that is for the container): a field
+that is missing, empty or off its form is None in the entry, and fails only a rule that reads it, so
+a field no configured rule needs never locks a holder out. A None text never equals an accepted value;
+a None date or dose number fails as `entry-unreadable`. Calendar days are UTC days: "14 days after dt"
+opens at midnight UTC.
 
 Rules, in the order they are checked:
 
+- `entry-unreadable`       the hcert holds no single entry (none of `v`, `t`, `r`, several, or one
+                           listing no or several entries), no `ci`, or a date or dose number a
+                           rule needs is missing or off its form
 - `kind-not-accepted`      the entry's kind (vaccination, test, recovery) is not in `accept`
 - `disease-not-accepted`   `tg` differs from `target_disease` (when that is set)
 - vaccination: `product-not-accepted` (`mp` not in `products`, when that is set),
@@ -21,7 +26,8 @@ Rules, in the order they are checked:
 - test: `test-type-not-accepted` (`tt` not in `test_types`), `test-positive` (`tr` is not
   `test_result_negative`), `test-in-future` (sample taken after `now` + `skew_s`), `test-too-old`
   (sample taken more than `test_max_age_h` hours before `now`)
-- recovery: `recovery-not-yet-valid` (today before `df`), `recovery-expired` (today after `du`),
+- recovery: `recovery-not-yet-valid` (today before `df`), `recovery-expired` (today after `du`; a
+  `du` before `df` fails one of the two),
   `recovery-too-old` (more than `recovery_max_days` since `fr`, when that is not 0), `recovery-in-future`
   (`fr` after today)
 """
@@ -37,18 +43,18 @@ if TYPE_CHECKING:  # the rules read the config section's values; codes/ never im
     from ..config import DccConfig
 
 OK = "ok"
+UNREADABLE = "entry-unreadable"
 
 
 def evaluate(dgc: Any, rules: DccConfig, now: float) -> str:
-    """`OK`, or the name of the first rule the eu_dgc_v1 map `dgc` fails at `now` (seconds since 1970).
-
-    Raises CodeError when a field the rules read is missing or ill-typed (the certificate is malformed).
-    """
+    """`OK`, or the name of the first rule the eu_dgc_v1 map `dgc` fails at `now` (seconds since 1970)."""
     return evaluate_entry(read_entry(dgc), rules, now)
 
 
-def evaluate_entry(entry: HealthEntry, rules: DccConfig, now: float) -> str:
-    """The same as `evaluate`, on an entry `dcc.read_entry` already typed."""
+def evaluate_entry(entry: HealthEntry | None, rules: DccConfig, now: float) -> str:
+    """The same as `evaluate`, on an entry `dcc` already read (None: no single readable entry)."""
+    if entry is None:
+        return UNREADABLE
     if entry.kind not in rules.accept:
         return "kind-not-accepted"
     if rules.target_disease and entry.disease != rules.target_disease:
@@ -67,9 +73,14 @@ def _today(now: float) -> date:
 def _vaccination(entry: Vaccination, rules: DccConfig, today: date) -> str:
     if rules.products and entry.product not in rules.products:
         return "product-not-accepted"
-    # A booster is written dn > sd (3/2) by some issuers and dn = sd (3/3) by others; both count.
-    if rules.vaccination_complete and entry.dose < entry.doses:
-        return "vaccination-incomplete"
+    if rules.vaccination_complete:
+        if entry.dose is None or entry.doses is None:
+            return UNREADABLE
+        # A booster is written dn > sd (3/2) by some issuers and dn = sd (3/3) by others; both count.
+        if entry.dose < entry.doses:
+            return "vaccination-incomplete"
+    if entry.date is None:
+        return UNREADABLE
     days = (today - entry.date).days
     if days < rules.vaccination_min_days:
         return "vaccination-too-recent"
@@ -83,6 +94,8 @@ def _test(entry: Test, rules: DccConfig, now: float) -> str:
         return "test-type-not-accepted"
     if entry.result != rules.test_result_negative:
         return "test-positive"
+    if entry.sampled is None:
+        return UNREADABLE
     age_s = now - entry.sampled.timestamp()
     if age_s < -rules.skew_s:
         return "test-in-future"
@@ -92,6 +105,8 @@ def _test(entry: Test, rules: DccConfig, now: float) -> str:
 
 
 def _recovery(entry: Recovery, rules: DccConfig, today: date) -> str:
+    if entry.valid_from is None or entry.valid_until is None or entry.first_positive is None:
+        return UNREADABLE
     if today < entry.valid_from:
         return "recovery-not-yet-valid"
     if today > entry.valid_until:
