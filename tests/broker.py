@@ -346,9 +346,12 @@ class Broker:
                 break
         raise RuntimeError(f"mosquitto did not start on {self.host}:{self.port}; log:\n{self.log_tail()}")
 
+    def _listening_ports(self) -> set[int]:
+        return {self.port, self.tls_port}
+
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        waiting = {self.port, self.tls_port}
+        waiting = self._listening_ports()
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
@@ -459,10 +462,11 @@ class Broker:
 
 class ProvisionedBroker(Broker):
     """A Mosquitto run on what `edge-sentry fleet provision` wrote into `out`: its mosquitto.conf
-    (one TLS listener, client certificates required), its ACL and its certificates, as an operator
-    installs them. The harness adds only process settings (persistence and log in `folder`, our
-    uid) and moves the listener to a free loopback port; every security setting is the generated
-    one. There is no plain listener: `port` and `tls_port` are the same port.
+    (the devices' and the operators' TLS listeners, client certificates required), its ACL and its
+    certificates, as an operator installs them. The harness adds only process settings
+    (persistence and log in `folder`, our uid) and moves the listeners to free loopback ports;
+    every security setting is the generated one. There is no plain listener: `port` and
+    `tls_port` are the devices' listener, `operator_port` the operators' and ingesters'.
     """
 
     def __init__(self, out: Path, folder: Path, *, executable: str | None = None) -> None:
@@ -474,7 +478,7 @@ class ProvisionedBroker(Broker):
         self.folder = Path(folder)
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
         self.host = HOST
-        self.port = self.tls_port = 0
+        self.port = self.tls_port = self.operator_port = 0
         self.ca = self.out / "broker" / "ca.crt"
         self._proc = None
         self._log_path = self.folder / "mosquitto.log"
@@ -485,20 +489,30 @@ class ProvisionedBroker(Broker):
         folder = self.out / kind / name
         return folder / "mqtt.ca", folder / "mqtt.cert", folder / "mqtt.key"
 
+    def port_for(self, kind: str) -> int:
+        """The listener a login of `kind` (devices, operators or ingesters) connects to."""
+        return self.tls_port if kind == "devices" else self.operator_port
+
     def _pick_ports(self) -> None:
         self.port = self.tls_port = free_port()
+        self.operator_port = free_port()
+
+    def _listening_ports(self) -> set[int]:
+        return {self.tls_port, self.operator_port}
 
     def _write_conf(self) -> Path:
         generated = (self.out / "broker" / "mosquitto.conf").read_text().splitlines()
         listeners = [i for i, line in enumerate(generated) if line.startswith("listener ")]
-        assert len(listeners) == 1, "the generated config has exactly one listener"
-        generated[listeners[0]] = f"listener {self.tls_port} {self.host}"
+        assert len(listeners) == 2, "the generated config has the devices' and the operators' listeners"
+        for i, port in zip(listeners, (self.tls_port, self.operator_port), strict=True):
+            generated[i] = f"listener {port} {self.host}"
         conf = self.folder / "mosquitto.conf"
         conf.write_text("\n".join([*self._harness_lines(), *generated, ""]))
         return conf
 
     def client(self, tls_files: TlsFiles, topics: str | Iterable[str] = (), **options: Any) -> Subscriber:
-        """A Subscriber logged in with these (ca, cert, key) files, not yet started."""
+        """A Subscriber logged in with these (ca, cert, key) files, not yet started; on the devices'
+        listener unless `port=` names another."""
         return Subscriber(self, topics, tls_files=tls_files, **options)
 
 
@@ -535,8 +549,10 @@ class Subscriber:
         session_expiry_s: int | None = None,
         qos: int = 1,
         tls_files: TlsFiles | None = None,
+        port: int | None = None,
     ) -> None:
         self.broker = broker
+        self.port = port
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.tls_files = tls_files
         if tls_files is None:
@@ -576,7 +592,7 @@ class Subscriber:
         props = Properties(PacketTypes.CONNECT)
         if self.session_expiry_s is not None:
             props.SessionExpiryInterval = self.session_expiry_s
-        port = self.broker.port if self.tls_files is None else self.broker.tls_port
+        port = self.port or (self.broker.port if self.tls_files is None else self.broker.tls_port)
         self._client.connect(
             self.broker.host, port, keepalive=10, clean_start=self.clean_start, properties=props
         )

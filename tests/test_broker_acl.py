@@ -76,8 +76,8 @@ def login(fleet: ProvisionedBroker) -> Iterator[Callable[..., Subscriber]]:
     """Started clients logged in with a provisioned identity, closed at the end of the test."""
     made: list[Subscriber] = []
 
-    def make(kind: str, name: str, topics: str | list[str] = ()) -> Subscriber:
-        client = fleet.client(fleet.files(kind, name), topics)
+    def make(kind: str, name: str, topics: str | list[str] = (), **options: Any) -> Subscriber:
+        client = fleet.client(fleet.files(kind, name), topics, port=fleet.port_for(kind), **options)
         made.append(client)
         return client.start()
 
@@ -124,7 +124,7 @@ def test_a_device_cannot_write_another_devices_topics_or_under_another_site(logi
 
 def test_a_device_reads_only_its_own_control_topics_and_its_sites_desired_config(login) -> None:
     device = login("devices", "gate-1", "#")
-    sent = _publish_everywhere(login)
+    sent = _publish_everywhere(login, {"gate-1": device})
     allowed = {f"{GATE1}/config/desired", f"{GATE1}/trust", f"{GATE1}/cmd/restart",
                f"{ARENA}/all/config/desired"}
     assert allowed <= set(sent)
@@ -189,10 +189,13 @@ def test_an_ingester_reads_scans_events_health_and_state_and_cannot_publish(logi
         assert ingester.publish_ack(topic, b"x") == NOT_AUTHORIZED, topic
 
 
-def _publish_everywhere(login: Callable[..., Subscriber]) -> list[str]:
-    """Every login publishes what it may (each accepted): the topics, in order."""
+def _publish_everywhere(login: Callable[..., Subscriber], open_devices: dict[str, Subscriber] | None = None
+                        ) -> list[str]:
+    """Every login publishes what it may (each accepted): the topics, in order. A device has one
+    session at a time (its login is its client id), so one already open in `open_devices` is used."""
     alice, bob = login("operators", "alice"), login("operators", "bob")
-    gate1, gate2, north1 = login("devices", "gate-1"), login("devices", "gate-2"), login("devices", "north-1")
+    gate1, gate2, north1 = (
+        (open_devices or {}).get(name) or login("devices", name) for name in ("gate-1", "gate-2", "north-1"))
     plan = [
         (gate1, f"{GATE1}/state"), (gate1, f"{GATE1}/scan"), (gate1, f"{GATE1}/event"),
         (gate1, f"{GATE1}/health"), (gate1, f"{GATE1}/config/reported"), (gate1, f"{GATE1}/reply/1"),
@@ -221,8 +224,9 @@ def _topics_read(reader: Subscriber, expected: set[str]) -> set[str]:
 # -- who is let in -------------------------------------------------------------------------------
 
 
-def _let_in(fleet: ProvisionedBroker, tls_files: tuple[Path, Path | None, Path | None]) -> bool:
-    client = fleet.client(tls_files)
+def _let_in(fleet: ProvisionedBroker, tls_files: tuple[Path, Path | None, Path | None],
+            port: int | None = None) -> bool:
+    client = fleet.client(tls_files, port=port)
     try:
         client.start(timeout=3.0)
     except (OSError, TimeoutError):  # a TLS alert may come in the handshake or just after it
@@ -232,18 +236,54 @@ def _let_in(fleet: ProvisionedBroker, tls_files: tuple[Path, Path | None, Path |
     return True
 
 
-def test_a_provisioned_certificate_is_let_in(fleet: ProvisionedBroker) -> None:
-    assert _let_in(fleet, fleet.files("devices", "north-1"))
+def test_a_provisioned_certificate_is_let_in_on_its_own_listener(fleet: ProvisionedBroker) -> None:
+    for kind, name in (("devices", "north-1"), ("operators", "bob"), ("ingesters", "backend-1")):
+        assert _let_in(fleet, fleet.files(kind, name), fleet.port_for(kind)), name
+
+
+def test_a_device_certificate_is_refused_on_the_operators_listener(fleet: ProvisionedBroker) -> None:
+    # There it could choose its client id; on the devices' listener its login is its client id.
+    assert not _let_in(fleet, fleet.files("devices", "gate-1"), fleet.operator_port)
+
+
+def test_an_operator_certificate_is_refused_on_the_devices_listener(fleet: ProvisionedBroker) -> None:
+    for kind, name in (("operators", "alice"), ("ingesters", "backend-1")):
+        assert not _let_in(fleet, fleet.files(kind, name), fleet.tls_port), name
 
 
 def test_a_client_without_a_certificate_is_refused(fleet: ProvisionedBroker) -> None:
-    assert not _let_in(fleet, (fleet.ca, None, None))
+    for port in (fleet.tls_port, fleet.operator_port):
+        assert not _let_in(fleet, (fleet.ca, None, None), port)
 
 
 def test_a_certificate_from_another_ca_is_refused(fleet: ProvisionedBroker, tmp_path: Path) -> None:
     stranger = Pki(tmp_path / "stranger", "Another CA")
     cert, key = stranger.issue("gate-1")
-    assert not _let_in(fleet, (fleet.ca, cert, key))
+    for port in (fleet.tls_port, fleet.operator_port):
+        assert not _let_in(fleet, (fleet.ca, cert, key), port)
+
+
+def test_a_device_certificate_cannot_take_another_devices_client_id(fleet: ProvisionedBroker,
+                                                                   login) -> None:
+    gate2 = login("devices", "gate-2", f"{GATE2}/cmd/+", client_id="gate-2")
+    for _ in range(3):  # an impostor that keeps reconnecting
+        impostor = login("devices", "gate-1", client_id="gate-2")
+        impostor.close()
+    alice = login("operators", "alice")
+    assert alice.publish_ack(f"{GATE2}/cmd/restart", b"still here") < ACCEPTED_BELOW
+    assert gate2.wait_for(f"{GATE2}/cmd/restart") is not None
+    assert gate2.connects == 1
+    assert "Client gate-2 already connected" not in fleet.log_text()
+
+
+def test_two_sessions_of_one_operator_stay_connected_together(fleet: ProvisionedBroker, login) -> None:
+    first = login("operators", "alice", f"{GATE1}/state")
+    second = login("operators", "alice", f"{GATE1}/state")
+    gate1 = login("devices", "gate-1")
+    assert gate1.publish_ack(f"{GATE1}/state", b"both") < ACCEPTED_BELOW
+    for session in (first, second):
+        assert session.wait_for(f"{GATE1}/state") is not None
+        assert session.connects == 1
 
 
 def test_there_is_no_plaintext_listener(fleet: ProvisionedBroker) -> None:
@@ -289,8 +329,8 @@ def test_a_login_the_inventory_does_not_name_can_do_nothing(fleet: ProvisionedBr
 
 def _mqtt_section(fleet: ProvisionedBroker, kind: str, name: str) -> dict[str, Any]:
     ca, cert, key = fleet.files(kind, name)
-    return {"host": "localhost", "port": fleet.tls_port, "ca": str(ca), "cert": str(cert), "key": str(key),
-            "backoff_min_s": 0.05, "backoff_max_s": 0.5}
+    return {"host": "localhost", "port": fleet.port_for(kind), "ca": str(ca), "cert": str(cert),
+            "key": str(key), "backoff_min_s": 0.05, "backoff_max_s": 0.5}
 
 
 def test_a_sentry_and_its_operator_work_with_nothing_more_than_their_grants(
@@ -345,13 +385,15 @@ def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
 def test_the_brokers_certificate_names_only_the_inventorys_hosts(fleet: ProvisionedBroker) -> None:
     # A sentry checks the broker's name against the certificate, so one pointed at another host
     # (or a host posing as the broker with another certificate of this CA) is refused.
-    ca, cert, key = fleet.files("devices", "gate-1")
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
-    context.load_cert_chain(str(cert), str(key))
-    for name in ("localhost", "127.0.0.1"):
-        with socket.create_connection((fleet.host, fleet.tls_port), timeout=5) as raw, \
-                context.wrap_socket(raw, server_hostname=name) as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
-    with socket.create_connection((fleet.host, fleet.tls_port), timeout=5) as raw, \
-            pytest.raises(ssl.SSLCertVerificationError):
-        context.wrap_socket(raw, server_hostname="mqtt.elsewhere.example")
+    for kind, login in (("devices", "gate-1"), ("operators", "alice")):
+        ca, cert, key = fleet.files(kind, login)
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+        context.load_cert_chain(str(cert), str(key))
+        port = fleet.port_for(kind)
+        for name in ("localhost", "127.0.0.1"):
+            with socket.create_connection((fleet.host, port), timeout=5) as raw, \
+                    context.wrap_socket(raw, server_hostname=name) as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        with socket.create_connection((fleet.host, port), timeout=5) as raw, \
+                pytest.raises(ssl.SSLCertVerificationError):
+            context.wrap_socket(raw, server_hostname="mqtt.elsewhere.example")

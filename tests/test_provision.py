@@ -54,6 +54,7 @@ def test_an_inventory_lists_devices_by_site_and_logins_with_their_sites() -> Non
     fleet = _inventory()
     assert fleet.hosts == ("mqtt.example.net", "10.0.0.5")
     assert fleet.port == inventory.DEFAULT_PORT and fleet.bind is None and fleet.dir is None
+    assert fleet.operator_port == inventory.DEFAULT_OPERATOR_PORT
     assert [(d.site, d.id) for d in fleet.devices] == [("arena", "gate-1"), ("arena", "gate-2")]
     assert [(o.name, o.sites) for o in fleet.operators] == [("alice", ("arena",))]
     assert [(i.name, i.sites) for i in fleet.ingesters] == [("backend-1", ("arena",))]
@@ -113,18 +114,22 @@ def test_an_unreadable_inventory_exits_2(tmp_path: Path, capsys: pytest.CaptureF
 # -- what a run makes ----------------------------------------------------------------------------
 
 
-def test_a_run_makes_the_ca_the_broker_and_one_login_per_identity(tmp_path: Path) -> None:
+def test_a_run_makes_the_cas_the_broker_and_one_login_per_identity(tmp_path: Path) -> None:
     assert _run(tmp_path) == 0
     out = tmp_path / "out"
     ca = pki.load_cert(out / "ca" / "ca.crt")
-    constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-    assert constraints.ca and constraints.path_length == 0
-    for kind, name in (("devices", "gate-1"), ("devices", "gate-2"), ("operators", "alice"),
-                       ("ingesters", "backend-1")):
+    people = pki.load_cert(out / "ca" / "people.crt")
+    assert (out / "broker" / acl.PEOPLE_CA_FILE).read_bytes() == (out / "ca" / "people.crt").read_bytes()
+    for cert in (ca, people):
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        assert constraints.ca and constraints.path_length == 0
+    for kind, name, issuer in (("devices", "gate-1", ca), ("devices", "gate-2", ca),
+                               ("operators", "alice", people), ("ingesters", "backend-1", people)):
         folder = out / kind / name
         cert = pki.load_cert(folder / provision.MQTT_CERT)
         assert pki.common_name(cert) == name
-        cert.verify_directly_issued_by(ca)
+        cert.verify_directly_issued_by(issuer)
+        assert not pki.issued_by(cert, people if issuer is ca else ca)
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
         assert cert.public_key() == pki.load_key(folder / provision.MQTT_KEY).public_key()
@@ -139,7 +144,7 @@ def test_private_keys_are_owner_only_and_certificates_public(tmp_path: Path) -> 
     assert _run(tmp_path) == 0
     out = tmp_path / "out"
     keys = sorted(out.rglob("*.key"))
-    assert {p.name for p in keys} == {"ca.key", "server.key", "mqtt.key"}
+    assert {p.name for p in keys} == {"ca.key", "people.key", "server.key", "mqtt.key"}
     for path in keys:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for path in (out / "ca" / "ca.crt", out / "devices" / "gate-1" / "mqtt.cert"):
@@ -156,16 +161,32 @@ def test_certificates_are_valid_for_the_days_asked_and_backdated_a_day(tmp_path:
 
 def test_the_broker_config_names_the_installed_folder_and_listens_only_with_tls(tmp_path: Path) -> None:
     text = INVENTORY.replace('hosts = ["mqtt.example.net", "10.0.0.5"]',
-                             'hosts = ["mqtt.example.net"]\nport = 8884\nbind = "10.0.0.5"\n'
-                             'dir = "/etc/mosquitto/edge-sentry"')
+                             'hosts = ["mqtt.example.net"]\nport = 8884\noperator_port = 8885\n'
+                             'bind = "10.0.0.5"\ndir = "/etc/mosquitto/edge-sentry"')
     assert _run(tmp_path, text) == 0
-    conf = (tmp_path / "out" / "broker" / acl.CONF_FILE).read_text().splitlines()
-    assert [line for line in conf if line.startswith("listener")] == ["listener 8884 10.0.0.5"]
-    for line in ("require_certificate true", "use_identity_as_username true", "allow_anonymous false",
-                 "acl_file /etc/mosquitto/edge-sentry/acl", "cafile /etc/mosquitto/edge-sentry/ca.crt",
-                 "keyfile /etc/mosquitto/edge-sentry/server.key"):
-        assert line in conf
-    assert not any(line.startswith(("password_file", "psk")) for line in conf)
+    conf = (tmp_path / "out" / "broker" / acl.CONF_FILE).read_text()
+    assert conf.startswith("#") and "per_listener_settings true" in conf
+    devices, people = conf.split("\nlistener ")[1:]
+    assert devices.startswith("8884 10.0.0.5\n") and people.startswith("8885 10.0.0.5\n")
+    for listener in (devices, people):
+        for line in ("require_certificate true", "use_identity_as_username true", "allow_anonymous false",
+                     "acl_file /etc/mosquitto/edge-sentry/acl",
+                     "keyfile /etc/mosquitto/edge-sentry/server.key",
+                     "certfile /etc/mosquitto/edge-sentry/server.crt"):
+            assert line in listener.splitlines()
+    # Devices' certificates only where the login is the client id; people's where it is not.
+    assert "cafile /etc/mosquitto/edge-sentry/ca.crt" in devices.splitlines()
+    assert "use_username_as_clientid true" in devices.splitlines()
+    assert "cafile /etc/mosquitto/edge-sentry/people-ca.crt" in people.splitlines()
+    assert "use_username_as_clientid" not in people
+    assert not any(line.startswith(("password_file", "psk")) for line in conf.splitlines())
+
+
+def test_the_two_listeners_need_two_ports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = INVENTORY.replace('"10.0.0.5"]', '"10.0.0.5"]\noperator_port = 8883')
+    assert _run(tmp_path, text) == 2
+    assert "broker.operator_port" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_acl_has_explicit_lines_per_login_and_no_patterns() -> None:
@@ -228,6 +249,45 @@ def test_new_broker_host_names_renew_the_server_certificate_for_the_same_key(tmp
     assert (broker / acl.SERVER_KEY).read_bytes() == key
     assert sorted(pki.san_names(pki.load_cert(broker / acl.SERVER_CERT))) == [
         "mqtt.example.net", "mqtt2.example.net"]
+
+
+def test_a_folder_from_before_the_people_ca_moves_operators_and_ingesters_to_it(tmp_path: Path) -> None:
+    # Such a folder has one CA, and operators' and ingesters' certificates issued by it.
+    assert _run(tmp_path) == 0
+    out = tmp_path / "out"
+    ca_key, ca = pki.load_key(out / "ca" / "ca.key"), pki.load_cert(out / "ca" / "ca.crt")
+    for name in ("people.key", "people.crt"):
+        (out / "ca" / name).unlink()
+    (out / "broker" / acl.PEOPLE_CA_FILE).unlink()
+    for folder in (out / "operators" / "alice", out / "ingesters" / "backend-1"):
+        key = pki.load_key(folder / provision.MQTT_KEY)
+        old = pki.issue(ca_key, ca, folder.name, key.public_key(), NOW)
+        (folder / provision.MQTT_CERT).write_bytes(pki.cert_pem(old))
+    before = _snapshot(out)
+    outcomes = {o.name: o.action for o in provision.provision(_inventory(), out, now=NOW)}
+    assert outcomes["alice"] == outcomes["backend-1"] == provision.MOVED
+    assert outcomes["gate-1"] == outcomes["edge-sentry-broker"] == provision.KEPT
+    assert outcomes[provision.PEOPLE_CA_NAME] == provision.NEW
+    people = pki.load_cert(out / "ca" / "people.crt")
+    after = _snapshot(out)
+    for login in ("operators/alice", "ingesters/backend-1"):
+        cert = pki.load_cert(out / login / provision.MQTT_CERT)
+        assert pki.issued_by(cert, people) and pki.common_name(cert) == login.split("/")[1]
+        for name in (provision.MQTT_KEY, provision.MQTT_CA):  # same key; the broker checked as before
+            assert after[f"{login}/{name}"] == before[f"{login}/{name}"]
+    for path in ("ca/ca.key", "ca/ca.crt", "devices/gate-1/mqtt.cert", "broker/server.crt"):
+        assert after[path] == before[path]
+    # The next run finds everything in place.
+    outcomes = {o.name: o.action for o in provision.provision(_inventory(), out, now=NOW)}
+    assert set(outcomes.values()) == {provision.KEPT}
+
+
+def test_a_people_ca_without_the_fleet_ca_is_refused(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(tmp_path) == 0
+    for name in ("ca.key", "ca.crt"):
+        (tmp_path / "out" / "ca" / name).unlink()
+    _refused(tmp_path, capsys, "there is no fleet CA beside it")
 
 
 # -- folders it refuses --------------------------------------------------------------------------

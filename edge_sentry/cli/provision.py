@@ -1,10 +1,11 @@
 """`edge-sentry fleet provision INVENTORY --out DIR`: the broker's identities, config and ACL.
 
 Reads the fleet inventory (TOML: broker host names, sites and their devices, operators,
-ingesters), then makes what is missing in DIR: the fleet CA, the broker's server certificate, a
-client certificate per login (CN = device id or name), and writes the broker's mosquitto.conf and
-ACL afresh (see `edge_sentry.fleet.provision`). Safe to re-run: existing keys are never re-issued
-or overwritten. Needs no broker and ignores the config's `[mqtt]` section.
+ingesters), then makes what is missing in DIR: the fleet CA (devices and the broker), the people CA
+(operators and ingesters), the broker's server certificate, a client certificate per login (CN =
+device id or name), and writes the broker's mosquitto.conf and ACL afresh (see
+`edge_sentry.fleet.provision`). Safe to re-run: existing keys are never re-issued or overwritten.
+Needs no broker and ignores the config's `[mqtt]` section.
 
 Exit codes: 0 done; 1 the output folder holds files that do not fit together, or cannot be written;
 2 a bad inventory or option. Nothing is written when the inventory or the folder is refused.
@@ -26,9 +27,9 @@ def register(fleet: Any) -> None:
     """Add `provision` to the `fleet` sub-command set."""
     p = fleet.add_parser(
         "provision",
-        help="make the fleet CA, certificates, the broker's mosquitto.conf and ACL from an inventory",
+        help="make the fleet's CAs, certificates, the broker's mosquitto.conf and ACL from an inventory",
         description="Read INVENTORY (TOML: [broker] hosts, [sites], [operators], [ingesters]) and "
-        "make in DIR what is missing: the fleet CA, the broker's server certificate, a client "
+        "make in DIR what is missing: the fleet CA, the people CA, the broker's server certificate, a client "
         "certificate per device, operator and ingester (CN = its name), and the broker's "
         "mosquitto.conf and ACL (rewritten each run). Existing keys are never re-issued. Exit "
         "codes: 0 done, 1 the folder holds files that do not fit or cannot be written, 2 bad input.",
@@ -51,5 +52,5 @@ def handle(args: argparse.Namespace, _config: Config) -> int:
         return 1
     for outcome in outcomes:
         print(f"{outcome.kind:<9} {outcome.name:<24} {outcome.action}  ({outcome.folder})")
-    print(f"broker    mosquitto.conf and acl written  ({Path(args.out) / 'broker'})")
+    print(f"broker    mosquitto.conf, acl and people-ca.crt written  ({Path(args.out) / 'broker'})")
     return 0

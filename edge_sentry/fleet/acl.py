@@ -16,8 +16,19 @@ not pin a device to its site: every grant here is an explicit `topic` line under
 `user` line. A login the ACL does not name gets nothing (Mosquitto denies what no line grants), so
 a device removed from the inventory can still connect with its certificate but do nothing.
 
-The listener is TLS only (no plaintext listener at all), requires a client certificate from the
-fleet CA and takes the login from it, so there are no passwords to leak. Pure: text in, text out.
+Two TLS listeners (no plaintext listener at all), each with its own settings
+(`per_listener_settings true`), each requiring a client certificate and taking the login from its
+CN, so there are no passwords to leak:
+
+- the devices' listener (`port`) accepts only certificates of the fleet CA, which signs devices and
+  the broker, and makes the login the client id (`use_username_as_clientid`): a device's
+  certificate cannot connect under another device's client id and so knock that device off;
+- the operators' listener (`operator_port`) accepts only certificates of the people CA, which signs
+  operators and ingesters, and lets them choose their client ids, so two sessions of one operator
+  (or several processes of one ingester) stay connected side by side. A device's certificate is
+  refused there, so it cannot choose a client id anywhere.
+
+Both listeners use the one ACL: each CA signs only its own kind of login. Pure: text in, text out.
 """
 
 from __future__ import annotations
@@ -35,7 +46,8 @@ OPERATOR_WRITES = (topics.CONFIG_DESIRED, topics.TRUST, f"{topics.CMD}/+")  # un
 INGESTER_READS = (topics.SCAN, topics.EVENT, topics.HEALTH, topics.STATE)
 
 # The broker's own files, by their names in its folder.
-CA_FILE = "ca.crt"
+CA_FILE = "ca.crt"  # the fleet CA: devices' certificates and the broker's own
+PEOPLE_CA_FILE = "people-ca.crt"  # the people CA: operators' and ingesters' certificates
 SERVER_CERT = "server.crt"
 SERVER_KEY = "server.key"
 ACL_FILE = "acl"
@@ -67,23 +79,38 @@ def acl_text(inventory: Inventory) -> str:
 
 
 def mosquitto_conf(inventory: Inventory, folder: Path) -> str:
-    """The broker's config: one TLS listener, client certificates required, the ACL; `folder` is
-    where the broker's files sit on the broker host. Meant for Mosquitto's `conf.d` (it sets no
-    persistence or logging, which the distribution's main config does)."""
-    listener = " ".join(["listener", str(inventory.port), *([inventory.bind] if inventory.bind else [])])
+    """The broker's config: the devices' and the operators' TLS listeners, client certificates
+    required, the ACL; `folder` is where the broker's files sit on the broker host. Meant for
+    Mosquitto's `conf.d` (it sets no persistence or logging, which the distribution's main config
+    does)."""
     return "\n".join([
         "# Edge Sentry fleet broker, written by `edge-sentry fleet provision` from the inventory.",
         "# Re-run it after changing the inventory; edits here are lost.",
-        "per_listener_settings false",
-        "allow_anonymous false",
-        f"acl_file {folder / ACL_FILE}",
-        # The only listener: TLS with a client certificate from the fleet CA, whose CN is the login.
-        listener,
-        f"cafile {folder / CA_FILE}",
+        # Each listener's security settings below are its own, none shared.
+        "per_listener_settings true",
+        "",
+        "# Devices: fleet CA certificates only; the login is the client id, so no device can take",
+        "# another's client id and knock it off the broker.",
+        *_listener(inventory, inventory.port, folder / CA_FILE, folder),
+        "use_username_as_clientid true",
+        "",
+        "# Operators and ingesters: people CA certificates only (a device's is refused here); they",
+        "# choose their client ids, so one login may hold several sessions.",
+        *_listener(inventory, inventory.operator_port, folder / PEOPLE_CA_FILE, folder),
+        "",
+    ])
+
+
+def _listener(inventory: Inventory, port: int, cafile: Path, folder: Path) -> list[str]:
+    """One TLS listener's lines: its client CA, the broker's certificate, the login from the CN."""
+    return [
+        " ".join(["listener", str(port), *([inventory.bind] if inventory.bind else [])]),
+        f"cafile {cafile}",
         f"certfile {folder / SERVER_CERT}",
         f"keyfile {folder / SERVER_KEY}",
         "tls_version tlsv1.2",
         "require_certificate true",
         "use_identity_as_username true",
-        "",
-    ])
+        "allow_anonymous false",
+        f"acl_file {folder / ACL_FILE}",
+    ]

@@ -3,7 +3,8 @@
 ```toml
 [broker]
 hosts = ["mqtt.example.net"]    # names (and IPs) the sentries connect to: the server certificate's SANs
-port = 8883                     # optional (8883); the only listener, TLS
+port = 8883                     # optional (8883); the devices' TLS listener
+operator_port = 8884            # optional (8884); the TLS listener of operators and ingesters
 bind = "0.0.0.0"                # optional (all interfaces)
 dir = "/etc/mosquitto/edge-sentry"  # optional: where the broker's files are installed (default: the
                                     # output's broker folder, for a broker on the same host)
@@ -40,11 +41,12 @@ from ..errors import InventoryError
 from ..link.topics import SITE_WIDE
 
 DEFAULT_PORT = 8883
+DEFAULT_OPERATOR_PORT = 8884
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOST = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 _SECTIONS = ("broker", "sites", "operators", "ingesters")
-_BROKER_KEYS = ("hosts", "port", "bind", "dir")
+_BROKER_KEYS = ("hosts", "port", "operator_port", "bind", "dir")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Client:
 class Inventory:
     hosts: tuple[str, ...]
     port: int
+    operator_port: int
     bind: str | None
     dir: Path | None
     sites: tuple[str, ...]
@@ -92,14 +95,14 @@ def parse(data: Mapping[str, Any]) -> Inventory:
         if key not in _SECTIONS:
             problems.append((key, "unknown section"))
     broker = _table(data, "broker", problems, required=True)
-    hosts, port, bind, folder = _broker(broker, problems)
+    hosts, (port, operator_port), bind, folder = _broker(broker, problems)
     sites, devices = _sites(_table(data, "sites", problems, required=True), problems)
     operators = _clients(_table(data, "operators", problems), "operators", sites, problems)
     ingesters = _clients(_table(data, "ingesters", problems), "ingesters", sites, problems)
     _unique_logins(devices, operators, ingesters, problems)
     if problems:
         raise InventoryError(problems)
-    return Inventory(hosts, port, bind, folder, sites, devices, operators, ingesters)
+    return Inventory(hosts, port, operator_port, bind, folder, sites, devices, operators, ingesters)
 
 
 def _table(data: Mapping[str, Any], key: str, problems: list[tuple[str, str]], *,
@@ -116,7 +119,7 @@ def _table(data: Mapping[str, Any], key: str, problems: list[tuple[str, str]], *
 
 
 def _broker(broker: Mapping[str, Any], problems: list[tuple[str, str]]
-            ) -> tuple[tuple[str, ...], int, str | None, Path | None]:
+            ) -> tuple[tuple[str, ...], tuple[int, int], str | None, Path | None]:
     for key in broker:
         if key not in _BROKER_KEYS:
             problems.append((f"broker.{key}", "unknown key"))
@@ -131,10 +134,11 @@ def _broker(broker: Mapping[str, Any], problems: list[tuple[str, str]]
                 problems.append(("broker.hosts", f"{host!r} is neither a host name nor an IP address"))
         if len(set(hosts)) != len(hosts):
             problems.append(("broker.hosts", "names a host twice"))
-    port = broker.get("port", DEFAULT_PORT)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        problems.append(("broker.port", "must be a port number, 1 to 65535"))
-        port = DEFAULT_PORT
+    port = _port(broker, "port", DEFAULT_PORT, problems)
+    operator_port = _port(broker, "operator_port", DEFAULT_OPERATOR_PORT, problems)
+    if port == operator_port:
+        problems.append(("broker.operator_port", "must differ from broker.port: the devices' listener "
+                         "and the operators' listener are two"))
     bind = broker.get("bind")
     if bind is not None and not (isinstance(bind, str) and _is_ip(bind)):
         problems.append(("broker.bind", "must be an IP address"))
@@ -144,7 +148,15 @@ def _broker(broker: Mapping[str, Any], problems: list[tuple[str, str]]
                                    and plain_path(folder)):
         problems.append(("broker.dir", "must be an absolute path without spaces or control characters"))
         folder = None
-    return hosts, port, bind, Path(folder) if folder is not None else None
+    return hosts, (port, operator_port), bind, Path(folder) if folder is not None else None
+
+
+def _port(broker: Mapping[str, Any], key: str, default: int, problems: list[tuple[str, str]]) -> int:
+    port = broker.get(key, default)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        problems.append((f"broker.{key}", "must be a port number, 1 to 65535"))
+        return default
+    return port
 
 
 def _sites(table: Mapping[str, Any], problems: list[tuple[str, str]]

@@ -98,14 +98,21 @@ def issue(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, name: s
 def check_leaf(cert: x509.Certificate, ca_cert: x509.Certificate, name: str,
                key: ec.EllipticCurvePrivateKey, where: Path) -> None:
     """ProvisionError unless `cert` was issued by this CA, for `name`, and holds `key`'s public half."""
-    try:
-        cert.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, InvalidSignature):
-        raise ProvisionError(f"{where}: not issued by this fleet's CA") from None
+    if not issued_by(cert, ca_cert):
+        raise ProvisionError(f"{where}: not issued by this fleet's CA")
     if common_name(cert) != name:
         raise ProvisionError(f"{where}: issued to {common_name(cert)!r}, not {name!r}")
     if cert.public_key() != key.public_key():
         raise ProvisionError(f"{where}: does not match the private key beside it")
+
+
+def issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+    """Whether `ca_cert`'s key signed `cert`."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
