@@ -32,7 +32,7 @@ from .decoder import Decoder
 from .demo import DemoIssuer, DemoSource, press_button, shut_simulated_door
 from .errors import EdgeSentryError
 from .eventlog import EventLog
-from .gpio import GateDevices, build_devices, make_pin_factory, release_relay
+from .gpio import GateDevices, build_devices, drive_relay_off, make_pin_factory
 from .link.control import ControlGuard
 from .link.shadow import ConfigShadow
 from .link.topics import Topics
@@ -64,7 +64,7 @@ class Daemon:
         # The relay first, before anything that could fail: a previous run killed without closing
         # its gate may have left the strike released. gpio.* is never pushed, so the file's pins hold.
         self.pins = make_pin_factory(config.gpio.pin_factory)
-        release_relay(config.gpio, self.pins)
+        drive_relay_off(config.gpio, self.pins)
         self.store = StateStore.open(config)
         self.shadow = ConfigShadow(config, self.store)
         self.config = self.shadow.current

@@ -92,8 +92,8 @@ def make_pin_factory(name: str, *, model_path: str | Path = DEVICE_TREE_MODEL) -
         raise GpioError(f"gpio.pin_factory: cannot open the {name} factory: {exc}") from exc
 
 
-def release_relay(cfg: GpioConfig, factory: Factory) -> None:
-    """Drive the relay pin to its released (off) level and leave it driven there.
+def drive_relay_off(cfg: GpioConfig, factory: Factory) -> None:
+    """Drive the relay pin to its off level (the strike not released) and leave it driven there.
 
     For the moments when no gate holds the pin: after a process that had it ended without closing
     the gate (a watchdog abort, an OOM kill), and before the daemon builds its devices. It works on
@@ -106,7 +106,7 @@ def release_relay(cfg: GpioConfig, factory: Factory) -> None:
         factory.pin(cfg.relay).output_with_state(off_level)
     except Exception as exc:  # each pin library has its own error types
         raise GpioError(f"gpio.relay: cannot drive pin {cfg.relay} to its off level: {exc}") from exc
-    log.info("gpio.relay: pin %d driven %s (released)", cfg.relay, "high" if off_level else "low")
+    log.info("gpio.relay: pin %d driven %s (off)", cfg.relay, "high" if off_level else "low")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The relay is driven to its released level by `edge-sentry relay-off` and at the daemon's start."""
+"""The relay is driven to its off level by `edge-sentry relay-off` and at the daemon's start."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from edge_sentry.cli import main
 from edge_sentry.cli.relay_off import handle
 from edge_sentry.config import Config, GpioConfig, from_mapping
 from edge_sentry.errors import GpioError
-from edge_sentry.gpio import release_relay
+from edge_sentry.gpio import drive_relay_off
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edge-sentry.service"
 
@@ -27,11 +27,11 @@ def energised(factory: MockFactory, cfg: GpioConfig):
 
 
 @pytest.mark.parametrize("active_high", [True, False])
-def test_release_relay_drives_the_pin_to_its_off_level_and_keeps_it_driven(active_high):
+def test_drive_relay_off_drives_the_pin_to_its_off_level_and_keeps_it_driven(active_high):
     cfg = GpioConfig(relay=22, relay_active_high=active_high)
     factory = MockFactory()
     pin = energised(factory, cfg)
-    release_relay(cfg, factory)
+    drive_relay_off(cfg, factory)
     assert pin.function == "output"  # driven, not left floating as a closed device's input
     assert pin.state == (not active_high)
     assert factory.pin(17).function == "input"  # no other pin touched
@@ -70,7 +70,7 @@ def test_a_pin_that_cannot_be_driven_is_a_gpio_error_naming_the_key():
             raise OSError("GPIO busy")
 
     with pytest.raises(GpioError, match=r"gpio\.relay: cannot drive pin 6 .*GPIO busy"):
-        release_relay(GpioConfig(relay=6), Stuck())
+        drive_relay_off(GpioConfig(relay=6), Stuck())
 
 
 def test_the_daemon_releases_the_relay_before_anything_else_that_can_fail(tmp_path, monkeypatch):
