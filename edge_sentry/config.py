@@ -500,6 +500,11 @@ def load(path: str | os.PathLike[str] | None) -> Config:
         raise ConfigError([("", f"cannot read {os.fspath(path)!r}: {exc.strerror}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("", f"{os.fspath(path)!r} is not valid TOML: {exc}")]) from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8 by definition; a corrupt or binary file must not end in a traceback
+        bad = exc.object[exc.start]
+        where = f"byte 0x{bad:02x} at offset {exc.start}"
+        raise ConfigError([("", f"{os.fspath(path)!r} is not UTF-8 text ({where})")]) from None
     return from_mapping(data)
 
 

@@ -32,7 +32,7 @@ from .decoder import Decoder
 from .demo import DemoIssuer, DemoSource, press_button, shut_simulated_door
 from .errors import EdgeSentryError
 from .eventlog import EventLog
-from .gpio import GateDevices, build_devices, make_pin_factory
+from .gpio import GateDevices, build_devices, drive_relay_off, make_pin_factory
 from .link.control import ControlGuard
 from .link.shadow import ConfigShadow
 from .link.topics import Topics
@@ -61,6 +61,10 @@ class Daemon:
         stream: TextIO | None = None,
         clock_probe: Callable[[], bool | None] = selftest.clock_synchronised,
     ):
+        # The relay first, before anything that could fail: a previous run killed without closing
+        # its gate may have left the strike released. gpio.* is never pushed, so the file's pins hold.
+        self.pins = make_pin_factory(config.gpio.pin_factory)
+        drive_relay_off(config.gpio, self.pins)
         self.store = StateStore.open(config)
         self.shadow = ConfigShadow(config, self.store)
         self.config = self.shadow.current
@@ -159,7 +163,7 @@ class Daemon:
         demo = DemoIssuer.create() if self._is_demo() else None
         trust, trust_problem = self._load_trust(demo)
         root_key = self._root_key()
-        factory = make_pin_factory(config.gpio.pin_factory)
+        factory = self.pins
         devices = build_devices(config.gpio, factory)
         if isinstance(factory, MockFactory):
             shut_simulated_door(devices)

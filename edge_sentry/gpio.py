@@ -92,6 +92,23 @@ def make_pin_factory(name: str, *, model_path: str | Path = DEVICE_TREE_MODEL) -
         raise GpioError(f"gpio.pin_factory: cannot open the {name} factory: {exc}") from exc
 
 
+def drive_relay_off(cfg: GpioConfig, factory: Factory) -> None:
+    """Drive the relay pin to its off level (the strike not released) and leave it driven there.
+
+    For the moments when no gate holds the pin: after a process that had it ended without closing
+    the gate (a watchdog abort, an OOM kill), and before the daemon builds its devices. It works on
+    the bare pin, not a gpiozero device: closing a device turns the pin back into an undriven input,
+    and what a floating input does to a relay driver depends on the board. Raises GpioError naming
+    `gpio.relay` when the pin cannot be driven (another process holding it, say).
+    """
+    off_level = not cfg.relay_active_high
+    try:
+        factory.pin(cfg.relay).output_with_state(off_level)
+    except Exception as exc:  # each pin library has its own error types
+        raise GpioError(f"gpio.relay: cannot drive pin {cfg.relay} to its off level: {exc}") from exc
+    log.info("gpio.relay: pin %d driven %s (off)", cfg.relay, "high" if off_level else "low")
+
+
 @dataclass
 class GateDevices:
     """The gpiozero devices of one gate, built together and closed together.

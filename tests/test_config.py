@@ -91,6 +91,19 @@ def test_broken_toml_and_missing_file_are_clear(tmp_path):
         cfg.load(tmp_path / "absent.toml")
 
 
+def test_a_config_file_that_is_not_utf8_is_a_config_error_with_exit_2(tmp_path, capsys):
+    from edge_sentry.cli import main
+
+    path = tmp_path / "sentry.toml"
+    path.write_bytes(b'[gate]\nmode = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="not UTF-8") as exc:
+        cfg.load(path)
+    assert problems(exc) == {"": f"{str(path)!r} is not UTF-8 text (byte 0xff at offset 15)"}
+    assert main(["--config", str(path), "selftest"]) == 2
+    err = capsys.readouterr().err
+    assert "config error" in err and "Traceback" not in err
+
+
 def test_section_that_is_not_a_table(tmp_path):
     with pytest.raises(ConfigError) as exc:
         cfg.load(write(tmp_path, "gate = 3\n"))

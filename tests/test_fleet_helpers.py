@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,53 @@ def test_lines_say_a_subject_is_sealed_and_never_show_it():
     assert as_json["subject"] == "sealed" and as_json["id"] == "e1"
     for line in (human, tail.json_line(event)):
         assert "abab" not in line and "cdcd" not in line and "q6ur" not in line
+
+
+ESC = "\x1b]0;owned\x07\x1b[2J\x1b[31m"  # retitle the window, clear the screen, turn red
+HOSTILE_BATCH = [
+    {"id": "e1", "event": "scan", "t": 1e300, "verdict": "accept", "reason": "ok"},
+    {"id": "e2", "event": "scan", "t": NOW_MS, "verdict": 7, "reason": ["x"]},
+    {"id": "e3" + ESC, "event": "scan" + ESC, "t": NOW_MS, "verdict": "deny" + ESC, "reason": ESC,
+     "mode": "\u202eevil", "scheme": ESC, "issuer": "a\nb\rc\x85", "cause": ESC, "device": "gate-9" + ESC},
+    {"id": "e4", "event": "scan", "t": 2**20000, "verdict": "deny", "mode": -(2**20000),
+     "latency_ms": float("nan"), "open_s": float("inf"), "x": {"k\x1b": [2**20000, b"\x1b"]}},
+    {"id": "e5", "event": None, "t": -5, "verdict": None, "latency_ms": True},
+    {"id": "e6", "event": "scan", "t": NOW_MS, "verdict": "accept", "reason": "ok", "mode": "scan"},
+]
+
+
+def unsafe(text: str) -> list[str]:
+    return [ch for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")]
+
+
+def test_a_hostile_batch_prints_safely_line_by_line_and_the_good_event_as_always():
+    payload = cbor2.dumps(HOSTILE_BATCH)
+    events, problem = tail.events_of(msg("gate-1", "scan", None, raw=payload), SITE)
+    assert problem is None and [str(e["id"])[:2] for e in events] == ["e1", "e2", "e3", "e4", "e5", "e6"]
+    human = [tail.human_line(event) for event in events]
+    as_json = [tail.json_line(event) for event in events]
+    for line in human + as_json:
+        assert unsafe(line) == [], line
+    assert human[0].startswith("gate-1  --:--:-- scan") and "ACCEPT" in human[0]
+    assert "7 " in human[1] and "['x']" in human[1]
+    assert human[2].startswith("gate-9\\x1b]0;owned\\x07")
+    assert "\\x1b[2J" in human[2] and "mode=\\u202eevil" in human[2]
+    assert "issuer=a\\x0ab\\x0dc\\x85" in human[2]
+    assert "mode=an integer of 20001 bits" in human[3] and "latency" not in human[3]
+    assert human[4].startswith("gate-1  --:--:-- None") and "latency=1.0ms" in human[4]
+    assert human[5] == tail.human_line(dict(HOSTILE_BATCH[5], device="gate-1"))
+    assert " ACCEPT ok " in human[5] and "--:--:--" not in human[5]
+    parsed = [json.loads(line) for line in as_json]  # every line is valid JSON
+    assert parsed[0]["t"] == 1e300 and parsed[1]["verdict"] == 7
+    assert parsed[2]["reason"] == ESC  # JSON's own escapes carry the text as sent
+    assert parsed[3]["t"] == "an integer of 20001 bits" and parsed[3]["latency_ms"] == "nan"
+    assert parsed[3]["x"] == {"k\x1b": ["an integer of 20001 bits", "1b"]}
+
+
+def test_a_problem_line_escapes_what_the_topic_or_the_error_carries():
+    hostile = msg("gate\x1b[2J", "scan", {"not": "an array"})
+    events, problem = tail.events_of(hostile, SITE)
+    assert events == [] and problem is not None and unsafe(problem) == [] and "gate\\x1b[2J" in problem
 
 
 # -- usage errors stop before any connection -----------------------------------------------------

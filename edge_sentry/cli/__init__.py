@@ -50,7 +50,7 @@ def _usage_error(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import authority, codes, fleet, provision, run, scan, selftest, verify, wipe
+    from . import authority, codes, fleet, provision, relay_off, run, scan, selftest, verify, wipe
 
     parser = argparse.ArgumentParser(
         prog="edge-sentry",
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-sentry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (run, scan, verify, codes, selftest, authority, wipe):
+    for module in (run, relay_off, scan, verify, codes, selftest, authority, wipe):
         module.register(sub)
     provision.register(fleet.register(sub))
     return parser

@@ -47,6 +47,7 @@ ALG_PS256 = -37
 # 2048-bit modulus at least, and anything shorter is refused outright rather than checked.
 _PSS_SALT_BYTES = 32
 _RSA_MIN_BITS = 2048
+_SHOWN_CHARS = 40  # of a text header value quoted in an error message
 
 Header = Mapping[int | str, Any]
 
@@ -220,7 +221,26 @@ class Sign1:
         if found is None:
             raise ContentTypeError(f"COSE_Sign1: no content type; expected {expected!r}")
         if found != expected:
-            raise ContentTypeError(f"COSE_Sign1: content type {found!r}, expected {expected!r}")
+            raise ContentTypeError(f"COSE_Sign1: content type {shown(found)}, expected {expected!r}")
+
+
+def shown(value: Any) -> str:
+    """A header value as an error message may quote it: short, and never itself an error.
+
+    The sender chooses these values. repr() of an integer of more than 4300 digits raises (Python's
+    limit on integer-to-text conversion), so an error path that quoted one would crash instead of
+    refusing; a long text would flood the log. Integers beyond 64 bits are given by size, texts and
+    byte strings cut short, anything else by its type.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, bool | int | float | None):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:_SHOWN_CHARS]) + ("..." if len(value) > _SHOWN_CHARS else "")
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes"
+    return f"a {type(value).__name__}"
 
 
 def loads(data: bytes, *, what: str = "CBOR", max_depth: int = 16) -> Any:
@@ -244,7 +264,7 @@ def _check_header(header: Any, what: str) -> Header:
         raise CodeError(f"{what}: must be a CBOR map")
     for label in header:
         if isinstance(label, bool) or not isinstance(label, int | str):
-            raise CodeError(f"{what}: label {label!r} is neither an integer nor a text")
+            raise CodeError(f"{what}: label {shown(label)} is neither an integer nor a text")
     if HEADER_KID in header and not isinstance(header[HEADER_KID], bytes):
         raise CodeError(f"{what}: kid must be a byte string")
     alg = header.get(HEADER_ALG)
@@ -338,7 +358,7 @@ def sign1(
     in the protected header."""
     algorithm = ALGORITHMS.get(alg)
     if algorithm is None:
-        raise UnsupportedAlgorithmError(f"COSE: algorithm {alg} is not supported")
+        raise UnsupportedAlgorithmError(f"COSE: algorithm {shown(alg)} is not supported")
     header: dict[int | str, Any] = {HEADER_ALG: alg}
     if content_type is not None:
         header[HEADER_CONTENT_TYPE] = content_type
@@ -360,7 +380,7 @@ def verify(message: Sign1, public_key: Any, *, external_aad: bytes = b"", alg: A
     alg = message.alg if alg is None else alg
     algorithm = ALGORITHMS.get(alg) if isinstance(alg, int) and not isinstance(alg, bool) else None
     if algorithm is None:
-        raise UnsupportedAlgorithmError(f"COSE: algorithm {alg!r} is not supported")
+        raise UnsupportedAlgorithmError(f"COSE: algorithm {shown(alg)} is not supported")
     return algorithm.verify(
         public_key,
         message.signature,

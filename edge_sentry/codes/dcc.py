@@ -256,7 +256,9 @@ def parse(text: str) -> DccCode:
         raise CodeError(f"DCC: a {KID_LENGTH}-byte kid is required in the protected or unprotected header")
     alg = _algorithm(message)
     if alg not in ALGORITHMS:
-        raise UnsupportedAlgorithmError(f"DCC: algorithm {alg!r} is not ES256, ES384, ES512 or PS256")
+        raise UnsupportedAlgorithmError(
+            f"DCC: algorithm {cose.shown(alg)} is not ES256, ES384, ES512 or PS256"
+        )
     return DccCode(message, kid, alg)
 
 

@@ -6,14 +6,23 @@ one map (docs/protocol.md section 6.2). Each event becomes one line: the daemon'
 in any form: it is the one field meant for the health authority alone, and a terminal's scrollback
 or a piped log outlives the outbox's retention. The line says `subject=sealed` instead, so an
 operator can still see that sealing is on. Pure: no I/O.
+
+Every value in an event is the sender's choice, so a line must never raise and never carry what a
+terminal would obey: control characters (escape sequences that move the cursor, retitle the window,
+rewrite what was printed) and invisible format characters (bidirectional overrides) are shown as
+escapes; integers too long to print, infinities and a time no clock can show are given as text; a
+verdict or an event name that is not a text is shown as one. One bad event never stops the others.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+from ..codes.cose import shown
 from ..errors import PayloadError
 from ..eventlog import EventLog
 from ..link import payloads, topics
@@ -23,6 +32,10 @@ KINDS = (topics.SCAN, topics.EVENT)
 SEALED = "sealed"
 
 _HUMAN = EventLog("human")
+_MAX_INT = 2**63  # beyond a 64-bit integer no contract field means anything
+_MAX_T_MS = 253_402_300_799_999  # the last millisecond of the year 9999, the last a clock shows
+_UNSAFE = frozenset(("Cc", "Cf", "Zl", "Zp"))  # controls, format characters, line/paragraph breaks
+_TEXT_FIELDS = ("device", "event", "verdict", "reason")
 
 
 def events_of(message: Message, site: str, max_payload: int = payloads.DEFAULT_MAX_PAYLOAD,
@@ -38,12 +51,14 @@ def events_of(message: Message, site: str, max_payload: int = payloads.DEFAULT_M
     try:
         body = payloads.decode(message.payload, message.content_type, max_size=max_payload, expect=expect)
     except PayloadError as exc:
-        return [], f"unreadable {kind} message from {device}: {exc}"
+        return [], escaped(f"unreadable {kind} message from {device}: {exc}")
     items = body if isinstance(body, list) else [body]
     events = [dict(item) for item in items if isinstance(item, Mapping)]
     problem = None
     if len(events) != len(items):
-        problem = f"{len(items) - len(events)} entries of a {kind} batch from {device} are not events"
+        problem = escaped(
+            f"{len(items) - len(events)} entries of a {kind} batch from {device} are not events"
+        )
     for event in events:
         event.setdefault("device", device)
     return events, problem
@@ -59,18 +74,59 @@ def redacted(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def human_line(event: Mapping[str, Any]) -> str:
     """`gate-1  12:00:01.234 scan  ACCEPT ok  mode=scan ... subject=sealed`."""
-    line = f"{event.get('device', '?')}  {_HUMAN.format(dict(event))}"  # EventLog drops the subject
-    if event.get("subject") is not None:
+    sealed = event.get("subject") is not None
+    shown_event = printable(redacted(event), escape=True)
+    for key in _TEXT_FIELDS:  # the formatter calls text methods on these
+        if key in shown_event and not isinstance(shown_event[key], str):
+            shown_event[key] = str(shown_event[key])
+    t = shown_event.get("t")
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= _MAX_T_MS:
+        shown_event.pop("t", None)  # shown as --:--:--
+    line = f"{shown_event.get('device', '?')}  {_HUMAN.format(shown_event)}"  # EventLog drops the subject
+    if sealed:
         line += f" subject={SEALED}"
     return line
 
 
 def json_line(event: Mapping[str, Any]) -> str:
-    """One JSON object; byte strings other than the subject (none in the contract) as hex."""
-    return json.dumps(redacted(event), separators=(",", ":"), default=_jsonable)
+    """One JSON object; byte strings other than the subject (none in the contract) as hex. Texts are
+    left to JSON's own escapes (ASCII only), so a script reads them as they were sent."""
+    return json.dumps(printable(redacted(event), escape=False), separators=(",", ":"))
 
 
-def _jsonable(value: Any) -> Any:
+def printable(value: Any, *, escape: bool) -> Any:
+    """`value` made of JSON's types only, none of which raises when printed: byte strings as hex,
+    integers beyond 64 bits and non-finite numbers as texts, anything else by its type's name; with
+    `escape`, every text (keys too) `escaped`."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return escaped(value) if escape else value
+    if isinstance(value, int):
+        return value if -_MAX_INT <= value <= _MAX_INT else shown(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
-    return str(value)
+    if isinstance(value, Mapping):
+        return {_key(k, escape): printable(v, escape=escape) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(item, escape=escape) for item in value]
+    return f"<{type(value).__name__}>"  # a CBOR tag or an undefined: its own text may raise
+
+
+def _key(key: Any, escape: bool) -> str:
+    out = printable(key, escape=escape)
+    return out if isinstance(out, str) else json.dumps(out)
+
+
+def escaped(text: str) -> str:
+    """`text` with every character a terminal could act on written as a Python-style escape."""
+    if all(unicodedata.category(ch) not in _UNSAFE for ch in text):
+        return text
+    return "".join(_escape(ch) if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
