@@ -109,6 +109,12 @@ def test_a_bad_inventory_exits_2_and_writes_nothing(tmp_path: Path,
 def test_an_unreadable_inventory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fleet", "provision", str(tmp_path / "none.toml"), "--out", str(tmp_path / "out")]) == 2
     assert "cannot read" in capsys.readouterr().err
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[sites]\narena = ["gate-\xe9"]\n'.encode("latin-1"))
+    assert main(["fleet", "provision", str(latin1), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8 text (byte 0xe9" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 # -- what a run makes ----------------------------------------------------------------------------

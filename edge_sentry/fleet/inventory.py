@@ -85,6 +85,9 @@ def load(path: Path) -> Inventory:
         raise InventoryError([("", f"{path}: cannot read ({exc.strerror})")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise InventoryError([("", f"{path}: not TOML ({exc})")]) from None
+    except UnicodeDecodeError as exc:
+        raise InventoryError([("", f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                                   f"at offset {exc.start})")]) from None
     return parse(data)
 
 
