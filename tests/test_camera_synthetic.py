@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import pytest
@@ -161,22 +160,6 @@ def test_a_late_reader_gets_the_newest_frame_not_a_backlog() -> None:
     frame = source.read(timeout=1)
     assert frame.index == 7 and frame.t == pytest.approx(100.7)
     assert source.read(timeout=1).index == 8
-
-
-def test_a_frame_is_stamped_once_drawn_as_a_camera_stamps_it_once_read_out() -> None:
-    clock = FakeClock()
-    source = SyntheticSource(Scene([], duration=10), fps=10, clock=clock, sleep=clock.sleep)
-    source.start()
-    assert source._renderer is not None
-    draw = source._renderer.render
-
-    def slow_draw(t: float, frame: int) -> Any:
-        clock.now += 0.03  # drawing takes 30 ms of the clock
-        return draw(t, frame=frame)
-
-    source._renderer.render = slow_draw  # type: ignore[method-assign]
-    frame = source.read(timeout=1.0)
-    assert frame is not None and frame.t == pytest.approx(100.03)
 
 
 def test_reading_before_start_is_a_camera_error() -> None:

@@ -396,7 +396,6 @@ class SyntheticSource(FrameSource):
         self.loop = loop
         self.paced = paced
         self._ticker = FrameTicker(fps, paced=paced, clock=clock, sleep=sleep)
-        self._clock = clock
         self._renderer: SceneRenderer | None = None
 
     @property
@@ -429,14 +428,11 @@ class SyntheticSource(FrameSource):
             self._ticker.end()  # the demo chains pass after pass on this
             return None
         self._ticker.taken(index)
-        drawing_from = self._clock()
         try:
             y = self._renderer.render(scene_t % self.scene.duration, frame=index)
         except ValueError as exc:  # a cue whose text cannot be drawn as a QR code
             raise CameraError(f"synthetic scene cannot be rendered: {exc}") from None
-        # A camera stamps a frame once it is exposed and read out, not before: the time spent
-        # drawing it here is the simulated read-out, so it is not counted in a decision's latency.
-        return Frame(y=y, t=t + (self._clock() - drawing_from), index=index)
+        return Frame(y=y, t=t, index=index)
 
     def stop(self) -> None:
         self._renderer = None
