@@ -295,7 +295,7 @@ def test_there_is_no_plaintext_listener(fleet: ProvisionedBroker) -> None:
         client.loop_start()
         time.sleep(1.0)
     except OSError:
-        pass
+        pass  # the refusal may come as a socket error at connect: the assertion below covers both
     finally:
         client.loop_stop()
         client.disconnect()
