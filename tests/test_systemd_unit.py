@@ -1,0 +1,175 @@
+"""The service unit as systemd itself reads it: `systemd-analyze verify` finds nothing to say, and
+`systemd-analyze security` rates its sandbox 3.0 or better, without taking away what the sentry
+needs at the entrance (the syscalls of its clock probe, the /proc files it reads, a writable
+working folder for lgpio).
+
+`systemd-analyze` comes with the `systemd` package (scripts/setup --dev installs it where it is
+missing). Without it these tests fail with that advice instead of skipping: an unchecked unit
+reaches the devices.
+
+`verify` never looks the unit's User=, Group= or SupplementaryGroups= up (systemd 252 says nothing
+about an `edge-sentry` user or a `gpio` group this machine lacks), so the copy keeps them as they
+are; only the two commands are pointed at this checkout's own `edge-sentry`, which verify requires
+to exist and be executable.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from edge_sentry import gpio, health
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edge-sentry.service"
+INSTALLED_PROGRAM = "/opt/edge-sentry/.venv/bin/edge-sentry"
+MAX_EXPOSURE = 3.0
+_EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
+
+
+def analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        pytest.fail(
+            "systemd-analyze is missing: install the Debian package `systemd` (scripts/setup --dev does)",
+            pytrace=False,
+        )
+    return found
+
+
+def run_analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([analyze(), *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def this_program() -> Path:
+    program = Path(sys.executable).parent / "edge-sentry"
+    assert program.is_file(), f"{program} is missing: install the package into this environment"
+    return program
+
+
+def unit_copy(folder: Path, text: str | None = None) -> Path:
+    """The unit (or `text`) with its commands pointed at this environment's `edge-sentry`."""
+    text = UNIT.read_text() if text is None else text
+    assert text.count(INSTALLED_PROGRAM) == 2, "ExecStart= and ExecStopPost= run the installed program"
+    copy = folder / UNIT.name
+    copy.write_text(text.replace(INSTALLED_PROGRAM, str(this_program())))
+    return copy
+
+
+def verify_output(unit: Path) -> str:
+    done = run_analyze("verify", str(unit))
+    # verify exits 0 after most complaints (an unknown key, a bad value are "ignoring" warnings):
+    # silence is the only clean answer.
+    return (done.stdout + done.stderr).strip() + ("" if done.returncode == 0 else f"\nexit {done.returncode}")
+
+
+def exposure(unit: Path) -> tuple[float, str]:
+    done = run_analyze("security", "--offline=true", str(unit))
+    found = _EXPOSURE.search(done.stdout)
+    assert found, f"no exposure level in:\n{done.stdout}{done.stderr}"
+    return float(found.group(1)), done.stdout
+
+
+def settings(name: str) -> list[str]:
+    """Every value `name=` takes in the unit, in order (a key may repeat)."""
+    values = []
+    for line in UNIT.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name:
+            values.append(value.strip())
+    return values
+
+
+@cache
+def syscall_set(group: str) -> frozenset[str]:
+    """The system calls of a systemd group (`@system-service`), nested groups expanded."""
+    done = run_analyze("syscall-filter", group)
+    assert done.returncode == 0, done.stderr
+    calls: set[str] = set()
+    for line in done.stdout.splitlines()[1:]:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        calls |= syscall_set(entry) if entry.startswith("@") else {entry}
+    return frozenset(calls)
+
+
+def allowed_syscalls() -> frozenset[str]:
+    """The calls the unit's SystemCallFilter= lines allow, as systemd.exec(5) combines them: the first
+    line is an allow-list, later lines add to it, or take away from it when they start with `~`."""
+    lines = settings("SystemCallFilter")
+    assert lines and not lines[0].startswith("~"), "the filter starts with an allow-list"
+    allowed: set[str] = set()
+    for line in lines:
+        remove = line.startswith("~")
+        names = set()
+        for entry in line.lstrip("~").split():
+            names |= syscall_set(entry) if entry.startswith("@") else {entry}
+        allowed = allowed - names if remove else allowed | names
+    return frozenset(allowed)
+
+
+def test_verify_finds_nothing_to_say_about_the_unit(tmp_path):
+    assert verify_output(unit_copy(tmp_path)) == ""
+
+
+def test_verify_would_report_a_broken_unit(tmp_path):
+    """What the silence above is worth: this systemd does name a bad key and a bad value."""
+    broken = "[Service]\nProtectEverything=yes\nRestrictAddressFamilies=AF_NONSENSE\n"
+    text = UNIT.read_text().replace("[Service]\n", broken)
+    said = verify_output(unit_copy(tmp_path, text))
+    assert "ProtectEverything" in said
+    assert "AF_NONSENSE" in said
+
+
+def test_the_sandbox_rates_at_most_3(tmp_path):
+    score, table = exposure(unit_copy(tmp_path))
+    exposed = "\n".join(line for line in table.splitlines() if line.startswith("✗"))
+    assert score <= MAX_EXPOSURE, f"exposure {score} > {MAX_EXPOSURE}; still open:\n{exposed}"
+
+
+def test_the_clock_probe_passes_the_system_call_filter():
+    """selftest.clock_synchronised reads the sync state with adjtimex(3), which glibc issues as
+    clock_adjtime: filtered out, `clock.unsynced_clock = "deny"` would never see an unsynchronised
+    clock. ProtectClock= would filter it again whatever SystemCallFilter= says."""
+    allowed = allowed_syscalls()
+    assert {"adjtimex", "clock_adjtime"} <= allowed
+    assert not {"clock_settime", "settimeofday"} & allowed
+    assert settings("ProtectClock") in ([], ["no"], ["false"])
+    assert settings("CapabilityBoundingSet") == [""]  # so no adjtimex can change the clock
+
+
+def test_the_filter_still_refuses_the_privileged_groups():
+    allowed = allowed_syscalls()
+    for group in ("@mount", "@module", "@reboot", "@swap", "@raw-io", "@debug", "@cpu-emulation", "@obsolete"):
+        assert not syscall_set(group) & allowed, group
+    assert not (syscall_set("@resources") & allowed)
+
+
+def test_the_proc_files_the_sentry_reads_stay_visible():
+    """ProcSubset=pid hides every /proc file that is not a process's: the health report's memory,
+    uptime and load, and the device tree that tells `gpio.pin_factory = "auto"` it runs on a Pi."""
+    read = [str(gpio.DEVICE_TREE_MODEL), str(health.Paths().meminfo), str(health.Paths().uptime)]
+    assert all(path.startswith("/proc/") and not path.startswith("/proc/self/") for path in read)
+    assert settings("ProcSubset") in ([], ["all"])
+
+
+def test_lgpio_gets_a_writable_private_working_folder():
+    """lgpio makes its notification FIFO in the working directory, which ProtectSystem=strict leaves
+    read-only everywhere but in the service's own folders."""
+    assert settings("ProtectSystem") == ["strict"]
+    (runtime,) = settings("RuntimeDirectory")
+    assert settings("WorkingDirectory") == [f"/run/{runtime}"]
+
+
+def test_the_gate_starts_without_waiting_for_network_or_time():
+    """The link reconnects by itself and an unsynchronised clock has its own policy: nothing may
+    hold the gate until a network or NTP answers."""
+    ordering = " ".join(settings("After") + settings("Wants") + settings("Requires"))
+    assert "network-online.target" not in ordering
+    assert "time-sync.target" not in ordering
