@@ -3,9 +3,14 @@
 needs at the entrance (the syscalls of its clock probe, the /proc files it reads, a writable
 working folder for lgpio).
 
-`systemd-analyze` comes with the `systemd` package (scripts/setup --dev installs it where it is
-missing). Without it these tests fail with that advice instead of skipping: an unchecked unit
-reaches the devices.
+The system call filter is also tried for real: the sentry runs under strace, which refuses every
+call the unit's filter would refuse, the way systemd would (the unit's SystemCallErrorNumber=, or
+SIGSYS without one). The Pi's own native libraries (libcamera, lgpio) are not on this machine, so
+that part of the sandbox is checked on the device (README.md, "Running on a Raspberry Pi").
+
+`systemd-analyze` comes with the `systemd` package and `strace` with its own; scripts/setup --dev
+installs both where missing. Without them these tests fail with that advice instead of skipping: an
+unchecked unit reaches the devices.
 
 `verify` never looks the unit's User=, Group= or SupplementaryGroups= up (systemd 252 says nothing
 about an `edge-sentry` user or a `gpio` group this machine lacks), so the copy keeps them as they
@@ -15,6 +20,7 @@ to exist and be executable.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -36,18 +42,17 @@ REFUSED_GROUPS = (
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 
 
-def analyze() -> str:
-    found = shutil.which("systemd-analyze")
+def tool(name: str, package: str) -> str:
+    found = shutil.which(name)
     if found is None:
-        pytest.fail(
-            "systemd-analyze is missing: install the Debian package `systemd` (scripts/setup --dev does)",
-            pytrace=False,
-        )
+        advice = f"install the Debian package `{package}` (scripts/setup --dev does)"
+        pytest.fail(f"{name} is missing: {advice}", pytrace=False)
     return found
 
 
 def run_analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([analyze(), *args], capture_output=True, text=True, timeout=60, check=False)
+    command = [tool("systemd-analyze", "systemd"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
 def this_program() -> Path:
@@ -176,3 +181,58 @@ def test_the_gate_starts_without_waiting_for_network_or_time():
     ordering = " ".join(settings("After") + settings("Wants") + settings("Requires"))
     assert "network-online.target" not in ordering
     assert "time-sync.target" not in ordering
+
+
+#: Calls the sentry's libraries make that the filter refuses and that they do without: OpenBLAS
+#: (under numpy) asks for a NUMA memory policy for its buffers and ignores a refusal.
+TOLERATED_REFUSALS = {"mbind"}
+
+_SNIPPET = """
+from edge_sentry import health, selftest
+assert health.run_command(["true"]) == ""
+assert "memory" in health.sample(state_dir=".")
+print("clock synchronised:", selftest.clock_synchronised())
+"""
+
+
+Run = subprocess.CompletedProcess[str]
+
+
+def under_the_filter(tmp_path: Path, errno: str, *argv: str) -> tuple[Run, set[str]]:
+    """Run `argv` with every system call outside the unit's filter failing with `errno`; the names of
+    the calls refused."""
+    allowed = ",".join("?" + name for name in sorted(allowed_syscalls()))  # "?": not on this arch is fine
+    log = tmp_path / "refused.log"
+    command = [
+        tool("strace", "strace"), "-f", "-qq", "--seccomp-bpf", "-o", str(log),
+        f"--trace=!{allowed}", f"--inject=!{allowed}:error={errno}", *argv,
+    ]  # fmt: skip
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env
+    )
+    refused = set(re.findall(r"^\d+ (\w+)\(.*\(INJECTED\)", log.read_text(), re.MULTILINE))
+    return done, refused
+
+
+def test_the_sentry_runs_under_the_unit_system_call_filter(tmp_path):
+    """The demo (camera, decoder, verifier, gate, outbox, the clock probe), the ExecStopPost command
+    and the health sampler with its command runner, each refused what the unit refuses. Without
+    SystemCallErrorNumber= systemd kills the sentry with SIGSYS at the first refused call, so then
+    none may be refused at all."""
+    (errno,) = settings("SystemCallErrorNumber") or [None]
+    tolerated = TOLERATED_REFUSALS if errno else set()
+    program = str(this_program())
+    mock = tmp_path / "mock.toml"
+    mock.write_text('[gpio]\npin_factory = "mock"\n')
+    runs = {  # name: (command, what its output shows when it did its work)
+        "run": ([program, "run", "--duration", "3"], " scan "),
+        "relay-off": ([program, "relay-off", "--config", str(mock)], "relay off: pin 17"),
+        "health": ([sys.executable, "-c", _SNIPPET], "clock synchronised: "),
+    }
+    for name, (argv, shows) in runs.items():
+        done, refused = under_the_filter(tmp_path, errno or "ENOSYS", *argv)
+        said = done.stdout + done.stderr
+        assert done.returncode == 0, f"{name}: exit {done.returncode}\n{said[-3000:]}"
+        assert shows in said, f"{name}: {shows!r} not in\n{said[-3000:]}"
+        assert refused <= tolerated, f"{name}: refused {sorted(refused - tolerated)} (errno {errno})"
