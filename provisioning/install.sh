@@ -12,8 +12,13 @@ prefix=/opt/edge-sentry
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-picamera2 python3-lgpio
 
+# The unit's SupplementaryGroups=: Raspberry Pi OS's udev rules give gpio the gpiochips and video the
+# camera nodes, /dev/dma_heap and /dev/vcio. Without either group systemd would refuse to start it.
+for group in gpio video; do
+  getent group "$group" >/dev/null || { echo "install.sh: no group $group: not Raspberry Pi OS?" >&2; exit 2; }
+done
 id edge-sentry >/dev/null 2>&1 || useradd --system --home-dir /var/lib/edge-sentry --shell /usr/sbin/nologin edge-sentry
-for group in gpio video; do getent group "$group" >/dev/null && usermod -a -G "$group" edge-sentry; done
+usermod -a -G gpio,video edge-sentry
 
 mkdir -p "$prefix" /etc/edge-sentry
 cp -r "$src/edge_sentry" "$src/hw_tests" "$src/setup.cfg" "$src/pyproject.toml" "$src/README.md" "$prefix/"
@@ -29,6 +34,8 @@ elif [ ! -f /etc/edge-sentry/sentry.toml ]; then
 fi
 
 install -m 0644 "$src/systemd/edge-sentry.service" /etc/systemd/system/edge-sentry.service
+systemd-analyze verify /etc/systemd/system/edge-sentry.service
 systemctl daemon-reload
 systemctl enable --now edge-sentry.service
+systemd-analyze security edge-sentry.service | tail -n 1
 systemctl --no-pager status edge-sentry.service | head -n 5
