@@ -216,7 +216,7 @@ def under_the_filter(tmp_path: Path, errno: str, *argv: str) -> tuple[Run, set[s
 
 
 def test_the_sentry_runs_under_the_unit_system_call_filter(tmp_path):
-    """The demo (camera, decoder, verifier, gate, outbox, the clock probe), the ExecStopPost command
+    """The demo (camera, decoder, verifier, gate, outbox, the clock probe at start), the ExecStopPost command
     and the health sampler with its command runner, each refused what the unit refuses. Without
     SystemCallErrorNumber= systemd kills the sentry with SIGSYS at the first refused call, so then
     none may be refused at all."""
@@ -226,7 +226,7 @@ def test_the_sentry_runs_under_the_unit_system_call_filter(tmp_path):
     mock = tmp_path / "mock.toml"
     mock.write_text('[gpio]\npin_factory = "mock"\n')
     runs = {  # name: (command, what its output shows when it did its work)
-        "run": ([program, "run", "--duration", "3"], " scan "),
+        "run": ([program, "run", "--duration", "3"], " stop "),  # started, ran, stopped in order
         "relay-off": ([program, "relay-off", "--config", str(mock)], "relay off: pin 17"),
         "health": ([sys.executable, "-c", _SNIPPET], "clock synchronised: "),
     }
