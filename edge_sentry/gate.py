@@ -95,6 +95,11 @@ class Relay:
         with self._cond:
             return self._on_since is not None
 
+    @property
+    def guarded(self) -> bool:
+        """Whether the guard thread still runs; without it the relay stays off for good."""
+        return self._thread.is_alive()
+
     def pulse(self, seconds: float) -> float | None:
         """Keep the relay on until `seconds` from now (overlapping pulses extend each other).
 
@@ -376,6 +381,15 @@ class Gate:
                     "longest_on_s": round(self._relay.longest_on_s, 3),
                 },
             }
+
+    @property
+    def alive(self) -> bool:
+        """Whether the timer and relay-guard threads still run (they end only on `close` or a bug).
+
+        Lock-free, cheap enough for every turn of the hot loop, which feeds the watchdog only while
+        this holds: a gate that can no longer time its windows or switch its relay needs a restart.
+        """
+        return self._timers.is_alive() and self._relay.guarded
 
     def close(self) -> None:
         """Detach from the devices, switch relay and indicators off, join the threads."""

@@ -276,6 +276,18 @@ class Sentry:
             self.gate.clear_fault("camera")
             self.record(self._base(Event.CAMERA_RECOVERED))
 
+    def _heartbeat(self) -> None:
+        """One turn of the loop (a frame, a camera timeout or a camera error): feed the watchdog.
+
+        Liveness, not frames: a dead camera is a fault the loop rides out, buttons working, and a
+        restart for it would only take the buttons away every watchdog period. Fed from this thread
+        alone, so a read or a decode that never returns stops the feeding by itself, with no
+        heartbeat to age and no second thread to trust. The gate's own threads are checked too:
+        without its relay guard nobody can enter, and a restart brings them back.
+        """
+        if self.gate.alive:
+            self._on_progress()
+
     def run(self, stop: threading.Event, duration: float | None = None) -> None:
         """Handle frames until `stop` is set or `duration` seconds have passed."""
         cam = self.config.camera
@@ -283,6 +295,7 @@ class Sentry:
         last_frame = self._clock()
         started = False
         while not stop.is_set():
+            self._heartbeat()
             now = self._clock()
             if deadline is not None and now >= deadline:
                 break
@@ -311,7 +324,6 @@ class Sentry:
             except Exception as exc:
                 self.stats.frame_errors += 1
                 log.warning("frame %d could not be handled: %s", frame.index, type(exc).__name__)
-            self._on_progress()
 
     def close(self) -> None:
         self.gate.close()

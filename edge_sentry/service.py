@@ -1,8 +1,9 @@
 """systemd's notify protocol: readiness, status and the watchdog, with no library beyond the socket module.
 
 systemd restarts the sentry (and, with a hardware watchdog, the Pi) when the keep-alive stops, so the
-keep-alive is sent only by the hot loop, and only while it makes progress. Outside systemd (no
-NOTIFY_SOCKET) every call is a no-op.
+keep-alive is sent only by the hot loop, at each of its turns: a frame or a camera timeout alike, since
+a dead camera is a fault the running loop handles (buttons working), while a loop stuck in a read or a
+decode stops sending by itself. Outside systemd (no NOTIFY_SOCKET) every call is a no-op.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class Notifier:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.connect(self._address)
-                sock.sendall(message.encode())
+                # Never waits: the hot loop sends this itself, and a queue full at systemd's end
+                # (datagrams not yet read) must cost one message, not the gate.
+                sock.send(message.encode(), socket.MSG_DONTWAIT)
         except OSError:
             # A notify failure must not stop the gate; systemd will notice the silence itself.
             pass
@@ -45,7 +48,7 @@ class Notifier:
         self.send("STOPPING=1")
 
     def progress(self) -> None:
-        """Called by the hot loop after each frame it handled; rate-limited to the watchdog period."""
+        """Called by the hot loop at each turn, frame or not; rate-limited to half the watchdog period."""
         if self.watchdog_interval_s is None:
             return
         now = time.monotonic()

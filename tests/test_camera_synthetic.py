@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,6 +161,43 @@ def test_a_late_reader_gets_the_newest_frame_not_a_backlog() -> None:
     frame = source.read(timeout=1)
     assert frame.index == 7 and frame.t == pytest.approx(100.7)
     assert source.read(timeout=1).index == 8
+
+
+def slowly_drawn(clock: FakeClock, *, paced: bool, drawing_s: float = 0.03) -> SyntheticSource:
+    """A started source whose every frame takes `drawing_s` of the clock to draw."""
+    source = SyntheticSource(Scene([], duration=10), fps=10, paced=paced, clock=clock, sleep=clock.sleep)
+    source.start()
+    assert source._renderer is not None
+    draw = source._renderer.render
+
+    def slow_draw(t: float, frame: int | None = None) -> Any:
+        clock.now += drawing_s
+        return draw(t, frame=frame)
+
+    source._renderer.render = slow_draw  # type: ignore[method-assign]
+    return source
+
+
+def test_a_frame_is_stamped_once_drawn_and_the_pacing_keeps_its_schedule() -> None:
+    """The stamp is when the pixels are ready, as a camera's is once read out: a decision's latency
+    counts from there, not from before the drawing; frames still fall due every 1/fps."""
+    clock = FakeClock()
+    source = slowly_drawn(clock, paced=True)
+    first = source.read(timeout=1.0)
+    assert (first.index, first.t, clock.now) == (0, pytest.approx(100.03), pytest.approx(100.03))
+    second = source.read(timeout=1.0)
+    assert clock.sleeps == [pytest.approx(0.07)]  # due at 100.1, not a drawing later
+    assert (second.index, second.t) == (1, pytest.approx(100.13)) and second.t >= clock.now - 1e-9
+    clock.now += 0.6  # a late reader: its frame has waited, as a real camera's would have
+    late = source.read(timeout=1.0)
+    assert (late.index, late.t) == (7, pytest.approx(100.73))
+
+
+def test_an_unpaced_frame_is_stamped_once_drawn() -> None:
+    clock = FakeClock()
+    source = slowly_drawn(clock, paced=False)
+    stamps = [source.read(timeout=0).t for _ in range(3)]
+    assert stamps == pytest.approx([100.03, 100.06, 100.09])
 
 
 def test_reading_before_start_is_a_camera_error() -> None:

@@ -88,14 +88,31 @@ class FrameTicker:
         self._pacer.start()
 
     def next(self, timeout: float) -> tuple[int, float] | None:
-        """`(index, timestamp)` of the next frame, or None when none is due within `timeout`."""
+        """`(index, timestamp)` of the next frame, or None when none is due within `timeout`.
+
+        For a source whose frames are ready the moment they fall due (images held in memory): the
+        timestamp is the due time, or now when unpaced.
+        """
+        tick = self.next_due(timeout)
+        if tick is None:
+            return None
+        index, due = tick
+        return index, self._clock() if due is None else due
+
+    def next_due(self, timeout: float) -> tuple[int, float | None] | None:
+        """`(index, due time)` of the next frame, or None when none is due within `timeout`.
+
+        For a source that takes time to make a frame once it is due, and stamps it when ready. The due
+        time is None unpaced: with no schedule, the frame is ready when made, and reading the clock
+        only then keeps a caller's clock at one reading per frame.
+        """
         if self.exhausted:
             if timeout > 0:
                 self._sleep(timeout)
             return None
         if self.paced:
             return self._pacer.wait(timeout)
-        return self._count, self._clock()
+        return self._count, None
 
     def taken(self, index: int) -> None:
         """Frame `index` was handed out: an unpaced source goes on from the one after it."""

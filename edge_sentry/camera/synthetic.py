@@ -396,6 +396,7 @@ class SyntheticSource(FrameSource):
         self.loop = loop
         self.paced = paced
         self._ticker = FrameTicker(fps, paced=paced, clock=clock, sleep=sleep)
+        self._clock = clock
         self._renderer: SceneRenderer | None = None
 
     @property
@@ -419,20 +420,33 @@ class SyntheticSource(FrameSource):
     def read(self, timeout: float) -> Frame | None:
         if self._renderer is None:
             raise CameraError("synthetic camera read before start")
-        tick = self._ticker.next(timeout)
+        tick = self._ticker.next_due(timeout)
         if tick is None:
             return None
-        index, t = tick
+        index, due = tick
         scene_t = index / self.fps
         if not self.loop and scene_t >= self.scene.duration:
             self._ticker.end()  # the demo chains pass after pass on this
             return None
         self._ticker.taken(index)
+        drawing_from = self._clock() if due is not None else 0.0
         try:
             y = self._renderer.render(scene_t % self.scene.duration, frame=index)
         except ValueError as exc:  # a cue whose text cannot be drawn as a QR code
             raise CameraError(f"synthetic scene cannot be rendered: {exc}") from None
-        return Frame(y=y, t=t, index=index)
+        return Frame(y=y, t=self._stamp(due, drawing_from), index=index)
+
+    def _stamp(self, due: float | None, drawing_from: float) -> float:
+        """When the frame's pixels were ready, as a camera stamps a frame once read out.
+
+        Drawing stands for the read-out, so its time (tens of milliseconds for a cue's first frame,
+        which makes its code) is not counted in the latency of the decision on that frame. Paced,
+        the frame falls due on the schedule and is ready a drawing later: `due` plus the drawing's
+        time, so a late reader's frame is as old as a free-running camera's would be, and the pacing
+        never sees this stamp. Unpaced, there is no schedule: the clock is read once, now.
+        """
+        ready = self._clock()
+        return ready if due is None else due + (ready - drawing_from)
 
     def stop(self) -> None:
         self._renderer = None
