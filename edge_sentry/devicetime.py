@@ -11,9 +11,12 @@ Across processes and boots. CLOCK_BOOTTIME starts at zero on every boot, so devi
 timeline of its own: the owner persists a checkpoint (`alive()`: boot id, CLOCK_BOOTTIME, device
 time) now and then, and `resume()` continues from it. Within the same boot (same
 /proc/sys/kernel/random/boot_id) the time between the checkpoint and now is known exactly and
-counts. After a reboot, the time from the last checkpoint to the shutdown and the time the device
-was off cannot be measured without trusting the wall clock, so they do not count: device time
-resumes at the checkpoint. It never goes backwards, and never runs faster than real time.
+counts. After a reboot, the new boot's uptime counts too (CLOCK_BOOTTIME is that uptime), but the
+time from the last checkpoint to the shutdown and the time the device was off cannot be measured
+without trusting the wall clock, so they do not: device time is then a lower bound on the real
+time elapsed, short by the power-off time and at most one checkpoint interval per reboot. Where
+the boot id cannot be read, a restart adds nothing (it might be the same boot: adding the uptime
+would count it twice). Device time never goes backwards, and never runs faster than real time.
 """
 
 from __future__ import annotations
@@ -66,9 +69,13 @@ class DeviceClock:
         last = _checkpoint(alive)
         if last is not None:
             boot, mono, device_ms = last
-            base = max(base, device_ms)
-            if boot and boot == self._boot and self._mono0 >= mono:
-                base = max(base, device_ms + round((self._mono0 - mono) * 1000))
+            if not self._boot:
+                up_ms = 0
+            elif boot == self._boot:
+                up_ms = round(max(0.0, self._mono0 - mono) * 1000)
+            else:
+                up_ms = round(max(0.0, self._mono0) * 1000)  # this boot's uptime before the start
+            base = max(base, device_ms + up_ms)
         self._base_ms = base
 
     def now_ms(self) -> int:
