@@ -39,6 +39,13 @@ def run_retention(box: Outbox, n: int) -> None:
     scans(box, n)
 
 
+def stop_after_scans(path: Path, device: FakeDevice, *ns: int) -> None:
+    """Start the outbox, check that nothing it held has expired, add scans, stop it."""
+    with outbox(path, device) as box:
+        assert box.stats()["dropped_retention"] == 0
+        scans(box, *ns)
+
+
 def kept(box: Outbox) -> list[int]:
     return [e["n"] for e in box.pending(1000)]
 
@@ -79,13 +86,10 @@ def test_a_wall_clock_stepped_back_does_not_keep_events_past_the_period(tmp_path
 
 def test_time_the_outbox_was_stopped_counts_within_the_same_boot(tmp_path):
     device = FakeDevice()
-    with outbox(tmp_path / "ob", device) as box:
-        scans(box, 0, 1)
+    stop_after_scans(tmp_path / "ob", device, 0, 1)
     device.wait(10 * DAY)
     device.step_wall(-30 * DAY)
-    with outbox(tmp_path / "ob", device) as box:
-        assert kept(box) == [0, 1]
-        scans(box, 2)
+    stop_after_scans(tmp_path / "ob", device, 2)
     device.wait(4 * DAY + 60)
     with outbox(tmp_path / "ob", device) as box:
         assert kept(box) == [2]
