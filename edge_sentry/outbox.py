@@ -61,7 +61,7 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.table import Document
 
-from .devicetime import DeviceClock, boottime, read_boot_id
+from .devicetime import DeviceClock, boottime, clock_synced, read_boot_id
 from .errors import StorageError
 from .records import EventIdGenerator, event_id_ms, stamp
 from .storage import MARK_STEP_MS, EventStore, LogStorage, Opener, OsLogFile, event_frame
@@ -82,8 +82,8 @@ class Outbox:
     """Durable, bounded queue of events between the hot loop and the MQTT link.
 
     Beyond the config's keys, the keyword parameters exist for tests and tuning: `clock` is the
-    wall clock (ids and `t`), `monotonic` and `boot_id` the device clock retention runs on
-    (devicetime.py), `opener` opens the log files (fault injection), `memory_events` bounds what
+    wall clock (ids and `t`), `monotonic`, `boot_id` and `wall_synced` the device clock retention
+    runs on (devicetime.py), `opener` opens the log files (fault injection), `memory_events` bounds what
     waits in memory while the disk refuses writes, `seq_block` is how far ahead seqs are reserved
     (the gap a crash may leave), `retention_check_s` how often retention runs (in device time),
     `compact_min_bytes` the dead weight tolerated before compaction, `min_free_bytes` the free
@@ -103,6 +103,7 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = boottime,
         boot_id: Callable[[], str] = read_boot_id,
+        wall_synced: Callable[[], bool] = clock_synced,
         opener: Opener = OsLogFile,
         memory_events: int = 10_000,
         seq_block: int = 4096,
@@ -123,7 +124,7 @@ class Outbox:
         self._on_durable = on_durable
         self._on_alarm = on_alarm
         self._clock = clock
-        self._device = DeviceClock(monotonic, boot_id)
+        self._device = DeviceClock(monotonic, boot_id, clock, wall_synced)
         self._opener = opener
         self._memory_events = memory_events
         self._seq_block = seq_block
@@ -207,8 +208,10 @@ class Outbox:
         self._next_seq = last + 1
         self._done_seq = last
         self._reserved = last
-        self._device.resume(self._state().get(doc_id=_ALIVE_DOC), store.last_mark_ms)
+        self._device.resume(self._state().get(doc_id=_ALIVE_DOC), store.last_mark_ms,
+                            self._next_seq)
         self._mark_unmarked()
+        self._settle_off_time()
         self._last_retention = self._device.now_ms()
         self._purge_expired(self._last_retention)
         self._save_alive()
@@ -391,7 +394,8 @@ class Outbox:
         now_ms = self._device.now_ms()
         if now_ms - self._last_retention >= self._retention_check_ms:
             self._last_retention = now_ms
-            self._purge_expired(now_ms)
+            self._settle_off_time()
+            self._purge_expired(self._device.now_ms())
             self._save_alive()
         if time.monotonic() - self._last_disk_check >= self._disk_check_s:
             self._last_disk_check = time.monotonic()
@@ -479,12 +483,28 @@ class Outbox:
                 marks.append((seq, now_ms - age))
         store.add_marks(marks)
 
-    def _save_alive(self) -> None:
+    def _settle_off_time(self) -> None:
+        """Once NTP vouches for the wall clock again, charge the time the device was off to the
+        events stored before the reboot (not to those stored since)."""
+        settled = self._device.settle(self._save_alive)
+        if settled is None:
+            return
+        store = self._store
+        assert store is not None
+        before_seq, off_ms = settled
+        store.shift_marks(before_seq, -off_ms)
+        log.info("outbox: %.0f s while the device was off now count towards retention",
+                 off_ms / 1000)
+
+    def _save_alive(self, alive: dict[str, Any] | None = None) -> bool:
         """Persist the device-time checkpoint: after a reboot, waiting resumes from here."""
         if self._db is None:
-            return
-        with contextlib.suppress(OSError):
-            self._state().upsert(Document(self._device.alive(), doc_id=_ALIVE_DOC))
+            return False
+        try:
+            self._state().upsert(Document(alive or self._device.alive(), doc_id=_ALIVE_DOC))
+        except OSError:
+            return False
+        return True
 
     def _write(self) -> None:
         """Write what the writer holds: as much as the disk takes, in order, each part fsynced."""

@@ -550,6 +550,7 @@ class EventStore:
         self._marks: dict[int, int] = {}  # seq -> device ms
         self._mark_seqs: list[int] = []  # sorted keys of _marks
         self.last_mark_ms = 0  # the latest device time any mark in the log gave
+        self._new_run = True  # the first put written after open() gets a mark of its own
         self._read_fd: int | None = None
         self.max_seq = 0  # highest seq the log has ever held, acked ones included
         self.replay = Scan()
@@ -557,6 +558,7 @@ class EventStore:
     def open(self) -> Scan:
         """Replay the log into the index, one record at a time."""
         self.replay = self._log.open(self._replay_record)
+        self._new_run = True
         # Frames sit out of seq order only in a file edited by hand; the index must not.
         seqs = list(self._live)
         if any(a > b for a, b in itertools.pairwise(seqs)):
@@ -662,13 +664,14 @@ class EventStore:
         """Append puts (seq, id, frame) and tombstones, fsync, then index the puts.
 
         `stored_ms` gives each put the device time it was taken at (non-decreasing, like the
-        seqs); a mark goes before a put whenever its time is MARK_STEP_MS past the last mark.
+        seqs); a mark goes before a put whenever its time is MARK_STEP_MS past the last mark, and
+        before the first put after open(), so that `shift_marks` can tell the runs apart.
         On OSError the file and the index are as they were, so the caller can simply retry.
         """
         chunks = [frame for _seq, _id, frame in added]
         sizes = [len(frame) for frame in chunks]  # of each frame in chunks; a mark's negated
         marks: list[tuple[int, int]] = []
-        last = self._marks[self._mark_seqs[-1]] if self._mark_seqs else None
+        last = self._marks[self._mark_seqs[-1]] if self._mark_seqs and not self._new_run else None
         for i, ms in enumerate(stored_ms):
             if last is None or not 0 <= ms - last < MARK_STEP_MS:
                 marks.append((i, ms))
@@ -682,6 +685,7 @@ class EventStore:
         with self._lock:
             for i, ms in marks:
                 self._set_mark(added[i][0], ms)
+                self._new_run = False
             puts = iter(added)
             for size in sizes:
                 if size > 0:
@@ -689,6 +693,13 @@ class EventStore:
                     self._add(seq, event_id, offset, size)
                     self.max_seq = max(self.max_seq, seq)
                 offset += abs(size)
+
+    def shift_marks(self, before_seq: int, delta_ms: int) -> None:
+        """Move the stored time of every live event before `before_seq` by `delta_ms`."""
+        with self._lock:
+            moved = [(seq, self._marks[seq] + delta_ms)
+                     for seq in itertools.takewhile(lambda s: s < before_seq, self._mark_seqs)]
+        self.add_marks(moved)
 
     def add_marks(self, marks: Iterable[tuple[int, int]]) -> None:
         """Give events their stored times after the fact (events written before marks existed).

@@ -23,7 +23,8 @@ class FakeClock:
 
 
 class FakeDevice:
-    """A machine's clocks as the outbox sees them: the wall clock, CLOCK_BOOTTIME and the boot id.
+    """A machine's clocks as the outbox sees them: the wall clock, CLOCK_BOOTTIME, the boot id and
+    whether NTP has synchronized the wall clock (`synced`, set by the test).
 
     `wait` lets time pass (both clocks move), `step_wall` steps the wall clock alone (NTP's first
     answer, an operator), `reboot` starts a new boot: a new boot id, CLOCK_BOOTTIME from a few
@@ -35,6 +36,7 @@ class FakeDevice:
         self.wall = FakeClock(wall)
         self.boottime = FakeClock(up)
         self.boots = 1
+        self.synced = False
 
     def boot_id(self) -> str:
         return f"boot-{self.boots}"
@@ -54,4 +56,5 @@ class FakeDevice:
 
     def clocks(self) -> dict:
         """The Outbox keywords that put it on these clocks."""
-        return {"clock": self.wall, "monotonic": self.boottime, "boot_id": self.boot_id}
+        return {"clock": self.wall, "monotonic": self.boottime, "boot_id": self.boot_id,
+                "wall_synced": lambda: self.synced}

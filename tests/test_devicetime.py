@@ -17,7 +17,7 @@ def test_the_same_boot_counts_the_time_between_checkpoint_and_restart():
     first.resume(None)
     up.now += 60
     alive = first.alive()
-    assert alive == {"boot": "a", "mono": 1060.0, "d": 60_000}
+    assert (alive["boot"], alive["mono"], alive["d"], alive["gap"]) == ("a", 1060.0, 60_000, None)
     up.now += 3600  # stopped for an hour, the device up
     again = clock(up, boot)
     again.resume(alive)
@@ -51,3 +51,37 @@ def test_unknown_boot_or_bad_checkpoint_never_count_time_twice_and_stored_times_
 def test_the_real_clocks_are_readable():
     assert boottime() > 0
     assert isinstance(read_boot_id(), str)
+
+
+def test_time_off_is_settled_once_when_synchronized_and_only_if_the_checkpoint_was_kept():
+    up, wall, synced = FakeClock(50.0), FakeClock(1_000_000.0), [True]
+    before = DeviceClock(up, lambda: "a", wall, lambda: synced[0])
+    before.resume(None)
+    alive = before.alive()
+    up.now, wall.now, synced[0] = 10.0, 1_000_500.0, False  # off 490 s, then 10 s up
+    after = DeviceClock(up, lambda: "b", wall, lambda: synced[0])
+    after.resume(alive, first_seq=7)
+    assert after.settle(lambda _doc: True) is None  # no NTP yet
+    synced[0] = True
+    assert after.settle(lambda _doc: False) is None  # not kept: try again later
+    kept: list[dict] = []
+    assert after.settle(lambda doc: kept.append(doc) or True) == (7, 490_000)
+    assert kept[0]["gap"] is None and after.settle(lambda _doc: True) is None
+
+
+def test_no_time_off_is_guessed_from_a_clock_nobody_synchronized_or_that_went_back():
+    up, wall = FakeClock(50.0), FakeClock(1_000_000.0)
+    unsynced = DeviceClock(up, lambda: "a", wall, lambda: False)
+    unsynced.resume(None)
+    alive = unsynced.alive()
+    up.now, wall.now = 10.0, 2_000_000.0
+    after = DeviceClock(up, lambda: "b", wall, lambda: True)
+    after.resume(alive)
+    assert after.settle(lambda _doc: True) is None
+    synced = DeviceClock(up, lambda: "b", wall, lambda: True)
+    synced.resume(None)
+    alive = synced.alive()
+    up.now, wall.now = 5.0, 1_000_000.0  # rebooted onto a clock set back
+    again = DeviceClock(up, lambda: "c", wall, lambda: True)
+    again.resume(alive)
+    assert again.settle(lambda _doc: True) is None

@@ -102,7 +102,7 @@ def test_after_a_reboot_waiting_resumes_from_the_last_time_the_device_saw_itself
         scans(box, 0, 1)
         device.wait(10 * DAY)
         run_retention(box, 2)  # the last sign of life before the power went
-    device.reboot(wall=device.wall.now + 90 * DAY)  # off for months, with a clock that says so
+    device.reboot(wall=device.wall.now + 90 * DAY)  # off for months, NTP never vouched for a clock
     with outbox(tmp_path / "ob", device) as box:
         assert kept(box) == [0, 1, 2]
         device.wait(4 * DAY - 60)
@@ -119,6 +119,45 @@ def test_after_a_reboot_waiting_resumes_from_the_last_time_the_device_saw_itself
     with outbox(tmp_path / "ob", device) as box:
         assert kept(box) == [3, 4]
         assert box.stats()["dropped_retention"] == 1
+
+
+def test_time_off_counts_once_ntp_vouches_for_both_ends_and_only_for_what_was_stored_before(tmp_path):
+    device = FakeDevice()
+    device.synced = True
+    with outbox(tmp_path / "ob", device) as box:
+        scans(box, 0, 1)
+        device.wait(5 * DAY)
+        run_retention(box, 2)
+    shutdown = device.wall.now
+    device.reboot(wall=shutdown)  # off for 10 days; fake-hwclock restores the time it saved
+    device.synced = False
+    stop_after_scans(tmp_path / "ob", device, 3)  # offline scans, then a restart before NTP
+    device.wait(3600)
+    with outbox(tmp_path / "ob", device) as box:
+        assert kept(box) == [0, 1, 2, 3]
+        scans(box, 4)
+        device.wait(120)
+        device.wall.now = shutdown + 10 * DAY + 5 + 3720  # NTP answers
+        device.synced = True
+        run_retention(box, 5)
+        assert kept(box) == [2, 3, 4, 5]  # 0 and 1: 5 days up, then 10 off
+        assert box.stats()["dropped_retention"] == 2
+    stop_after_scans(tmp_path / "ob", device)  # the time off is counted once, not at each start
+    device.wait(4 * DAY)
+    with outbox(tmp_path / "ob", device) as box:
+        assert kept(box) == [3, 4, 5]  # 2: 10 days and 4 days up, 10 off between
+        assert box.stats()["dropped_retention"] == 1
+
+
+def test_time_off_is_not_counted_when_the_clock_was_not_synchronized_before_it(tmp_path):
+    device = FakeDevice()
+    stop_after_scans(tmp_path / "ob", device, 0)
+    device.reboot(wall=device.wall.now + 30 * DAY)
+    device.synced = True
+    with outbox(tmp_path / "ob", device) as box:
+        device.wait(120)
+        run_retention(box, 1)
+        assert kept(box) == [0, 1]
 
 
 def test_events_from_before_device_time_age_from_their_ids_once_then_on_device_time(tmp_path):
