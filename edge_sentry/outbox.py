@@ -33,9 +33,11 @@ CLOCK_BOOTTIME, carried across restarts and reboots by the "alive" checkpoint in
 (written at start, at every retention check and at stop), never the wall clock, which a Pi
 without a real-time clock steps by weeks when NTP first answers. Each event's device time at put()
 reaches the disk as a mark in `events.log` (storage.py, MARKS_TABLE). Within a boot the waited time
-is exact, daemon restarts included; after a reboot it counts from the last checkpoint, leaving out
-the time the device was off (nothing measures it). A step of the wall clock, forwards or back,
-neither drops an event early nor keeps one longer. Events written before marks existed get one,
+is exact, daemon restarts included; after a reboot it counts from the last checkpoint plus the new
+boot's uptime, and the time the device was off is added only once NTP has synchronized the wall
+clock both at the last checkpoint and now, and only to the events stored before the reboot (their
+marks move back). A step of the wall clock, forwards or back, neither drops an event early nor
+keeps one longer. Events written before marks existed get one,
 once, from the wall-clock age of their id (negative ages count as zero). The purge walks from
 the oldest and stops at the first young event.
 
