@@ -37,9 +37,9 @@ is exact, daemon restarts included; after a reboot it counts from the last check
 boot's uptime, and the time the device was off is added only once NTP has synchronized the wall
 clock both at the last checkpoint and now, and only to the events stored before the reboot (their
 marks move back). A step of the wall clock, forwards or back, neither drops an event early nor
-keeps one longer. Events written before marks existed get one,
-once, from the wall-clock age of their id (negative ages count as zero). The purge walks from
-the oldest and stops at the first young event.
+keeps one longer. Events written before marks existed get one, once, from the wall-clock age of
+their id (negative ages count as zero). The purge walks from the oldest and stops at the first
+young event.
 
 Callbacks: `on_durable` runs on the writer thread after the fsync; `on_alarm` runs on its own
 thread, so neither the hot loop nor the writer ever waits on foreign code.
@@ -85,9 +85,9 @@ class Outbox:
 
     Beyond the config's keys, the keyword parameters exist for tests and tuning: `clock` is the
     wall clock (ids and `t`), `monotonic`, `boot_id` and `wall_synced` the device clock retention
-    runs on (devicetime.py), `opener` opens the log files (fault injection), `memory_events` bounds what
-    waits in memory while the disk refuses writes, `seq_block` is how far ahead seqs are reserved
-    (the gap a crash may leave), `retention_check_s` how often retention runs (in device time),
+    runs on (devicetime.py), `opener` opens the log files (fault injection), `memory_events`
+    bounds what waits in memory while the disk refuses writes, `seq_block` is how far ahead seqs
+    are reserved (the gap a crash may leave), `retention_check_s` how often retention runs (in device time),
     `compact_min_bytes` the dead weight tolerated before compaction, `min_free_bytes` the free
     space under which `disk-low` is raised (checked every `disk_check_s`), `retry_max_s` the
     longest wait between retries of a failed write.
@@ -503,7 +503,8 @@ class Outbox:
         if self._db is None:
             return False
         try:
-            self._state().upsert(Document(alive or self._device.alive(), doc_id=_ALIVE_DOC))
+            doc = self._device.alive() if alive is None else alive
+            self._state().upsert(Document(doc, doc_id=_ALIVE_DOC))
         except OSError:
             return False
         return True
