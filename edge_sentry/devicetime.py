@@ -9,12 +9,12 @@ CLOCK_BOOTTIME, which counts suspend and ignores every change to the wall clock.
 
 Across processes and boots. CLOCK_BOOTTIME starts at zero on every boot, so device time is a
 timeline of its own: the owner persists a checkpoint (`alive()`: boot id, CLOCK_BOOTTIME, device
-time, and the wall clock with whether NTP had synchronized it) now and then, and `resume()`
+time, and the wall clock with whether NTP had synchronised it) now and then, and `resume()`
 continues from it. Within the same boot (same /proc/sys/kernel/random/boot_id) the time between
 the checkpoint and now is known exactly and counts. After a reboot, the new boot's uptime counts
 at once (CLOCK_BOOTTIME is that uptime); the rest, the time from the last checkpoint to the power
 cut and the time the device was off, counts only if the wall clock can measure it: when it was
-synchronized at the checkpoint and is synchronized again now (the kernel's own flag, which NTP
+synchronised at the checkpoint and is synchronised again now (the kernel's own flag, which NTP
 clients set: `timedatectl` shows it as "System clock synchronized"). Until then, perhaps forever
 on a gate that never reaches a time server, that time is left out and device time is a lower
 bound on the time elapsed. The owner applies it with `settle()`, to the data stored before the
@@ -25,9 +25,7 @@ time never goes backwards and never runs faster than real time.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import ctypes.util
 import functools
 import time
 from collections.abc import Callable, Mapping
@@ -37,8 +35,8 @@ from typing import Any, TypeGuard
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
-_TIME_ERROR = 5  # adjtimex(2): the clock is not synchronized
-_TIMEX_BYTES = 512  # room for struct timex on any ABI; all zero, so `modes` = 0: read only
+_TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
+_TIMEX_BYTES = 512  # struct timex is 208 bytes; all zero, so `modes` (first) = 0: read only
 
 
 def boottime() -> float:
@@ -57,21 +55,34 @@ def read_boot_id() -> str:
 
 
 @functools.cache
-def _libc() -> Any:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+def _adjtimex() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).adjtimex
+    except (OSError, AttributeError):
+        return None
+
+
+def kernel_clock_synchronised() -> bool | None:
+    """Whether the kernel says an NTP client keeps its clock synchronised; None if it cannot say.
+
+    adjtimex(2) with no modes only reads; it returns TIME_ERROR while STA_UNSYNC is set, which is
+    what timedatectl's NTPSynchronized reports too.
+    """
+    adjtimex = _adjtimex()
+    if adjtimex is None:
+        return None
+    state = adjtimex(ctypes.create_string_buffer(_TIMEX_BYTES))
+    return None if state < 0 else bool(state != _TIME_ERROR)
 
 
 def clock_synced() -> bool:
-    """True while an NTP client keeps the kernel's clock synchronized; False when unknown."""
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        state = _libc().adjtimex(ctypes.create_string_buffer(_TIMEX_BYTES))
-        return bool(0 <= state < _TIME_ERROR)
-    return False
+    """Whether the wall clock may measure time across a reboot: only if the kernel says so."""
+    return kernel_clock_synchronised() is True
 
 
 @dataclass(frozen=True)
 class Gap:
-    """Time not yet counted: real time since a synchronized `wall` reading at device time `d`,
+    """Time not yet counted: real time since a synchronised `wall` reading at device time `d`,
     to be charged to what was stored before `seq` (the first seq of the boot that followed)."""
 
     wall: float
@@ -126,7 +137,7 @@ class DeviceClock:
         return self._base_ms + int(max(0.0, self._monotonic() - self._mono0) * 1000)
 
     def settle(self, persist: Callable[[dict[str, Any]], bool]) -> tuple[int, int] | None:
-        """Once the wall clock is synchronized again: (seq, ms) when what was stored before seq
+        """Once the wall clock is synchronised again: (seq, ms) when what was stored before seq
         waited ms longer than device time counted (the device was off); at most once a reboot.
 
         The settled checkpoint goes to `persist` first, and the result only comes back if it
