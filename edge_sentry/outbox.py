@@ -28,8 +28,18 @@ a full disk it writes as much as fits, and drops acked and expired records (comp
 room. Opening needs no free space; but until a seq reservation is durable, `put()` drops (alarm
 `outbox-full`, reason `no-seq`) rather than promise a seq it might reissue.
 
-Retention counts an event's age from the timestamp in its id (when the outbox accepted it), so the
-purge walks from the oldest and stops at the first young event.
+Retention counts how long an event has waited on this device, in device time (devicetime.py):
+CLOCK_BOOTTIME, carried across restarts and reboots by the "alive" checkpoint in `state.log`
+(written at start, at every retention check and at stop), never the wall clock, which a Pi
+without a real-time clock steps by weeks when NTP first answers. Each event's device time at put()
+reaches the disk as a mark in `events.log` (storage.py, MARKS_TABLE). Within a boot the waited time
+is exact, daemon restarts included; after a reboot it counts from the last checkpoint plus the new
+boot's uptime, and the time the device was off is added only once NTP has synchronized the wall
+clock both at the last checkpoint and now, and only to the events stored before the reboot (their
+marks move back). A step of the wall clock, forwards or back, neither drops an event early nor
+keeps one longer. Events written before marks existed get one, once, from the wall-clock age of
+their id (negative ages count as zero). The purge walks from the oldest and stops at the first
+young event.
 
 Callbacks: `on_durable` runs on the writer thread after the fsync; `on_alarm` runs on its own
 thread, so neither the hot loop nor the writer ever waits on foreign code.
@@ -53,30 +63,34 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.table import Document
 
+from .devicetime import DeviceClock, boottime, clock_synced, read_boot_id
 from .errors import StorageError
 from .records import EventIdGenerator, event_id_ms, stamp
-from .storage import EventStore, LogStorage, Opener, OsLogFile, event_frame
+from .storage import MARK_STEP_MS, EventStore, LogStorage, Opener, OsLogFile, event_frame
 from .vocabulary import Event
 
 log = logging.getLogger(__name__)
 
 _STATE_DOC = 1
+_ALIVE_DOC = 2  # the device-time checkpoint
 _TICK_S = 1.0  # how often the writer looks at its periodic work when nothing is queued
 _FIRST_RETRY_S = 0.05
 
-# seq, id, encoded frame, the stamped event (handed to on_durable)
-_Item = tuple[int, str, bytes, dict[str, Any]]
+# seq, id, encoded frame, the stamped event (handed to on_durable), device ms at put()
+_Item = tuple[int, str, bytes, dict[str, Any], int]
 
 
 class Outbox:
     """Durable, bounded queue of events between the hot loop and the MQTT link.
 
-    Beyond the config's keys, the keyword parameters exist for tests and tuning: `opener` opens
-    the log files (fault injection), `memory_events` bounds what waits in memory while the disk
-    refuses writes, `seq_block` is how far ahead seqs are reserved (the gap a crash may leave),
-    `retention_check_s` how often retention runs, `compact_min_bytes` the dead weight tolerated
-    before compaction, `min_free_bytes` the free space under which `disk-low` is raised (checked
-    every `disk_check_s`), `retry_max_s` the longest wait between retries of a failed write.
+    Beyond the config's keys, the keyword parameters exist for tests and tuning: `clock` is the
+    wall clock (ids and `t`), `monotonic`, `boot_id` and `wall_synced` the device clock retention
+    runs on (devicetime.py), `opener` opens the log files (fault injection), `memory_events`
+    bounds what waits in memory while the disk refuses writes, `seq_block` is how far ahead seqs
+    are reserved (the gap a crash may leave), `retention_check_s` how often retention runs (in device time),
+    `compact_min_bytes` the dead weight tolerated before compaction, `min_free_bytes` the free
+    space under which `disk-low` is raised (checked every `disk_check_s`), `retry_max_s` the
+    longest wait between retries of a failed write.
     """
 
     def __init__(
@@ -89,6 +103,9 @@ class Outbox:
         on_durable: Callable[[dict[str, Any]], None] | None = None,
         on_alarm: Callable[[str, dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = boottime,
+        boot_id: Callable[[], str] = read_boot_id,
+        wall_synced: Callable[[], bool] = clock_synced,
         opener: Opener = OsLogFile,
         memory_events: int = 10_000,
         seq_block: int = 4096,
@@ -105,14 +122,15 @@ class Outbox:
         self.path = Path(path)
         self._max_events = max_events
         self._queue_size = queue_size
-        self._retention_s = retention_days * 86400.0
+        self._retention_ms = round(retention_days * 86_400_000)
         self._on_durable = on_durable
         self._on_alarm = on_alarm
         self._clock = clock
+        self._device = DeviceClock(monotonic, boot_id, clock, wall_synced)
         self._opener = opener
         self._memory_events = memory_events
         self._seq_block = seq_block
-        self._retention_check_s = retention_check_s
+        self._retention_check_ms = retention_check_s * 1000
         self._compact_min_bytes = compact_min_bytes
         self._min_free_bytes = min_free_bytes
         self._disk_check_s = disk_check_s
@@ -144,7 +162,7 @@ class Outbox:
         self._backoff_s = 0.0
         self._retry_at = 0.0
         self._compact_retry_at = 0.0
-        self._last_retention = float("-inf")
+        self._last_retention = 0
         self._last_disk_check = float("-inf")
         self._low_space = False
 
@@ -192,9 +210,13 @@ class Outbox:
         self._next_seq = last + 1
         self._done_seq = last
         self._reserved = last
-        now = self._clock()
-        self._last_retention = now
-        self._purge_expired(now)
+        self._device.resume(self._state().get(doc_id=_ALIVE_DOC), store.last_mark_ms,
+                            self._next_seq)
+        self._mark_unmarked()
+        self._settle_off_time()
+        self._last_retention = self._device.now_ms()
+        self._purge_expired(self._last_retention)
+        self._save_alive()
         self._reserve_seqs()
         log.info("outbox open: %d pending, next seq %d", len(store), self._next_seq)
         self._stop.clear()
@@ -229,6 +251,7 @@ class Outbox:
             # Give the unused reservation back so that a clean restart leaves no gap in the seqs.
             with contextlib.suppress(OSError):
                 self._write_reservation(self._next_seq - 1)
+        self._save_alive()
         self._alarm_stop.set()
         self._alarm_wake.set()
         self._notifier.join(timeout)
@@ -269,7 +292,8 @@ class Outbox:
             frame = event_frame(seq, stamped)
             self._next_seq = seq + 1
             self._full_burst = False
-            self._queue.append((seq, event_id, frame, stamped))
+            # Taken under the lock so that device times never decrease along the seqs.
+            self._queue.append((seq, event_id, frame, stamped, self._device.now_ms()))
         self._wake.set()
         return stamped
 
@@ -330,10 +354,12 @@ class Outbox:
             return len(seqs) if done and self._ack_done >= gen else 0
 
     def stats(self) -> dict[str, Any]:
-        """Depth and age of the backlog, what was dropped and why, the last seq issued."""
+        """Depth and age (time waited on this device) of the backlog, what was dropped and why,
+        the last seq issued."""
         store = self._store
         depth, oldest = (len(store), store.oldest_times(1)) if store is not None else (0, [])
-        age = max(0.0, self._clock() - oldest[0][1] / 1000) if oldest else 0.0
+        stored_ms = oldest[0][1] if oldest else None
+        age = 0.0 if stored_ms is None else max(0.0, (self._device.now_ms() - stored_ms) / 1000)
         with self._lock:
             return {
                 "depth": depth,
@@ -367,10 +393,12 @@ class Outbox:
                 return
 
     def _cycle(self) -> None:
-        now = self._clock()
-        if now - self._last_retention >= self._retention_check_s or now < self._last_retention:
-            self._last_retention = now
-            self._purge_expired(now)
+        now_ms = self._device.now_ms()
+        if now_ms - self._last_retention >= self._retention_check_ms:
+            self._last_retention = now_ms
+            self._settle_off_time()
+            self._purge_expired(self._device.now_ms())
+            self._save_alive()
         if time.monotonic() - self._last_disk_check >= self._disk_check_s:
             self._last_disk_check = time.monotonic()
             self._check_free_space()
@@ -412,27 +440,74 @@ class Outbox:
         with self._lock:
             self._dropped_size += dropped
 
-    def _purge_expired(self, now: float) -> None:
-        """Drop events older than the retention period, sent or not (privacy outranks delivery)."""
+    def _purge_expired(self, now_ms: int) -> None:
+        """Drop events that waited longer than the retention period on this device, sent or not
+        (privacy outranks delivery)."""
         store = self._store
         assert store is not None
-        cutoff_ms = (now - self._retention_s) * 1000
+        cutoff_ms = now_ms - self._retention_ms
         purged = 0
         while True:
             batch = store.oldest_times(256)
-            old = [seq for seq, ms in batch if ms < cutoff_ms]
+            old = [seq for seq, ms in batch if ms is None or ms < cutoff_ms]
             removed = store.remove_seqs(old)
             self._tombs.extend(removed)
             purged += len(removed)
             if len(old) < len(batch) or not batch:
                 break
-        keep = [item for item in self._buffer if event_id_ms(item[1]) >= cutoff_ms]
+        keep = [item for item in self._buffer if item[4] >= cutoff_ms]
         purged += len(self._buffer) - len(keep)
         self._buffer = keep
         if purged:
             with self._lock:
                 self._dropped_retention += purged
             log.info("outbox: %d events passed the retention period and were dropped", purged)
+
+    def _mark_unmarked(self) -> None:
+        """Give events from before device time their stored time, once, from their id's age.
+
+        The wall clock is trusted this one time, as retention always trusted it before; an id
+        from the future counts as just stored, one that is no UUIDv7 as expired.
+        """
+        store = self._store
+        assert store is not None
+        unmarked = store.unmarked()
+        if not unmarked:
+            return
+        now_ms, wall_ms = self._device.now_ms(), int(self._clock() * 1000)
+        marks: list[tuple[int, int]] = []
+        for seq, event_id in unmarked:
+            try:
+                age = max(0, wall_ms - event_id_ms(event_id))
+            except ValueError:
+                age = self._retention_ms + 1
+            if not marks or abs(now_ms - age - marks[-1][1]) >= MARK_STEP_MS:
+                marks.append((seq, now_ms - age))
+        store.add_marks(marks)
+
+    def _settle_off_time(self) -> None:
+        """Once NTP vouches for the wall clock again, charge the time the device was off to the
+        events stored before the reboot (not to those stored since)."""
+        settled = self._device.settle(self._save_alive)
+        if settled is None:
+            return
+        store = self._store
+        assert store is not None
+        before_seq, off_ms = settled
+        store.shift_marks(before_seq, -off_ms)
+        log.info("outbox: %.0f s while the device was off now count towards retention",
+                 off_ms / 1000)
+
+    def _save_alive(self, alive: dict[str, Any] | None = None) -> bool:
+        """Persist the device-time checkpoint: after a reboot, waiting resumes from here."""
+        if self._db is None:
+            return False
+        try:
+            doc = self._device.alive() if alive is None else alive
+            self._state().upsert(Document(doc, doc_id=_ALIVE_DOC))
+        except OSError:
+            return False
+        return True
 
     def _write(self) -> None:
         """Write what the writer holds: as much as the disk takes, in order, each part fsynced."""
@@ -453,8 +528,8 @@ class Outbox:
         while self._buffer or self._tombs:
             batch = self._buffer[:limit]
             try:
-                store.write([(seq, event_id, frame) for seq, event_id, frame, _e in batch],
-                            self._tombs)
+                store.write([(seq, event_id, frame) for seq, event_id, frame, _e, _d in batch],
+                            self._tombs, [item[4] for item in batch])
             except OSError as exc:
                 if _no_space(exc) and not compacted:
                     compacted = True  # acked events may be holding the space we need
@@ -478,7 +553,7 @@ class Outbox:
     def _call_on_durable(self, batch: list[_Item]) -> None:
         if self._on_durable is None:
             return
-        for _seq, _id, _frame, event in batch:
+        for _seq, _id, _frame, event, _ms in batch:
             try:
                 self._on_durable(event)
             except Exception:

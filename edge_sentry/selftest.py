@@ -23,7 +23,6 @@ part that raises is a `fail` naming the exception type. Never logs or reports a 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -40,6 +39,7 @@ from .camera.base import Frame
 from .codes import es1, keys, vc1
 from .codes.trust import TrustList
 from .config import Config
+from .devicetime import kernel_clock_synchronised
 from .files import fsync_dir
 from .gpio import GateDevices
 from .vocabulary import Mode
@@ -50,7 +50,6 @@ PASS = "pass"
 FAIL = "fail"
 SKIP = "skip"
 
-_TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
 _POLL_S = 0.01
 
 
@@ -67,19 +66,12 @@ class GrantsGate(Protocol):
 def clock_synchronised() -> bool | None:
     """Whether the kernel's clock is synchronised (NTP); None when this machine cannot say.
 
-    adjtimex(2) with no modes only reads; it returns TIME_ERROR while STA_UNSYNC is set, which is
-    what timedatectl's NTPSynchronized reports too. timedatectl is the fallback where libc lacks it.
+    The kernel's own flag first (devicetime.kernel_clock_synchronised); timedatectl is the
+    fallback where libc lacks adjtimex(2) or it is refused.
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        adjtimex = libc.adjtimex
-    except (OSError, AttributeError):
-        adjtimex = None
-    if adjtimex is not None:
-        timex = ctypes.create_string_buffer(512)  # struct timex is 208 bytes; modes (0) come first
-        state = adjtimex(timex)
-        if state >= 0:
-            return bool(state != _TIME_ERROR)
+    synced = kernel_clock_synchronised()
+    if synced is not None:
+        return synced
     if shutil.which("timedatectl"):
         try:
             done = subprocess.run(

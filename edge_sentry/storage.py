@@ -37,6 +37,7 @@ Nothing here logs a document: events may carry a sealed subject.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import errno
@@ -47,7 +48,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +58,6 @@ from tinydb.storages import Storage
 
 from .errors import StorageError
 from .files import fsync_dir
-from .records import event_id_ms
 
 log = logging.getLogger(__name__)
 
@@ -511,6 +511,12 @@ class LogStorage(Storage):
 
 
 EVENTS_TABLE = "events"
+# `{"d": ms}` keyed by a seq: the events from that seq up to the next mark were stored at device
+# time d or later (devicetime.py). Apart from the events so that what is sent stays the event.
+MARKS_TABLE = "stored"
+# A new mark only once device time moved on this far: one small record per second of appending
+# at most, and an event's stored time is early by less than this (retention errs on the safe side).
+MARK_STEP_MS = 1000
 
 
 def event_frame(seq: int, event: dict[str, Any]) -> bytes:
@@ -518,13 +524,19 @@ def event_frame(seq: int, event: dict[str, Any]) -> bytes:
     return put_frame(EVENTS_TABLE, str(seq), event)
 
 
+def mark_frame(seq: int, device_ms: int) -> bytes:
+    """The record saying the events from `seq` on were stored at device time `device_ms`."""
+    return put_frame(MARKS_TABLE, str(seq), {"d": device_ms})
+
+
 class EventStore:
     """The outbox's events on disk (an append-only log) and in memory (the live ones, oldest first).
 
     Memory holds, per live event, its seq, its id and where its frame sits in the file (under 300
     bytes, so 200 000 pending events fit in some 60 MB on a Pi Zero), not the event itself;
-    `oldest()` reads and decodes only what it returns. Index reads and updates are thread-safe;
-    file changes (`write`, `compact`) belong to one writer thread.
+    `oldest()` reads and decodes only what it returns; and the marks (MARKS_TABLE) that give the
+    live events their stored times. Index reads and updates are thread-safe; file changes
+    (`write`, `add_marks`, `compact`) belong to one writer thread.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, opener: Opener = OsLogFile) -> None:
@@ -535,6 +547,10 @@ class EventStore:
         self._live: dict[int, tuple[int, str]] = {}
         self._by_id: dict[str, int] = {}
         self._live_bytes = 0
+        self._marks: dict[int, int] = {}  # seq -> device ms
+        self._mark_seqs: list[int] = []  # sorted keys of _marks
+        self.last_mark_ms = 0  # the latest device time any mark in the log gave
+        self._new_run = True  # the first put written after open() gets a mark of its own
         self._read_fd: int | None = None
         self.max_seq = 0  # highest seq the log has ever held, acked ones included
         self.replay = Scan()
@@ -542,14 +558,29 @@ class EventStore:
     def open(self) -> Scan:
         """Replay the log into the index, one record at a time."""
         self.replay = self._log.open(self._replay_record)
+        self._new_run = True
         # Frames sit out of seq order only in a file edited by hand; the index must not.
         seqs = list(self._live)
         if any(a > b for a, b in itertools.pairwise(seqs)):
             self._live = dict(sorted(self._live.items()))
+        self._mark_seqs = sorted(self._marks)
+        if self._live:
+            # Marks of events long gone stay in the file until compaction, not in memory.
+            first = bisect.bisect_right(self._mark_seqs, next(iter(self._live))) - 1
+            for seq in self._mark_seqs[: max(0, first)]:
+                del self._marks[seq]
+            self._mark_seqs = self._mark_seqs[max(0, first):]
         return self.replay
 
     def _replay_record(self, op: list[Any], offset: int, size: int) -> None:
-        if op[1] != EVENTS_TABLE or not op[2].isdigit():
+        if not op[2].isdigit():
+            return
+        if op[1] == MARKS_TABLE:
+            if op[0] == OP_PUT and isinstance(op[3], dict) and type(op[3].get("d")) is int:
+                self._marks[int(op[2])] = op[3]["d"]
+                self.last_mark_ms = max(self.last_mark_ms, op[3]["d"])
+            return
+        if op[1] != EVENTS_TABLE:
             return
         seq = int(op[2])
         if op[0] == OP_DELETE:
@@ -592,16 +623,20 @@ class EventStore:
             events = [self._read(where) for where in picked]
         return [event for event in events if event is not None]
 
-    def oldest_times(self, limit: int) -> list[tuple[int, int]]:
-        """(seq, ms of its id) of up to `limit` oldest live events, for retention and ages."""
+    def oldest_times(self, limit: int) -> list[tuple[int, int | None]]:
+        """(seq, device ms it was stored at) of up to `limit` oldest live events, for retention
+        and ages; None for an event no mark covers (written before marks existed)."""
         with self._lock:
-            out = []
-            for seq, (_where, event_id) in itertools.islice(self._live.items(), limit):
-                try:
-                    out.append((seq, event_id_ms(event_id)))
-                except ValueError:
-                    out.append((seq, 0))  # not a UUIDv7: of unknown age, so the oldest
-            return out
+            return [(seq, self._stored_ms(seq))
+                    for seq in itertools.islice(self._live, limit)]
+
+    def unmarked(self) -> list[tuple[int, str]]:
+        """(seq, id) of the live events no mark covers: written before the log kept marks."""
+        with self._lock:
+            first = self._mark_seqs[0] if self._mark_seqs else None
+            return list(itertools.takewhile(
+                lambda entry: first is None or entry[0] < first,
+                ((seq, event_id) for seq, (_where, event_id) in self._live.items())))
 
     def oldest_seqs(self, limit: int) -> list[int]:
         with self._lock:
@@ -624,19 +659,64 @@ class EventStore:
 
     # -- file (writer thread only)
 
-    def write(self, added: list[tuple[int, str, bytes]], removed: list[int]) -> None:
+    def write(self, added: list[tuple[int, str, bytes]], removed: list[int],
+              stored_ms: Sequence[int] = ()) -> None:
         """Append puts (seq, id, frame) and tombstones, fsync, then index the puts.
 
+        `stored_ms` gives each put the device time it was taken at (non-decreasing, like the
+        seqs); a mark goes before a put whenever its time is MARK_STEP_MS past the last mark, and
+        before the first put after open(), so that `shift_marks` can tell the runs apart.
         On OSError the file and the index are as they were, so the caller can simply retry.
         """
-        frames = [frame for _seq, _id, frame in added]
-        tombs = [delete_frame(EVENTS_TABLE, str(seq)) for seq in removed]
-        offset = self._log.append(b"".join(frames + tombs))
+        chunks = [frame for _seq, _id, frame in added]
+        sizes = [len(frame) for frame in chunks]  # of each frame in chunks; a mark's negated
+        marks: list[tuple[int, int]] = []
+        last = self._marks[self._mark_seqs[-1]] if self._mark_seqs and not self._new_run else None
+        for i, ms in enumerate(stored_ms):
+            if last is None or not 0 <= ms - last < MARK_STEP_MS:
+                marks.append((i, ms))
+                last = ms
+        for i, ms in reversed(marks):  # usually one mark per batch, often none
+            mark = mark_frame(added[i][0], ms)
+            chunks.insert(i, mark)
+            sizes.insert(i, -len(mark))
+        chunks.extend(delete_frame(EVENTS_TABLE, str(seq)) for seq in removed)
+        offset = self._log.append(b"".join(chunks))
         with self._lock:
-            for seq, event_id, frame in added:
-                self._add(seq, event_id, offset, len(frame))
-                offset += len(frame)
-                self.max_seq = max(self.max_seq, seq)
+            for i, ms in marks:
+                self._set_mark(added[i][0], ms)
+                self._new_run = False
+            puts = iter(added)
+            for size in sizes:
+                if size > 0:
+                    seq, event_id, _frame = next(puts)
+                    self._add(seq, event_id, offset, size)
+                    self.max_seq = max(self.max_seq, seq)
+                offset += abs(size)
+
+    def shift_marks(self, before_seq: int, delta_ms: int) -> None:
+        """Move the stored time of every live event before `before_seq` by `delta_ms`."""
+        with self._lock:
+            moved = [(seq, self._marks[seq] + delta_ms)
+                     for seq in itertools.takewhile(lambda s: s < before_seq, self._mark_seqs)]
+        self.add_marks(moved)
+
+    def add_marks(self, marks: Iterable[tuple[int, int]]) -> None:
+        """Give events their stored times after the fact (events written before marks existed).
+
+        They count at once; if the disk refuses them, compaction writes them later, or the next
+        start derives them again.
+        """
+        marks = list(marks)
+        if not marks:
+            return
+        with self._lock:
+            for seq, ms in marks:
+                self._set_mark(seq, ms)
+        try:
+            self._log.append(b"".join(mark_frame(seq, ms) for seq, ms in marks))
+        except OSError as exc:
+            log.warning("%s: stored times not written yet (%s)", self.path, exc.strerror)
 
     def needs_compaction(self, min_bytes: int) -> bool:
         """True once dead records outweigh live ones (compaction then costs O(1) per record)."""
@@ -648,20 +728,28 @@ class EventStore:
         With nothing live the file is truncated in place, which needs no free space.
         """
         with self._lock:
-            entries = list(self._live.items())
+            entries = [(seq, where, self._mark_of(seq)) for seq, (where, _id) in self._live.items()]
             # Readers must go on reading the old file until the index moves to the new offsets:
             # one that opened the path after the rename would read the new file at old offsets.
             self._reader()
         if not entries:
             self._log.reset()
+            with self._lock:
+                self._marks, self._mark_seqs = {}, []
             return
         # Only this thread changes the file, so the old one can be read without the lock while
         # acks go on removing entries from the index. Frames stream through: no copy in memory.
         moved: dict[int, int] = {}
+        kept: dict[int, int] = {}  # the marks the live events need, and only those
 
         def frames(fd: int) -> Iterator[bytes]:
             offset = len(MAGIC)
-            for seq, (where, _id) in entries:
+            for seq, where, mark in entries:
+                if mark is not None and mark[0] not in kept:
+                    kept[mark[0]] = mark[1]
+                    frame = mark_frame(*mark)
+                    offset += len(frame)
+                    yield frame
                 frame = os.pread(fd, where & _SIZE_MASK, where >> _SIZE_BITS)
                 moved[seq] = offset << _SIZE_BITS | len(frame)
                 offset += len(frame)
@@ -676,6 +764,7 @@ class EventStore:
             self._close_reader()  # it reads the old file: the path names the new one now
             for seq, (_where, event_id) in self._live.items():
                 self._live[seq] = (moved[seq], event_id)
+            self._marks, self._mark_seqs = kept, sorted(kept)
 
     # -- internals (caller holds the lock, or is replaying)
 
@@ -702,6 +791,24 @@ class EventStore:
             return None
         document: dict[str, Any] = found[0][3]
         return document
+
+    def _mark_of(self, seq: int) -> tuple[int, int] | None:
+        """The mark covering `seq`: the one with the highest seq not above it."""
+        i = bisect.bisect_right(self._mark_seqs, seq) - 1
+        if i < 0:
+            return None
+        key = self._mark_seqs[i]
+        return key, self._marks[key]
+
+    def _stored_ms(self, seq: int) -> int | None:
+        mark = self._mark_of(seq)
+        return None if mark is None else mark[1]
+
+    def _set_mark(self, seq: int, ms: int) -> None:
+        if seq not in self._marks:
+            bisect.insort(self._mark_seqs, seq)
+        self._marks[seq] = ms
+        self.last_mark_ms = max(self.last_mark_ms, ms)
 
     def _add(self, seq: int, event_id: str, offset: int, size: int) -> None:
         if seq in self._live:

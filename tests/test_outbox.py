@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fakes import FakeClock
+from fakes import FakeClock, FakeDevice
 from tinydb import TinyDB
 
 from edge_sentry.errors import StorageError
@@ -127,7 +127,8 @@ def test_on_durable_sees_each_event_once_in_seq_order_after_it_is_in_the_file(tm
     seen: list[tuple[int, bool]] = []
 
     def on_durable(event: dict) -> None:
-        in_file = any(op[0] == 0 and op[3]["id"] == event["id"] for op in iter_log(log_path))
+        in_file = any(op[:2] == [0, "events"] and op[3]["id"] == event["id"]
+                      for op in iter_log(log_path))
         seen.append((event["seq"], in_file))
 
     with make(tmp_path / "ob", on_durable=on_durable) as ob:
@@ -225,33 +226,33 @@ def test_a_full_queue_drops_counts_and_alarms_once_per_burst_without_blocking(tm
 
 
 def test_retention_purges_unsent_events_periodically_and_counts_them(tmp_path):
-    clock = FakeClock(1_760_000_000.0)
-    with make(tmp_path / "ob", clock=clock, retention_days=1, retention_check_s=60) as ob:
+    device = FakeDevice()
+    with make(tmp_path / "ob", **device.clocks(), retention_days=1, retention_check_s=60) as ob:
         for n in range(3):
             ob.put(scan_event(n))
         assert ob.flush(WAIT)
-        clock.now += DAY + 1
+        device.wait(DAY + 1)
         ob.put(scan_event(3))
         assert ob.flush(WAIT)
         assert [e["n"] for e in ob.pending(10)] == [3]
         assert ob.stats()["dropped_retention"] == 3
-    with make(tmp_path / "ob", clock=clock, retention_days=1) as ob:
+    with make(tmp_path / "ob", **device.clocks(), retention_days=1) as ob:
         assert [e["n"] for e in ob.pending(10)] == [3]
 
 
 def test_retention_purges_at_start_and_the_purge_is_durable(tmp_path):
-    clock = FakeClock(1_760_000_000.0)
-    with make(tmp_path / "ob", clock=clock, retention_days=2) as ob:
+    device = FakeDevice()
+    with make(tmp_path / "ob", **device.clocks(), retention_days=2) as ob:
         for n in range(4):
             ob.put(scan_event(n))
-        clock.now += DAY
+        device.wait(DAY)
         ob.put(scan_event(4))
-    clock.now += DAY + 60
-    with make(tmp_path / "ob", clock=clock, retention_days=2) as ob:
+    device.wait(DAY + 60)
+    with make(tmp_path / "ob", **device.clocks(), retention_days=2) as ob:
         assert ob.stats()["dropped_retention"] == 4
         assert [e["n"] for e in ob.pending(10)] == [4]
         assert ob.stats()["oldest_age_s"] == pytest.approx(DAY + 60, abs=1)
-    with make(tmp_path / "ob", clock=clock, retention_days=2) as ob:
+    with make(tmp_path / "ob", **device.clocks(), retention_days=2) as ob:
         assert ob.stats()["dropped_retention"] == 0
         assert [e["n"] for e in ob.pending(10)] == [4]
 
@@ -304,12 +305,12 @@ def test_put_after_stop_returns_none(tmp_path):
 
 
 def test_stats_report_depth_age_and_seq(tmp_path):
-    clock = FakeClock(1_760_000_000.0)
-    with make(tmp_path / "ob", clock=clock) as ob:
+    device = FakeDevice()
+    with make(tmp_path / "ob", **device.clocks()) as ob:
         assert ob.stats()["depth"] == 0 and ob.stats()["oldest_age_s"] == 0.0
         ob.put(scan_event(0))
         ob.flush(WAIT)
-        clock.now += 90
+        device.wait(90)
         stats = ob.stats()
         assert stats["depth"] == 1 and stats["seq"] == 1 and stats["queued"] == 0
         assert stats["oldest_age_s"] == pytest.approx(90, abs=0.01)

@@ -291,3 +291,46 @@ def test_a_read_while_compaction_swaps_the_files_gets_the_events_the_index_names
     assert seen_mid_swap == [events[10:13]]
     assert store.oldest(3) == events[10:13]
     store.close()
+
+
+def test_stored_times_take_a_mark_per_second_and_survive_compaction_and_reopen(tmp_path):
+    path = tmp_path / "events.log"
+    store = EventStore(path)
+    store.open()
+    events = [{"id": f"id-{seq}", "seq": seq, "pad": "p" * 100} for seq in range(1, 101)]
+    stored = [5_000 + 20 * (seq - 1) for seq in range(1, 101)]  # 20 ms apart: 2 s in all
+    store.write([(e["seq"], e["id"], event_frame(e["seq"], e)) for e in events], [], stored)
+    marks = [op for op in iter_log(path) if op[1] == "stored"]
+    assert [(op[2], op[3]) for op in marks] == [("1", {"d": 5_000}), ("51", {"d": 6_000})]
+    assert store.oldest_times(3) == [(1, 5_000), (2, 5_000), (3, 5_000)]
+    store.write([], store.remove_seqs(range(1, 60)))
+    store.compact()
+    assert store.oldest(1000) == events[59:]
+    assert store.oldest_times(1) == [(60, 6_000)]
+    store.write([(seq, f"id-{seq}", event_frame(seq, {"id": f"id-{seq}"})) for seq in (101, 102)],
+                [], [6_900, 7_500])
+    store.close()
+    again = EventStore(path)
+    again.open()
+    assert [ms for _seq, ms in again.oldest_times(100)] == [6_000] * 42 + [7_500]
+    assert again.last_mark_ms == 7_500
+    assert again.unmarked() == []
+    again.close()
+    with TinyDB(path, storage=LogStorage, read_only=True) as db:
+        assert len(db.table("events")) == 43
+
+
+def test_events_written_without_stored_times_are_unmarked_until_given_some(tmp_path):
+    path = tmp_path / "events.log"
+    store = EventStore(path)
+    store.open()
+    store.write([(seq, f"id-{seq}", event_frame(seq, {"id": f"id-{seq}"})) for seq in (1, 2, 3)], [])
+    assert store.oldest_times(5) == [(1, None), (2, None), (3, None)]
+    store.write([(4, "id-4", event_frame(4, {"id": "id-4"}))], [], [900])
+    assert store.unmarked() == [(1, "id-1"), (2, "id-2"), (3, "id-3")]
+    store.add_marks([(1, -50_000), (3, 100)])
+    store.close()
+    again = EventStore(path)
+    again.open()
+    assert again.oldest_times(5) == [(1, -50_000), (2, -50_000), (3, 100), (4, 900)]
+    assert again.unmarked() == []
