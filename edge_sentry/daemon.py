@@ -187,6 +187,7 @@ class Daemon:
                 devices,
                 self._record,
                 on_progress=self.notifier.progress,
+                max_wait_s=self.notifier.turn_limit_s,
                 sealer=sealer,
                 refusal=self._refusal,
             )

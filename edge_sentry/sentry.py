@@ -81,6 +81,7 @@ class Sentry:
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[], None] | None = None,
+        max_wait_s: float | None = None,
         sealer: Sealer | None = None,
         refusal: Callable[[], str | None] | None = None,
     ):
@@ -94,6 +95,9 @@ class Sentry:
         self._wall = wall_clock
         self._clock = clock
         self._on_progress = on_progress or (lambda: None)
+        # The longest one camera read may hold a turn of the loop: a read waiting out a long
+        # `camera.timeout_s` on a dead camera must not starve the watchdog fed once per turn.
+        self._max_wait_s = max_wait_s
         self.sealer = sealer
         # Why a valid code must not open the gate right now (None: it may); read per decision.
         self.refusal = refusal or (lambda: None)
@@ -291,6 +295,7 @@ class Sentry:
     def run(self, stop: threading.Event, duration: float | None = None) -> None:
         """Handle frames until `stop` is set or `duration` seconds have passed."""
         cam = self.config.camera
+        wait_s = cam.timeout_s if self._max_wait_s is None else min(cam.timeout_s, self._max_wait_s)
         deadline = None if duration is None else self._clock() + duration
         last_frame = self._clock()
         started = False
@@ -305,13 +310,13 @@ class Sentry:
                     # the staff and exit buttons must keep working meanwhile.
                     self.source.start()
                     started = True
-                frame = self.source.read(timeout=cam.timeout_s)
+                frame = self.source.read(timeout=wait_s)
             except Exception as exc:
                 # Camera libraries fail with their own types too (an OSError on a replay folder,
                 # a RuntimeError from libcamera): any of them is a camera fault, never the loop's end.
                 cause = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
                 self._camera_fault(cause)
-                stop.wait(min(cam.timeout_s, 1.0))
+                stop.wait(min(wait_s, 1.0))
                 continue
             if frame is None:
                 if self._clock() - last_frame >= cam.fault_after_s:

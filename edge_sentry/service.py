@@ -25,6 +25,16 @@ class Notifier:
         self._last_ping = 0.0
 
     @property
+    def turn_limit_s(self) -> float | None:
+        """How long one turn of the hot loop may wait, so that its keep-alive still comes in time.
+
+        Keep-alives are sent at most once per `watchdog_interval_s`, on a turn; turns of at most half
+        that keep the gap under 1.5 intervals (three quarters of WatchdogSec), whatever
+        `camera.timeout_s` says. None without a watchdog.
+        """
+        return None if self.watchdog_interval_s is None else self.watchdog_interval_s / 2
+
+    @property
     def enabled(self) -> bool:
         return self._address is not None
 

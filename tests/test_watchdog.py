@@ -108,11 +108,11 @@ def drain(sock: socket.socket) -> list[str]:
         sock.setblocking(True)
 
 
-def config(tmp_path: Path) -> Config:
+def config(tmp_path: Path, timeout_s: float = 0.05) -> Config:
     return from_mapping(
         {
             "device": {"state_dir": str(tmp_path / "state")},
-            "camera": {"scene": "unused.toml", "timeout_s": 0.05, "fault_after_s": 0.1},
+            "camera": {"scene": "unused.toml", "timeout_s": timeout_s, "fault_after_s": 0.1},
             "gpio": {"pin_factory": "mock"},
             "outbox": {"path": str(tmp_path / "outbox")},
             "log": {"format": "json"},
@@ -250,3 +250,29 @@ def test_a_gate_whose_relay_guard_died_stops_the_feeding_while_the_loop_turns():
         relay_on = devices.relay.value
         devices.close()
     assert not relay_on
+
+
+def test_a_camera_timeout_longer_than_the_watchdog_period_still_keeps_it_fed(notify, tmp_path, monkeypatch):
+    """`camera.timeout_s` may be up to 60 s; a dead camera's read must not hold the loop past the watchdog."""
+    camera = DeadCamera()
+    waits: list[float] = []
+    honest_read = camera.read
+
+    def read(timeout: float) -> Frame | None:
+        waits.append(timeout)
+        return honest_read(timeout)
+
+    camera.read = read  # type: ignore[method-assign]
+    monkeypatch.setattr(daemon_module, "open_source", lambda _cfg: camera)
+    daemon = Daemon(config(tmp_path, timeout_s=60.0), stream=io.StringIO(), clock_probe=lambda: True)
+    runner = threading.Thread(target=daemon.run, name="test-daemon")
+    runner.start()
+    try:
+        receive(notify, 1, "READY=1")
+        receive(notify, 5)
+    finally:
+        daemon.stop_event.set()
+        camera.release.set()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert waits and max(waits) <= WATCHDOG_USEC / 1e6 / 4
