@@ -182,6 +182,12 @@ BAD_DOCUMENTS = {
     "NaN in CBOR": (desired(2, {"gate": {"max_open_s": float("nan")}}), "gate.max_open_s"),
     "huge integer": (desired(2, {"gate": {"max_open_s": 10**400}}), "gate.max_open_s"),
     "non-text key": (desired(2, {"gate": {1: 2}}), "gate.1"),
+    # integers past Python's 4300-digit limit have no text: the paths name them by size
+    "key past 4300 digits": (desired(2, {"gate": {10**5000: 2}}), "gate.<an integer of 16610 bits>"),
+    "section past 4300 digits": (desired(2, {10**5000: {}}), "<an integer of 16610 bits>"),
+    "top-level key past 4300 digits": (
+        signed_body({"version": 2, "config": {}, 10**5000: 1}), "<an integer of 16610 bits>"
+    ),
     "keys that disagree": (desired(2, {"gate": {"pulse_ms": 9000, "max_open_s": 2}}), "gate.pulse_ms"),
     "device id": (desired(2, {"device": {"id": "sentry-2"}}), "device.id"),
     "site": (desired(2, {"device": {"site": "elsewhere"}}), "device.site"),
