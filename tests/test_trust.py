@@ -227,6 +227,17 @@ def test_bad_cbor_is_refused() -> None:
         TrustList.from_cbor(b"\xa1")
 
 
+@pytest.mark.parametrize(
+    "key, name",
+    [(10**5000, "an integer of 16610 bits"), (1, "1"), ((1, 2), "a tuple")],
+    ids=["integer past 4300 digits", "integer", "array"],
+)
+def test_a_cbor_key_that_is_not_text_is_named_without_failing(key, name: str) -> None:
+    doc = {"version": 1, "issued": "2026-11-26T00:00:00Z", "keys": [], key: 1}
+    with pytest.raises(TrustListError, match=f"{name}: unknown key"):
+        TrustList.from_cbor(cbor2.dumps(doc))
+
+
 def test_load_reads_json_and_cbor_files(tmp_path: Path) -> None:
     doc, a, _ = full_doc()
     (tmp_path / "t.json").write_text(json.dumps(doc))

@@ -350,7 +350,9 @@ def _map(value: Any, path: str, required: set[str], optional: set[str]) -> Mappi
         raise _fail(path or "trust list", "must be an object")
     for key in value:
         if key not in required | optional:
-            raise _fail(f"{path}.{key}" if path else str(key), "unknown key")
+            # A CBOR list may hold any key; an integer past 4300 digits has no text to name it by.
+            name = key if isinstance(key, str) else cose.shown(key)
+            raise _fail(f"{path}.{name}" if path else name, "unknown key")
     for key in sorted(required):
         if key not in value:
             raise _fail(f"{path}.{key}" if path else key, "missing")
