@@ -175,6 +175,7 @@ def _mutations() -> list[tuple[str, object, str]]:
         ("version text", setter(["version"], "7"), "version: must be a whole number"),
         ("version negative", setter(["version"], -1), "version: must be a whole number"),
         ("version boolean", setter(["version"], True), "version: must be a whole number"),
+        ("version 2^53", setter(["version"], 2**53), "version: must be a whole number"),
         ("no version", setter(["version"], KeyError), "version: missing"),
         ("issued naive", setter(["issued"], "2026-11-26T00:00:00"), "issued: needs a time zone"),
         ("issued prose", setter(["issued"], "yesterday"), "issued: not an ISO 8601 time"),
@@ -220,6 +221,12 @@ def test_duplicate_es1_kid_is_refused() -> None:
 def test_unreadable_json_is_refused(data: bytes, message: str) -> None:
     with pytest.raises(TrustListError, match=message):
         TrustList.from_json(data)
+
+
+def test_a_cbor_version_too_long_for_json_is_refused() -> None:
+    doc = {"version": 10**5000, "issued": "2026-11-26T00:00:00Z", "keys": []}
+    with pytest.raises(TrustListError, match="version: must be a whole number"):
+        TrustList.from_cbor(cbor2.dumps(doc))
 
 
 def test_bad_cbor_is_refused() -> None:
