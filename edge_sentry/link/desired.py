@@ -172,6 +172,11 @@ def _check_shape(config: Mapping[str, Any]) -> None:
                 continue
             items = value if isinstance(value, list) else [value]
             for item in items:
+                # Plain data only, even for a key the other overlay masks: each overlay is kept in the
+                # state store as it came, and a CBOR tag or a byte string has no JSON form there.
+                if item is not None and not isinstance(item, str | int | float):
+                    problems.append((f"{section}.{key}", "must be a text, a number, true or false or a list"))
+                    break
                 if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _MAX_INT:
                     problems.append((f"{section}.{key}", "number out of range"))
                     break
