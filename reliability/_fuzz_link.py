@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -43,6 +43,7 @@ from reliability._mutate import Mutator, Raw, encode
 NOW = 1_795_000_000.0
 SITE_ID, DEVICE_ID = "fuzz-site", "fuzz-device"
 RESET_EVERY = 256  # inputs between fresh state stores
+T = TypeVar("T")
 
 TOML_SAMPLE = """\
 [device]
@@ -241,29 +242,47 @@ def _json_mutation(m: Mutator, doc: Any) -> bytes:
 # -- config: TOML, mappings, and desired documents over the signed control plane -------------------
 
 
-class _Shadow:
-    """A config shadow on a fresh state store, renewed every RESET_EVERY uses."""
+class _Renewed(Generic[T]):
+    """What `make` builds over a fresh state store, built again every RESET_EVERY uses."""
 
-    def __init__(self, local: Config, trust: TrustList) -> None:
-        self.local, self.trust, self.uses = local, trust, 0
-        self.folder = ""
-        self.shadow = self._new()
+    def __init__(self, make: Callable[[StateStore, ControlGuard], T], trust: TrustList) -> None:
+        self.make, self.trust, self.uses, self.folder = make, trust, 0, ""
+        self.store: StateStore | None = None
+        self.current = self._new()
 
-    def _new(self) -> ConfigShadow:
-        if self.folder:
+    def _new(self) -> T:
+        if self.store is not None:
+            self.store.close()
             shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = _tmp_folder()
-        store = StateStore(self.folder, Identity(SITE_ID, DEVICE_ID))
-        guard = ControlGuard(Topics(SITE_ID, DEVICE_ID), lambda: self.trust, store, record=lambda e: None,
-                             clock=lambda: NOW)  # fmt: skip
-        return ConfigShadow(self.local, store, guard=guard, clock=lambda: NOW)
+        self.store = StateStore(self.folder, Identity(SITE_ID, DEVICE_ID))
+        guard = ControlGuard(
+            Topics(SITE_ID, DEVICE_ID),
+            lambda: self.trust,
+            self.store,
+            record=lambda e: None,
+            clock=lambda: NOW,
+        )
+        return self.make(self.store, guard)
 
-    def get(self) -> ConfigShadow:
+    def get(self) -> T:
         self.uses += 1
         if self.uses % RESET_EVERY == 0:
-            self.shadow.store.close()
-            self.shadow = self._new()
-        return self.shadow
+            self.current = self._new()
+        return self.current
+
+
+def _commands(store: StateStore, guard: ControlGuard) -> RemoteCommands:
+    parts = ("camera", "relay", "lights")
+    builtins = builtin_commands(
+        grant=lambda mode: NOW,
+        request_restart=lambda: None,
+        allow_snapshot=lambda: True,
+        snapshot=lambda: b"\xff\xd8\xff\xd9",
+        selftest=lambda chosen: [{"part": p, "status": "pass"} for p in (chosen or parts)],
+        selftest_parts=parts,
+    )
+    return RemoteCommands(store, builtins, guard=guard, clock=lambda: NOW, clock_synced=lambda: True)
 
 
 def _within_remote_rules(local: Config, applied: Config) -> bool:
@@ -286,7 +305,9 @@ def config_target(seed: int) -> Target:
     toml_path = folder / "sentry.toml"
     local = from_mapping({"device": {"id": DEVICE_ID, "site": SITE_ID, "state_dir": str(folder)}})
     local_map = to_mapping(local)
-    holder = _Shadow(local, k.trust)
+    holder = _Renewed(
+        lambda store, guard: ConfigShadow(local, store, guard=guard, clock=lambda: NOW), k.trust
+    )
     topics = Topics(SITE_ID, DEVICE_ID)
     pushed = {"gate": {"passback_s": 20, "pulse_ms": 800}, "es1": {"skew_s": 20}, "log": {"level": "debug"}}
     lines = TOML_SAMPLE.splitlines()
@@ -326,7 +347,7 @@ def config_target(seed: int) -> Target:
             from_mapping(_as_python(case.data[1]), base=local)
             return ACCEPTED
         _, source, payload = case.data
-        shadow = holder.shadow
+        shadow = holder.current
         report = shadow.handle(source, payload)
         if report is None or report["status"] != "applied":
             return REFUSED
@@ -370,31 +391,10 @@ def _toml_mutation(m: Mutator, lines: list[str]) -> bytes:
 # -- signed control messages ------------------------------------------------------------------------
 
 
-class _Guard:
-    def __init__(self, trust: TrustList) -> None:
-        self.trust, self.uses, self.folder = trust, 0, ""
-        self.guard = self._new()
-
-    def _new(self) -> ControlGuard:
-        if self.folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder = _tmp_folder()
-        store = StateStore(self.folder, Identity(SITE_ID, DEVICE_ID))
-        return ControlGuard(Topics(SITE_ID, DEVICE_ID), lambda: self.trust, store, record=lambda e: None,
-                            clock=lambda: NOW)  # fmt: skip
-
-    def get(self) -> ControlGuard:
-        self.uses += 1
-        if self.uses % RESET_EVERY == 0:
-            self.guard.store.close()
-            self.guard = self._new()
-        return self.guard
-
-
 def control_target(seed: int) -> Target:
     k = link_keys(seed)
     topics = Topics(SITE_ID, DEVICE_ID)
-    holder = _Guard(k.trust)
+    holder = _Renewed(lambda store, guard: guard, k.trust)
     now_ms = int(NOW * 1000)
     samples: list[tuple[str, str, Any]] = [
         ("config", topics.config_desired, {"version": 3, "config": {"log": {"level": "debug"}}}),
@@ -443,41 +443,10 @@ def control_target(seed: int) -> Target:
 # -- remote command arguments ----------------------------------------------------------------------
 
 
-class _Commands:
-    def __init__(self, trust: TrustList) -> None:
-        self.trust, self.uses, self.folder = trust, 0, ""
-        self.commands = self._new()
-
-    def _new(self) -> RemoteCommands:
-        if self.folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder = _tmp_folder()
-        store = StateStore(self.folder, Identity(SITE_ID, DEVICE_ID))
-        guard = ControlGuard(Topics(SITE_ID, DEVICE_ID), lambda: self.trust, store, record=lambda e: None,
-                             clock=lambda: NOW)  # fmt: skip
-        parts = ("camera", "relay", "lights")
-        builtins = builtin_commands(
-            grant=lambda mode: NOW,
-            request_restart=lambda: None,
-            allow_snapshot=lambda: True,
-            snapshot=lambda: b"\xff\xd8\xff\xd9",
-            selftest=lambda chosen: [{"part": p, "status": "pass"} for p in (chosen or parts)],
-            selftest_parts=parts,
-        )
-        return RemoteCommands(store, builtins, guard=guard, clock=lambda: NOW, clock_synced=lambda: True)
-
-    def get(self) -> RemoteCommands:
-        self.uses += 1
-        if self.uses % RESET_EVERY == 0:
-            self.commands.store.close()
-            self.commands = self._new()
-        return self.commands
-
-
 def commands_target(seed: int) -> Target:
     k = link_keys(seed)
     topics = Topics(SITE_ID, DEVICE_ID)
-    holder = _Commands(k.trust)
+    holder = _Renewed(_commands, k.trust)
     now_ms = int(NOW * 1000)
     requests: dict[str, Any] = {
         "pulse-gate": {"deadline": now_ms + 60_000},
