@@ -228,6 +228,9 @@ class CodeSamples:
         self.cose_bytes = [s.data for s in self.cose]
         self.signed_parts = {s.data: self._signed_part(s) for s in self.cose}
 
+    def close(self) -> None:
+        logging.getLogger("edge_sentry.verifier").removeHandler(self.net)
+
     def unchanged(self) -> bool:
         """Every sample that should verify does, and is read back with its meaning (the harness works)."""
         return all(
@@ -292,7 +295,7 @@ def base45_target(samples: CodeSamples) -> Target:
             return FORGED
         return UNCHANGED if case.data == case.origin else ACCEPTED
 
-    return Target("base45", draw, attempt, (CodeError,), short=30_000)
+    return Target("base45", draw, attempt, (CodeError,), short=60_000)
 
 
 # -- COSE_Sign1 -------------------------------------------------------------------------------------
@@ -319,7 +322,7 @@ def cose_target(samples: CodeSamples) -> Target:
         # header, the tags or the encoding of the envelope may differ).
         return UNCHANGED if signed == samples.signed_parts[sample.data] else FORGED
 
-    return Target("cose", draw, attempt, (CodeError,), short=30_000)
+    return Target("cose", draw, attempt, (CodeError,), short=60_000)
 
 
 # -- codes through the verifier ---------------------------------------------------------------------
@@ -378,7 +381,7 @@ def es1_target(samples: CodeSamples) -> Target:
         data, how = _text_inputs(m, text, es1.PREFIX, others, inner=False)
         return Input(data, origin=text, how=how)
 
-    return Target("es1", draw, lambda case: _judge(samples, case, NOW), (), short=12_000)
+    return Target("es1", draw, lambda case: _judge(samples, case, NOW), (), short=24_000)
 
 
 def dcc_target(samples: CodeSamples) -> Target:
@@ -398,4 +401,4 @@ def dcc_target(samples: CodeSamples) -> Target:
         data, how = _text_inputs(m, text, dcc.PREFIX, others, inner=True)
         return Input(data, origin=text, how=how)
 
-    return Target("dcc", draw, lambda case: _judge(samples, case, clocks[case.origin]), (), short=8_000)
+    return Target("dcc", draw, lambda case: _judge(samples, case, clocks[case.origin]), (), short=16_000)

@@ -97,8 +97,19 @@ _TOML_VALUES = [
 ]  # fmt: skip
 
 
+_FOLDERS: list[str] = []
+
+
 def _tmp_folder() -> str:
-    return tempfile.mkdtemp(prefix="fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    folder = tempfile.mkdtemp(prefix="fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    _FOLDERS.append(folder)
+    return folder
+
+
+def remove_folders() -> None:
+    """Remove every temporary folder the targets made (at the end of the run)."""
+    while _FOLDERS:
+        shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -211,7 +222,7 @@ def trust_target(seed: int) -> Target:
             return FORGED
         return ACCEPTED
 
-    return Target("trust", draw, attempt, (TrustListError,), short=12_000)
+    return Target("trust", draw, attempt, (TrustListError,), short=24_000)
 
 
 def _json_mutation(m: Mutator, doc: Any) -> bytes:
@@ -358,7 +369,7 @@ def config_target(seed: int) -> Target:
         aud = shadow.topic(source)
         return UNCHANGED if _claims_of(payload, k, aud, "config") == case.origin else FORGED
 
-    return Target("config", draw, attempt, (ConfigError,), short=4_000)
+    return Target("config", draw, attempt, (ConfigError,), short=6_000)
 
 
 def _as_python(item: Any) -> Any:
@@ -437,7 +448,7 @@ def control_target(seed: int) -> Target:
         meaning = (verified.aud, verified.iat, verified.jti, repr_safe(verified.body), verified.operator.kid)
         return UNCHANGED if meaning == case.origin else FORGED
 
-    return Target("control", draw, attempt, (ControlRefused,), short=10_000)
+    return Target("control", draw, attempt, (ControlRefused,), short=20_000)
 
 
 # -- remote command arguments ----------------------------------------------------------------------
@@ -485,7 +496,7 @@ def commands_target(seed: int) -> Target:
             return ACCEPTED
         return UNCHANGED if _claims_of(payload, k, topics.cmd(name), "command") == case.origin else FORGED
 
-    return Target("commands", draw, attempt, (), short=3_000)
+    return Target("commands", draw, attempt, (), short=4_000)
 
 
 def all_targets(seed: int) -> list[Callable[[], Target]]:
