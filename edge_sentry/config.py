@@ -368,6 +368,22 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     return False, None
 
 
+def key_name(key: Any) -> str:
+    """A key as a problem's path names it, whatever the mapping's sender put there.
+
+    Keys that come over the link are decoded CBOR, so they need not be text: an integer of more than
+    4300 digits cannot even be turned into text (Python raises), and the error meant to name it would
+    itself crash. Such keys are named by their type, and by size for an integer.
+    """
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and not isinstance(key, bool):
+        return repr(key) if key.bit_length() <= 64 else f"<an integer of {key.bit_length()} bits>"
+    if isinstance(key, bool | float | None):
+        return repr(key)
+    return f"<a {type(key).__name__}>"
+
+
 def _build_section(name: str, cls: type, data: Any, problems: list[tuple[str, str]]) -> Any:
     if not isinstance(data, Mapping):
         problems.append((name, "must be a table of keys"))
@@ -376,7 +392,7 @@ def _build_section(name: str, cls: type, data: Any, problems: list[tuple[str, st
     known = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        path = f"{name}.{key}"
+        path = f"{name}.{key_name(key)}"
         if key not in known:
             problems.append((path, "unknown key"))
             continue
@@ -405,7 +421,7 @@ def from_mapping(data: Mapping[str, Any], base: Config | None = None) -> Config:
     for name, section in data.items():
         cls = _SECTIONS.get(name)
         if cls is None:
-            problems.append((name, "unknown section"))
+            problems.append((key_name(name), "unknown section"))
             continue
         current = getattr(base, name)
         merged = dict(dataclasses.asdict(current)) if current is not None else {}
@@ -500,11 +516,19 @@ def load(path: str | os.PathLike[str] | None) -> Config:
         raise ConfigError([("", f"cannot read {os.fspath(path)!r}: {exc.strerror}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("", f"{os.fspath(path)!r} is not valid TOML: {exc}")]) from None
+    except RecursionError:
+        # tomllib reads nested arrays and inline tables by recursion: a few thousand brackets end it.
+        raise ConfigError([("", f"{os.fspath(path)!r} is not valid TOML: nested too deeply")]) from None
     except UnicodeDecodeError as exc:
         # TOML is UTF-8 by definition; a corrupt or binary file must not end in a traceback
         bad = exc.object[exc.start]
         where = f"byte 0x{bad:02x} at offset {exc.start}"
         raise ConfigError([("", f"{os.fspath(path)!r} is not UTF-8 text ({where})")]) from None
+    except ValueError:
+        # Past its own syntax errors, tomllib lets Python's int() raise: an integer of more than
+        # 4300 digits is refused by the interpreter's limit on integer-to-text conversion.
+        message = f"{os.fspath(path)!r} is not valid TOML: a number too long to read"
+        raise ConfigError([("", message)]) from None
     return from_mapping(data)
 
 

@@ -87,6 +87,11 @@ def test_rules_across_keys(tmp_path):
 def test_broken_toml_and_missing_file_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         cfg.load(write(tmp_path, "[gate\n"))
+    # what tomllib itself does not turn into its own error: recursion, and int()'s digit limit
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        cfg.load(write(tmp_path, "[gate]\npulse_ms = " + "[" * 5000 + "]" * 5000 + "\n"))
+    with pytest.raises(ConfigError, match="number too long"):
+        cfg.load(write(tmp_path, "[gate]\npulse_ms = " + "1" * 5000 + "\n"))
     with pytest.raises(ConfigError, match="not found"):
         cfg.load(tmp_path / "absent.toml")
 
@@ -114,6 +119,21 @@ def test_partial_mapping_applies_over_a_base():
     base = cfg.from_mapping({"gate": {"pulse_ms": 300}})
     merged = cfg.from_mapping({"es1": {"max_age_s": 90}}, base=base)
     assert merged.gate.pulse_ms == 300 and merged.es1.max_age_s == 90
+
+
+@pytest.mark.parametrize(
+    "data, path",
+    [
+        ({10**5000: {}}, "<an integer of 16610 bits>"),
+        ({"gate": {10**5000: 1}}, "gate.<an integer of 16610 bits>"),
+        ({(1, 2): {}}, "<a tuple>"),
+        ({"gate": {7: 1}}, "gate.7"),
+    ],
+)
+def test_a_key_that_is_not_text_is_named_in_its_path(data, path: str):
+    with pytest.raises(ConfigError) as caught:
+        cfg.from_mapping(data)
+    assert path in problems(caught)
 
 
 def test_failed_mapping_leaves_base_untouched():

@@ -147,6 +147,13 @@ UNSIGNED = {
     "iat a text": resigned(
         GOOD, claims={"aud": TOPICS.cmd("pulse-gate"), "iat": "now", "jti": b"j" * 16, "body": {}}
     ),
+    # past a float: the freshness checks subtract it from the clock
+    "iat an integer past 1e308": resigned(
+        GOOD, claims={"aud": TOPICS.cmd("pulse-gate"), "iat": 10**400, "jti": b"j" * 16, "body": {}}
+    ),
+    "iat 2^53": resigned(
+        GOOD, claims={"aud": TOPICS.cmd("pulse-gate"), "iat": 2**53, "jti": b"j" * 16, "body": {}}
+    ),
 }
 
 

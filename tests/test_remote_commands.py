@@ -200,6 +200,11 @@ BAD_REQUESTS = {
     "deadline a text": request("pulse-gate", "tomorrow"),
     "deadline a boolean": request("pulse-gate", True),
     "deadline NaN": request("pulse-gate", float("nan")),
+    "deadline an integer past 1e308": request("pulse-gate", 10**400),
+    "deadline an integer below -1e308": request("pulse-gate", -(10**400)),
+    "unknown key an integer past 4300 digits": signed_command(
+        TOPICS.cmd("pulse-gate"), None, iat_ms=NOW_MS, body={"deadline": NOW_MS + 1000, 10**5000: 1}
+    ),
     "deadline too far ahead": request("pulse-gate", NOW_MS + 2 * 3600 * 1000),
     "unknown key": request("pulse-gate", when="now"),
     "args not a map": request("pulse-gate", args=[1, 2]),

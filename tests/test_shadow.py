@@ -127,6 +127,14 @@ def test_a_new_document_replaces_the_previous_one_from_its_source(shadow: Config
     assert shadow.current.es1.max_age_s == 30
 
 
+def test_a_site_value_masked_by_the_device_document_must_still_be_plain_data(shadow: ConfigShadow):
+    assert shadow.handle(DEVICE, desired(1, {"es1": {"skew_s": 20}}))["status"] == "applied"
+    report = shadow.handle(SITE, desired(1, {"es1": {"skew_s": cbor2.CBORTag(61, 20)}}, source=SITE))
+    assert report is not None and report["status"] == "rejected"
+    assert "es1.skew_s" in error_paths(report)
+    assert shadow.site_version == 0
+
+
 @pytest.mark.parametrize("version", [3, 2, 0])
 def test_a_version_at_or_below_the_applied_one_is_ignored(shadow: ConfigShadow, version: int):
     shadow.handle(DEVICE, desired(3, {"gate": {"pulse_ms": 700}}))
@@ -182,6 +190,12 @@ BAD_DOCUMENTS = {
     "NaN in CBOR": (desired(2, {"gate": {"max_open_s": float("nan")}}), "gate.max_open_s"),
     "huge integer": (desired(2, {"gate": {"max_open_s": 10**400}}), "gate.max_open_s"),
     "non-text key": (desired(2, {"gate": {1: 2}}), "gate.1"),
+    # integers past Python's 4300-digit limit have no text: the paths name them by size
+    "key past 4300 digits": (desired(2, {"gate": {10**5000: 2}}), "gate.<an integer of 16610 bits>"),
+    "section past 4300 digits": (desired(2, {10**5000: {}}), "<an integer of 16610 bits>"),
+    "top-level key past 4300 digits": (
+        signed_body({"version": 2, "config": {}, 10**5000: 1}), "<an integer of 16610 bits>"
+    ),
     "keys that disagree": (desired(2, {"gate": {"pulse_ms": 9000, "max_open_s": 2}}), "gate.pulse_ms"),
     "device id": (desired(2, {"device": {"id": "sentry-2"}}), "device.id"),
     "site": (desired(2, {"device": {"site": "elsewhere"}}), "device.site"),

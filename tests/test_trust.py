@@ -175,6 +175,7 @@ def _mutations() -> list[tuple[str, object, str]]:
         ("version text", setter(["version"], "7"), "version: must be a whole number"),
         ("version negative", setter(["version"], -1), "version: must be a whole number"),
         ("version boolean", setter(["version"], True), "version: must be a whole number"),
+        ("version 2^53", setter(["version"], 2**53), "version: must be a whole number"),
         ("no version", setter(["version"], KeyError), "version: missing"),
         ("issued naive", setter(["issued"], "2026-11-26T00:00:00"), "issued: needs a time zone"),
         ("issued prose", setter(["issued"], "yesterday"), "issued: not an ISO 8601 time"),
@@ -222,9 +223,26 @@ def test_unreadable_json_is_refused(data: bytes, message: str) -> None:
         TrustList.from_json(data)
 
 
+def test_a_cbor_version_too_long_for_json_is_refused() -> None:
+    doc = {"version": 10**5000, "issued": "2026-11-26T00:00:00Z", "keys": []}
+    with pytest.raises(TrustListError, match="version: must be a whole number"):
+        TrustList.from_cbor(cbor2.dumps(doc))
+
+
 def test_bad_cbor_is_refused() -> None:
     with pytest.raises(TrustListError, match="not valid CBOR"):
         TrustList.from_cbor(b"\xa1")
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [(10**5000, "an integer of 16610 bits"), (1, "1"), ((1, 2), "a tuple")],
+    ids=["integer past 4300 digits", "integer", "array"],
+)
+def test_a_cbor_key_that_is_not_text_is_named_without_failing(key, name: str) -> None:
+    doc = {"version": 1, "issued": "2026-11-26T00:00:00Z", "keys": [], key: 1}
+    with pytest.raises(TrustListError, match=f"{name}: unknown key"):
+        TrustList.from_cbor(cbor2.dumps(doc))
 
 
 def test_load_reads_json_and_cbor_files(tmp_path: Path) -> None:

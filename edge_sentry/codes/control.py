@@ -39,6 +39,9 @@ CONTENT_TYPE = ContentType.CONTROL
 JTI_BYTES = 16
 #: Config versions stay below 2^53, so every JSON reader of a report holds them exactly.
 MAX_CONFIG_VERSION = 2**53
+#: An iat at or past this is no time (ms since 1970 reach it in the year 287,000): the freshness checks
+#: do float arithmetic on it, which an integer beyond 1e308 would make raise.
+MAX_IAT_MS = 2**53
 _FIELDS = frozenset({"aud", "iat", "jti", "body"})
 
 OperatorLookup = Callable[[bytes], Operator | None]
@@ -95,7 +98,7 @@ def _claims(payload: bytes, kid: bytes) -> tuple[str, int, bytes, Any]:
     aud, iat, jti = claims["aud"], claims["iat"], claims["jti"]
     if not isinstance(aud, str):
         raise ControlRefused(ControlRefusal.UNSIGNED, "payload: aud must be a topic", kid)
-    if isinstance(iat, bool) or not isinstance(iat, int) or iat < 0:
+    if isinstance(iat, bool) or not isinstance(iat, int) or not 0 <= iat < MAX_IAT_MS:
         raise ControlRefused(ControlRefusal.UNSIGNED, "payload: iat must be milliseconds since 1970", kid)
     if not isinstance(jti, bytes) or len(jti) != JTI_BYTES:
         raise ControlRefused(ControlRefusal.UNSIGNED, f"payload: jti must be {JTI_BYTES} bytes", kid)

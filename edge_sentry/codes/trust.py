@@ -46,6 +46,7 @@ ALL_SITES = "*"
 #: In an audience, every site or every device of the fleet.
 EVERYONE = "*"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_VERSION = 2**53
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,9 @@ def _map(value: Any, path: str, required: set[str], optional: set[str]) -> Mappi
         raise _fail(path or "trust list", "must be an object")
     for key in value:
         if key not in required | optional:
-            raise _fail(f"{path}.{key}" if path else str(key), "unknown key")
+            # A CBOR list may hold any key; an integer past 4300 digits has no text to name it by.
+            name = key if isinstance(key, str) else cose.shown(key)
+            raise _fail(f"{path}.{name}" if path else name, "unknown key")
     for key in sorted(required):
         if key not in value:
             raise _fail(f"{path}.{key}" if path else key, "missing")
@@ -461,8 +464,10 @@ def _dcc_entry(entry: Mapping[str, Any], path: str) -> DccKey:
 def _parse(doc: Any) -> TrustList:
     _map(doc, "", {"version", "issued", "keys"}, {"revoked", "operators", "audience"})
     version = doc["version"]
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise _fail("version", "must be a whole number, 0 or more")
+    # Below 2^53, so that every JSON reader holds it exactly and the list can be written as JSON again
+    # (a CBOR list could otherwise carry an integer of more digits than Python turns into text).
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < MAX_VERSION:
+        raise _fail("version", "must be a whole number, 0 or more and below 2^53")
     issued = _issued(doc["issued"], "issued")
     if not isinstance(doc["keys"], list | tuple):
         raise _fail("keys", "must be a list")

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..codes.control import MAX_CONFIG_VERSION
-from ..config import Config, from_mapping, to_mapping
+from ..config import Config, from_mapping, key_name, to_mapping
 from ..errors import ConfigError, ConfigRejected
 
 MAX_DESIRED_BYTES = 64 * 1024
@@ -140,7 +140,7 @@ def check_document(doc: Any) -> tuple[int, Mapping[str, Any]]:
     """The version and the config of a desired document; ConfigRejected naming what is wrong."""
     if not isinstance(doc, Mapping):
         raise ConfigRejected([("", "must be a map with version and config")])
-    problems = [(str(k), "unknown key") for k in doc if k not in ("version", "config")]
+    problems = [(key_name(k), "unknown key") for k in doc if k not in ("version", "config")]
     version = doc.get("version")
     if "version" not in doc:
         problems.append(("version", "missing"))
@@ -161,17 +161,22 @@ def _check_shape(config: Mapping[str, Any]) -> None:
     problems: list[tuple[str, str]] = []
     for section, keys in config.items():
         if not isinstance(section, str):
-            problems.append((repr(section), "section names must be text"))
+            problems.append((key_name(section), "section names must be text"))
             continue
         if not isinstance(keys, Mapping):
             problems.append((section, "must be a map of keys"))
             continue
         for key, value in keys.items():
             if not isinstance(key, str):
-                problems.append((f"{section}.{key!r}", "key names must be text"))
+                problems.append((f"{section}.{key_name(key)}", "key names must be text"))
                 continue
             items = value if isinstance(value, list) else [value]
             for item in items:
+                # Plain data only, even for a key the other overlay masks: each overlay is kept in the
+                # state store as it came, and a CBOR tag or a byte string has no JSON form there.
+                if item is not None and not isinstance(item, str | int | float):
+                    problems.append((f"{section}.{key}", "must be a text, a number, true or false or a list"))
+                    break
                 if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _MAX_INT:
                     problems.append((f"{section}.{key}", "number out of range"))
                     break

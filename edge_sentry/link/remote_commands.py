@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..codes.control import Control
+from ..codes.cose import shown
 from ..errors import CommandError, CommandRejected, ControlRefused
 from ..state import StateStore
 from ..vocabulary import CommandStatus
@@ -191,7 +192,9 @@ class RemoteCommands:
             return self._reply(
                 CommandStatus.REJECTED, error="request: must be a map with deadline and args"
             ), {}
-        unknown = sorted(str(k) for k in request if k not in ("deadline", "args"))
+        unknown = sorted(
+            k if isinstance(k, str) else shown(k) for k in request if k not in ("deadline", "args")
+        )
         if unknown:
             return self._reply(
                 CommandStatus.REJECTED, error="request: unknown keys " + ", ".join(unknown)
@@ -201,7 +204,7 @@ class RemoteCommands:
             return self._reply(
                 CommandStatus.REJECTED, error="deadline: required (milliseconds since 1970)"
             ), {}
-        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not math.isfinite(deadline):
+        if not _is_time_ms(deadline):
             return self._reply(CommandStatus.REJECTED, error="deadline: must be milliseconds since 1970"), {}
         args = request.get("args", {})
         if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
@@ -280,6 +283,17 @@ class RemoteCommands:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("command ids in %s unusable (%s): starting with none", self.store.path, exc)
             self._seen.clear()
+
+
+def _is_time_ms(value: Any) -> bool:
+    """Whether `value` can be a time in milliseconds: a finite number that float arithmetic holds (the
+    deadline is compared with the clock and subtracted from it; an integer past 1e308 cannot be)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_json(value: Any) -> bool:
