@@ -66,7 +66,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,12 +135,23 @@ class PassbackWindow:
     Entries are kept in arrival order so expiry only looks at the oldest; `max_entries` caps memory
     even if the clock stalls (the oldest are forgotten first, which only ever errs towards letting a
     long-gone holder back in). A clock that steps backwards keeps entries until it catches up.
+
+    The window is a time waited at this entrance, not a calendar time: with a `clock` (the running
+    sentry's is the monotonic one) that clock times it and the wall-clock `now` callers pass is
+    ignored, so a wall clock stepped by hours neither forgets a holder nor keeps one out. Without
+    one, `now` times it.
     """
 
-    def __init__(self, window_s: float, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, window_s: float, max_entries: int = 10_000, *, clock: Callable[[], float] | None = None
+    ) -> None:
         self.window_s = float(window_s)
         self.max_entries = max_entries
+        self._clock = clock
         self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    def _now(self, now: float) -> float:
+        return now if self._clock is None else self._clock()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -152,6 +165,7 @@ class PassbackWindow:
 
     def seen(self, sub: bytes, now: float) -> bool:
         """True when `sub` was recorded less than `window_s` ago."""
+        now = self._now(now)
         self._expire(now)
         when = self._seen.get(sub)
         return when is not None and abs(now - when) < self.window_s
@@ -164,6 +178,7 @@ class PassbackWindow:
         """Remember that `sub` was let in at `now`."""
         if self.window_s <= 0:
             return
+        now = self._now(now)
         self._seen.pop(sub, None)
         self._seen[sub] = now
         self._expire(now)
@@ -183,6 +198,7 @@ class Verifier:
         root_key: Ed25519PublicKey | None = None,
         *,
         dcc: DccConfig | None = None,
+        passback_clock: Callable[[], float] | None = None,
     ) -> None:
         self.es1 = es1
         self.dcc = dcc or DccConfig()
@@ -190,14 +206,23 @@ class Verifier:
         self.device = device
         self.trust = trust
         self.root_key = root_key
-        self.passback = PassbackWindow(gate.passback_s)
+        self.passback = PassbackWindow(gate.passback_s, clock=passback_clock)
 
     @classmethod
     def from_config(
-        cls, config: Config, trust: TrustList, root_key: Ed25519PublicKey | None = None
+        cls,
+        config: Config,
+        trust: TrustList,
+        root_key: Ed25519PublicKey | None = None,
+        *,
+        passback_clock: Callable[[], float] = time.monotonic,
     ) -> Verifier:
-        """The verifier for one entrance with every section of `config` that rules a decision."""
-        return cls(config.es1, config.gate, config.device, trust, root_key, dcc=config.dcc)
+        """The verifier for one entrance with every section of `config` that rules a decision; its
+        passback window waits on the monotonic clock (see `PassbackWindow`)."""
+        return cls(
+            config.es1, config.gate, config.device, trust, root_key, dcc=config.dcc,
+            passback_clock=passback_clock,
+        )  # fmt: skip
 
     def verify(self, text: str, now: float) -> Decision:
         """Decide on one decoded text at time `now` (seconds since 1970). Never raises."""
