@@ -222,6 +222,34 @@ def test_the_signer_certificate_is_valid_through_its_not_after_plus_skew() -> No
     assert v.verify(issue(OTHER_EC_KEY, edge), NOW + 31).reason == "expired"
 
 
+@pytest.mark.parametrize("skew", [0, 30])
+def test_a_signer_certificate_is_refused_a_second_before_its_not_before_and_taken_at_it(skew: int) -> None:
+    starts = certificate(OTHER_EC_KEY, not_before=NOW, not_after=NOW + 400 * DAY)
+    v = verifier(trust(starts), DccConfig(skew_s=skew), passback_s=0)
+    text = issue(OTHER_EC_KEY, starts, claim_args={"iat": NOW - DAY})
+    assert v.verify(text, NOW - skew - 1).reason == "not-yet-valid"
+    assert v.verify(text, NOW - skew).reason == "ok"
+
+
+def test_of_certificates_sharing_a_kid_one_valid_from_now_minus_skew_is_chosen() -> None:
+    """The first certificate has long expired; the second becomes valid (with the skew) exactly now."""
+    old = certificate(EC_KEY, not_before=NOW - 800 * DAY, not_after=NOW - 400 * DAY)
+    starts = certificate(EC_KEY, not_before=NOW + 30, not_after=NOW + 400 * DAY, name="DSC next")
+    v = verifier(shared_kid_trust(EC_KID, old, starts), passback_s=0)
+    assert v.verify(issue(), NOW).reason == "ok"
+    assert v.verify(issue(), NOW - 1).verdict == "deny"
+
+
+def test_of_certificates_sharing_a_kid_one_valid_until_now_minus_skew_is_chosen() -> None:
+    """The first certificate is not valid for a year yet; the second was valid (with the skew)
+    until exactly now."""
+    future = certificate(EC_KEY, not_before=NOW + 400 * DAY, not_after=NOW + 800 * DAY)
+    ends = certificate(EC_KEY, not_before=NOW - 400 * DAY, not_after=NOW - 30, name="DSC ending")
+    v = verifier(shared_kid_trust(EC_KID, future, ends), passback_s=0)
+    assert v.verify(issue(), NOW).reason == "ok"
+    assert v.verify(issue(), NOW + 1).verdict == "deny"
+
+
 @pytest.mark.parametrize(
     ("body", "changes"),
     [
@@ -297,6 +325,11 @@ def test_every_malformed_layer_is_a_malformed_denial(v: Verifier, layer: str, te
     decision = v.verify(text, NOW)
     assert outcome(decision) == ("deny", "malformed", "dcc")
     assert decision.sub is None and decision.issuer is None
+
+
+def test_a_signed_container_off_the_format_is_malformed_under_its_kid(v: Verifier) -> None:
+    decision = v.verify(hc1(sign1(EC_KEY, claims(iss=REMOVE), kid=EC_KID)), NOW)
+    assert decision == Decision("deny", "malformed", "dcc", EC_KID)
 
 
 def test_malformed_outranks_revoked_and_time() -> None:
@@ -381,7 +414,7 @@ def test_a_test_centre_key_cannot_vouch_for_a_vaccination() -> None:
     v = verifier(trust(test_centre), passback_s=0)
     assert v.verify(issue(OTHER_EC_KEY, test_centre, body=dgc("test")), NOW).reason == "ok"
     decision = v.verify(issue(OTHER_EC_KEY, test_centre, body=dgc()), NOW)
-    assert (decision.reason, decision.sub) == ("bad-signature", None)
+    assert decision == Decision("deny", "bad-signature", "dcc", kid_of(test_centre))  # nothing else read
 
 
 # -- passback ------------------------------------------------------------------------------------

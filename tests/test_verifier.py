@@ -85,6 +85,46 @@ def test_malformed(verifier: Verifier, text: str) -> None:
     assert (decision.verdict, decision.reason, decision.scheme) == ("deny", "malformed", "es1")
 
 
+def padded_code(length: int) -> str:
+    """A genuine, acceptable code whose text is exactly `length` characters, grown by a claim the
+    verifier ignores (CWT lets an issuer add labels of its own)."""
+    claims = {1: ISSUER, 2: SUB, 6: NOW, 4: NOW + 60, -65537: 0}
+    for size in range(length):
+        text = signed_claims(cbor2.dumps(claims | {-70000: b"x" * size}))
+        if len(text) >= length:
+            assert len(text) == length, "Base45 cannot spell this length"
+            return text
+    raise AssertionError("unreachable")
+
+
+def test_a_code_of_exactly_4096_characters_is_read_and_one_of_4098_refused() -> None:
+    """Base45 texts grow by 2 or 3 characters, so 4098 is the shortest genuine code over the cap."""
+    at_cap = padded_code(4096)
+    assert make_verifier(trust_list(KEY)).verify(at_cap, NOW).reason == "ok"
+    over = padded_code(4098)
+    assert make_verifier(trust_list(KEY)).verify(over, NOW) == Decision("deny", "malformed", "es1")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("XX1:" + "a" * 4092, "unsupported"),  # 4096 bytes: read far enough to see its prefix
+        ("XX1:" + "a" * 4093, "malformed"),  # 4097 bytes
+        ("XX1:" + "é" * 2046, "unsupported"),  # 2050 characters, 4096 bytes
+        ("XX1:" + "é" * 2046 + "a", "malformed"),  # 2051 characters, 4097 bytes
+        ("XX1:" + "\ud800" * 1364, "unsupported"),  # a lone surrogate counts as the 3 bytes it takes
+        ("XX1:" + "\ud800" * 1364 + "a", "malformed"),
+    ],
+)
+def test_the_cap_is_4096_utf8_bytes_whatever_the_scheme(verifier: Verifier, text: str, reason: str) -> None:
+    assert verifier.verify(text, NOW) == Decision("deny", reason, None)
+
+
+def test_a_dcc_family_text_over_the_cap_is_malformed_at_the_same_edge(verifier: Verifier) -> None:
+    assert verifier.verify("HC2:" + "A" * 4092, NOW) == Decision("deny", "unsupported", "dcc")
+    assert verifier.verify("HC2:" + "A" * 4093, NOW) == Decision("deny", "malformed", "dcc")
+
+
 def test_non_text_input_is_malformed(verifier: Verifier) -> None:
     assert verifier.verify(b"ES1:BB8", NOW).reason == "malformed"  # type: ignore[arg-type]
     assert verifier.verify(None, NOW).reason == "malformed"  # type: ignore[arg-type]
@@ -125,14 +165,13 @@ def test_an_hc1_text_goes_to_the_dcc_path(verifier: Verifier) -> None:
 def test_unknown_key(verifier: Verifier) -> None:
     stranger = es1.issue(Ed25519PrivateKey.generate(), issuer="x", lifetime_s=60, iat=NOW)
     decision = verifier.verify(stranger, NOW)
-    assert (decision.verdict, decision.reason) == ("deny", "unknown-key")
+    assert decision == Decision("deny", "unknown-key", "es1", es1.parse(stranger).kid)
     assert decision.iat is None and decision.sub is None  # nothing read from an untrusted payload
 
 
 def test_a_trusted_key_speaking_for_another_issuer_is_an_unknown_key(verifier: Verifier) -> None:
     decision = verifier.verify(code(issuer="someone-else"), NOW)
-    assert (decision.verdict, decision.reason, decision.kid) == ("deny", "unknown-key", keys.kid_of(KEY))
-    assert decision.issuer is None and decision.sub is None  # the claimed name is not reported as true
+    assert decision == Decision("deny", "unknown-key", "es1", keys.kid_of(KEY))  # no claim is reported
 
 
 def test_each_key_is_known_only_for_its_own_issuer() -> None:
@@ -150,10 +189,12 @@ def test_each_key_is_known_only_for_its_own_issuer() -> None:
 
 def test_bad_signature(verifier: Verifier) -> None:
     decision = verifier.verify(forged_with_trusted_kid(), NOW)
-    assert (decision.verdict, decision.reason, decision.kid) == (
-        "deny", "bad-signature", keys.kid_of(KEY),
-    )  # fmt: skip
-    assert decision.issuer is None and decision.sub is None
+    assert decision == Decision("deny", "bad-signature", "es1", keys.kid_of(KEY))
+
+
+def test_signed_claims_off_the_format_are_malformed_under_the_signing_kid(verifier: Verifier) -> None:
+    decision = verifier.verify(signed_claims(cbor2.dumps({1: ISSUER})), NOW)
+    assert decision == Decision("deny", "malformed", "es1", keys.kid_of(KEY))
 
 
 def test_not_yet_valid_beyond_the_skew(verifier: Verifier) -> None:
@@ -360,6 +401,114 @@ def test_passback_window_survives_a_clock_step_backwards() -> None:
     window.record(b"a", 1000)
     assert window.seen(b"a", 990)  # clock stepped back 10 s: still the same presentation
     assert not window.seen(b"a", 900)
+
+
+def test_passback_window_holds_10000_subjects_by_default_and_forgets_the_oldest_first() -> None:
+    window = PassbackWindow(3600)
+    for i in range(10_001):
+        window.record(i.to_bytes(16, "big"), 1000)
+    assert len(window) == 10_000
+    assert not window.seen((0).to_bytes(16, "big"), 1000)
+    assert window.seen((1).to_bytes(16, "big"), 1000)
+    assert window.seen((10_000).to_bytes(16, "big"), 1000)
+
+
+def test_a_subject_let_in_again_is_the_newest_when_the_cap_forgets() -> None:
+    window = PassbackWindow(3600, max_entries=2)
+    window.record(b"a", 1000)
+    window.record(b"b", 1001)
+    window.record(b"a", 1002)  # in again: now the most recent
+    window.record(b"c", 1003)
+    assert (window.seen(b"a", 1003), window.seen(b"b", 1003), window.seen(b"c", 1003)) == (True, False, True)
+
+
+def test_a_subject_let_in_again_restarts_its_window_behind_older_ones() -> None:
+    window = PassbackWindow(30)
+    window.record(b"a", 1000)
+    window.record(b"b", 1010)
+    window.record(b"a", 1020)
+    assert not window.seen(b"b", 1040)  # b's window ends, even though a was recorded first
+    assert window.seen(b"a", 1049)
+    assert len(window) == 1
+
+
+def test_passback_window_ends_exactly_after_window_s_behind_a_clock_step() -> None:
+    """After the clock stepped back, an entry recorded later sits behind an older-looking one, so
+    expiry (which stops at the first live entry) keeps it: `seen` alone must end its window."""
+    window = PassbackWindow(30)
+    window.record(b"a", 2000)
+    window.record(b"b", 1000)  # the clock stepped back
+    assert window.seen(b"b", 1029)
+    assert not window.seen(b"b", 1030)
+
+
+@pytest.mark.parametrize("window_s", [1, 0.5])
+def test_a_passback_window_of_a_second_or_less_still_works(window_s: float) -> None:
+    window = PassbackWindow(window_s)
+    window.record(b"a", 1000)
+    assert window.seen(b"a", 1000 + window_s / 2)
+    assert not window.seen(b"a", 1000 + window_s)
+
+
+def test_a_one_second_passback_from_config_refuses_the_same_code_within_it() -> None:
+    verifier = make_verifier(trust_list(KEY), gate=GateConfig(passback_s=1))
+    assert verifier.verify(code(), NOW).reason == "ok"
+    assert verifier.verify(code(), NOW).reason == "passback"
+    assert verifier.verify(code(), NOW + 1).reason == "ok"
+
+
+def test_a_zero_passback_window_remembers_nobody() -> None:
+    window = PassbackWindow(0)
+    window.record(b"a", 1000)
+    assert len(window) == 0
+    assert not window.seen(b"a", 1000)
+
+
+def test_a_withdrawn_accept_does_not_count_as_a_passback(verifier: Verifier) -> None:
+    granted = verifier.verify(code(), NOW)
+    verifier.withdraw(granted)
+    verifier.withdraw(granted)  # twice, or for a subject the window never held: no error
+    assert verifier.verify(code(), NOW + 1).reason == "ok"
+
+
+def test_withdrawing_a_denial_leaves_the_window_alone(verifier: Verifier) -> None:
+    assert verifier.verify(code(), NOW).reason == "ok"
+    refused = verifier.verify(code(), NOW + 1)
+    assert (refused.reason, refused.sub) == ("passback", SUB)
+    verifier.withdraw(refused)
+    assert verifier.verify(code(), NOW + 2).reason == "passback"
+
+
+def test_withdrawing_one_holder_keeps_the_others(verifier: Verifier) -> None:
+    granted = verifier.verify(code(), NOW)
+    assert verifier.verify(code(sub=OTHER_SUB), NOW).reason == "ok"
+    verifier.withdraw(granted)
+    assert verifier.verify(code(sub=OTHER_SUB), NOW + 1).reason == "passback"
+    assert verifier.verify(code(), NOW + 1).reason == "ok"
+
+
+def test_from_config_takes_each_section_that_rules_a_decision() -> None:
+    from edge_sentry.config import Config, DccConfig
+
+    config = Config(
+        device=DeviceConfig(id="t", site="s1", venue="stadium", entrance="north"),
+        es1=Es1Config(skew_s=0),
+        gate=GateConfig(passback_s=60),
+        dcc=DccConfig(accept=[]),
+    )
+    verifier = Verifier.from_config(config, trust_list(KEY), ROOT.public_key())
+    assert verifier.verify(code(iat=NOW + 1), NOW).reason == "not-yet-valid"  # es1: no skew
+    assert verifier.verify(code(venue="arena"), NOW).reason == "wrong-venue"  # device: the stadium
+    assert verifier.verify(code(venue="stadium"), NOW).reason == "ok"
+    assert verifier.verify(code(), NOW + 59).reason == "passback"  # gate: 60 s
+    assert verifier.verify("HC1:6BF", NOW).reason == "unsupported"  # dcc: takes none
+    here = vc1.issue(ROOT, site="s1", venue="stadium", entrance="north", name="The Stadium")
+    assert verifier.verify(here, NOW).reason == "ok"  # the root key
+
+
+def test_decision_repr_names_verdict_and_reason(verifier: Verifier) -> None:
+    shown = repr(verifier.verify(code(status=2), NOW))
+    assert "verdict='deny', reason='status', scheme='es1'" in shown
 
 
 # -- no input makes it raise, no mutation makes it accept ---------------------------------------
