@@ -120,6 +120,37 @@ def test_parse_refuses_over_4096_bytes_before_decoding() -> None:
         es1.parse("ES1:" + "é" * 2100)  # 2104 characters but more than 4096 bytes
 
 
+def padded(key: Ed25519PrivateKey, length: int) -> str:
+    """A well-formed code of exactly `length` characters, grown by a claim nobody reads."""
+    for size in range(length):
+        text = build(key, good_claims() | {-70000: b"x" * size})
+        if len(text) >= length:
+            assert len(text) == length, "Base45 cannot spell this length"
+            return text
+    raise AssertionError("unreachable")
+
+
+def test_parse_reads_a_code_of_exactly_4096_bytes_and_refuses_the_next_longer_one() -> None:
+    key = Ed25519PrivateKey.generate()
+    assert es1.parse(padded(key, 4096)).unverified_claims().iss == "issuer"
+    with pytest.raises(CodeError, match="longer than 4096"):
+        es1.parse(padded(key, 4098))  # Base45 has no 4097-character spelling of a message
+
+
+def test_claim_times_run_from_0_to_just_under_2_to_the_40() -> None:
+    key = Ed25519PrivateKey.generate()
+    claims = es1.parse(build(key, good_claims() | {6: 0, 4: 2**40 - 1})).unverified_claims()
+    assert (claims.iat, claims.exp) == (0, 2**40 - 1)
+    with pytest.raises(CodeError, match="exp is out of range"):
+        es1.parse(build(key, good_claims() | {4: 2**40})).unverified_claims()
+
+
+def test_the_shortest_lifetime_is_one_second() -> None:
+    text = es1.issue(Ed25519PrivateKey.generate(), issuer="a", lifetime_s=1, iat=NOW)
+    claims = es1.parse(text).unverified_claims()
+    assert (claims.iat, claims.exp) == (NOW, NOW + 1)
+
+
 @pytest.mark.parametrize(
     ("protected", "message"),
     [
