@@ -152,6 +152,59 @@ def test_loads_refuses_deep_nesting() -> None:
         cose.loads(b"\x81" * 50 + b"\x00")
 
 
+@pytest.mark.parametrize("container", [b"\x81", b"\xa1\x00"], ids=["array", "map"])
+def test_loads_takes_16_nested_containers_and_refuses_17(container: bytes) -> None:
+    sixteen = cose.loads(container * 16 + b"\x00")
+    for _ in range(16):
+        sixteen = sixteen[0]
+    assert sixteen == 0
+    with pytest.raises(CodeError, match="nesting depth"):
+        cose.loads(container * 17 + b"\x00")
+
+
+def test_loads_honours_a_tighter_depth() -> None:
+    assert cose.loads(b"\x81" * 4 + b"\x00", max_depth=4) == [[[[0]]]]
+    with pytest.raises(CodeError):
+        cose.loads(b"\x81" * 5 + b"\x00", max_depth=4)
+
+
+def test_loads_refuses_one_trailing_byte() -> None:
+    assert cose.loads(b"\x00") == 0
+    with pytest.raises(CodeError, match="1 trailing bytes"):
+        cose.loads(b"\x00\x00")
+
+
+def test_sign1_writes_an_untagged_message_when_asked() -> None:
+    key = Ed25519PrivateKey.generate()
+    item = cbor2.loads(cose.sign1(key, b"hello", tag=False))
+    assert isinstance(item, list) and len(item) == 4
+    assert cose.verify(cose.decode_sign1(cbor2.dumps(item)), key.public_key())
+
+
+@pytest.mark.parametrize("alg", [-8.0, -7.0, True])
+def test_verify_takes_no_algorithm_that_only_compares_equal_to_one(alg) -> None:
+    """-8.0 == -8 in Python: an algorithm chosen by value equality would let a float pass as EdDSA."""
+    key = Ed25519PrivateKey.generate()
+    msg = cose.decode_sign1(cose.sign1(key, b"hello"))
+    with pytest.raises(UnsupportedAlgorithmError):
+        cose.verify(msg, key.public_key(), alg=alg)
+
+
+@pytest.mark.parametrize(
+    ("alg", "key"),
+    [
+        (-8, ec.generate_private_key(ec.SECP256R1())),
+        (-7, Ed25519PrivateKey.generate()),
+        (-35, Ed25519PrivateKey.generate()),
+        (-37, Ed25519PrivateKey.generate()),
+        (-36, ec.generate_private_key(ec.SECP521R1())),
+    ],
+)
+def test_signing_with_a_key_of_another_type_is_a_type_error(alg: int, key) -> None:
+    with pytest.raises(TypeError):
+        cose.sign1(key, b"p", alg=alg)
+
+
 # -- ES256 and PS256 (the EU DCC's algorithms) -------------------------------------------------------
 
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
