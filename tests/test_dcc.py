@@ -1,5 +1,6 @@
 """The DCC format: envelope layers, the capped inflate, claims and entries, signer certificates."""
 
+import random
 import zlib
 from datetime import UTC, date, datetime
 
@@ -88,6 +89,33 @@ def test_other_algorithms_are_unsupported(alg) -> None:
     text = hc1(cbor2.dumps([cbor2.dumps({1: alg, 4: KID}), {}, claims(), b"s" * 64]))
     with pytest.raises(UnsupportedAlgorithmError):
         dcc.parse(text)
+
+
+def padded_hc1(length: int) -> str:
+    """A genuinely signed HC1 text of exactly `length` characters, grown by a claim nobody reads and
+    made of bytes zlib cannot shrink."""
+    noise = random.Random(7).randbytes(4000)
+    body = cbor2.loads(claims())
+    for size in range(len(noise)):
+        text = hc1(sign1(EC_KEY, cbor2.dumps(body | {-70000: noise[:size]}), kid=KID))
+        if len(text) >= length:
+            assert len(text) == length, "Base45 cannot spell this length"
+            return text
+    raise AssertionError("unreachable")
+
+
+def test_parse_reads_a_text_of_exactly_4096_bytes_and_refuses_the_next_longer_one() -> None:
+    assert dcc.parse(padded_hc1(4096)).kid == KID
+    with pytest.raises(CodeError, match="longer than 4096"):
+        dcc.parse(padded_hc1(4098))  # Base45 has no 4097-character spelling of a message
+
+
+def test_the_byte_count_decides_for_texts_of_few_characters() -> None:
+    with pytest.raises(CodeError, match="longer than 4096"):
+        dcc.parse("HC1:" + "é" * 2046 + "a")  # 2051 characters, 4097 bytes
+    with pytest.raises(CodeError) as refused:
+        dcc.parse("HC1:" + "é" * 2046)  # 4096 bytes: read, and refused only as Base45
+    assert "longer" not in str(refused.value)
 
 
 # -- the inflate cap -----------------------------------------------------------------------------
@@ -241,6 +269,20 @@ def test_numeric_dates_may_be_floats_or_epoch_tags() -> None:
     assert dcc.decode_claims(tagged).iat == NOW - 10
     with pytest.raises(CodeError):
         dcc.decode_claims(claims(iat=float("nan")))
+
+
+def test_numeric_dates_run_from_0_to_just_under_2_to_the_40() -> None:
+    edges = dcc.decode_claims(claims(iat=0, exp=2**40 - 1))
+    assert (edges.iat, edges.exp) == (0, 2**40 - 1)
+    assert dcc.decode_claims(claims(iat=0.5, exp=2**40 - 0.5)).iat == 0  # whole seconds, still in range
+    for too_far in ({"exp": 2**40}, {"exp": 2.0**40}, {"iat": -0.5}):
+        with pytest.raises(CodeError, match="out of range"):
+            dcc.decode_claims(claims(**too_far))
+
+
+def test_doses_run_from_1_to_9() -> None:
+    entry = dcc.decode_claims(claims(dgc(dn=1, sd=9))).entry
+    assert isinstance(entry, dcc.Vaccination) and (entry.dose, entry.doses) == (1, 9)
 
 
 def test_iss_is_required() -> None:
