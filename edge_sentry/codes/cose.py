@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cbor2
@@ -87,21 +88,19 @@ _EC_SCALAR_BYTES = {"secp256r1": 32, "secp384r1": 48}
 
 
 def _ecdsa_sign(
-    alg_name: str, curve: str, hash_algorithm: hashes.HashAlgorithm
-) -> Callable[[Any, bytes], bytes]:
+    alg_name: str, curve: str, hash_algorithm: hashes.HashAlgorithm, private_key: Any, message: bytes
+) -> bytes:
     """Signing for one ECDSA label, strictly on its own curve (the sentry never signs across curves)."""
-
-    def sign(private_key: Any, message: bytes) -> bytes:
-        if not isinstance(private_key, ec.EllipticCurvePrivateKey) or private_key.curve.name != curve:
-            raise TypeError(f"{alg_name} signing needs a {curve} private key")
-        size = _EC_SCALAR_BYTES[curve]
-        r, s = decode_dss_signature(private_key.sign(message, ec.ECDSA(hash_algorithm)))
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-
-    return sign
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey) or private_key.curve.name != curve:
+        raise TypeError(f"{alg_name} signing needs a {curve} private key")
+    size = _EC_SCALAR_BYTES[curve]
+    r, s = decode_dss_signature(private_key.sign(message, ec.ECDSA(hash_algorithm)))
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
-def _ecdsa_verify(hash_algorithm: hashes.HashAlgorithm) -> Callable[[Any, bytes, bytes], bool]:
+def _ecdsa_verify(
+    hash_algorithm: hashes.HashAlgorithm, public_key: Any, signature: bytes, message: bytes
+) -> bool:
     """Verification for one ECDSA label: the hash comes from the label, the curve from the key.
 
     Issuers of EU DCCs sign with P-384 keys under the label ES256 (SHA-256), and the EU's own
@@ -109,31 +108,23 @@ def _ecdsa_verify(hash_algorithm: hashes.HashAlgorithm) -> Callable[[Any, bytes,
     reading the curve from the key costs nothing. The key can only be P-256 or P-384, and the
     signature must be exactly r || s for that curve (anything else, DER included, is wrong).
     """
-
-    def verify(public_key: Any, signature: bytes, message: bytes) -> bool:
-        if not isinstance(public_key, ec.EllipticCurvePublicKey):
-            return False
-        size = _EC_SCALAR_BYTES.get(public_key.curve.name)
-        if size is None or len(signature) != 2 * size:
-            return False
-        r = int.from_bytes(signature[:size], "big")
-        s = int.from_bytes(signature[size:], "big")
-        try:
-            public_key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hash_algorithm))
-        except (InvalidSignature, ValueError):
-            return False
-        return True
-
-    return verify
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return False
+    size = _EC_SCALAR_BYTES.get(public_key.curve.name)
+    if size is None or len(signature) != 2 * size:
+        return False
+    r = int.from_bytes(signature[:size], "big")
+    s = int.from_bytes(signature[size:], "big")
+    try:
+        public_key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hash_algorithm))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
-def _verify_only(alg_name: str) -> Callable[[Any, bytes], bytes]:
+def _verify_only(alg_name: str, private_key: Any, message: bytes) -> bytes:
     """For a label others sign with and the sentry only checks (its curve, P-521, is not taken)."""
-
-    def sign(private_key: Any, message: bytes) -> bytes:
-        raise TypeError(f"{alg_name} is verified here, never signed")
-
-    return sign
+    raise TypeError(f"{alg_name} is verified here, never signed")
 
 
 def _ps256_sign(private_key: Any, message: bytes) -> bytes:
@@ -163,16 +154,22 @@ def _ps256_verify(public_key: Any, signature: bytes, message: bytes) -> bool:
     return True
 
 
-# COSE algorithm id -> implementation.
+# COSE algorithm id -> implementation. The ECDSA rows bind their label's parameters with `partial`
+# over plain module functions rather than closures made once at import, so every call runs the
+# module's functions as they are, which is what lets the mutation tests reach their bodies.
 ALGORITHMS: dict[int, Algorithm] = {
     ALG_EDDSA: Algorithm("EdDSA", _eddsa_sign, _eddsa_verify),
     ALG_ES256: Algorithm(
-        "ES256", _ecdsa_sign("ES256", "secp256r1", hashes.SHA256()), _ecdsa_verify(hashes.SHA256())
+        "ES256",
+        partial(_ecdsa_sign, "ES256", "secp256r1", hashes.SHA256()),
+        partial(_ecdsa_verify, hashes.SHA256()),
     ),
     ALG_ES384: Algorithm(
-        "ES384", _ecdsa_sign("ES384", "secp384r1", hashes.SHA384()), _ecdsa_verify(hashes.SHA384())
+        "ES384",
+        partial(_ecdsa_sign, "ES384", "secp384r1", hashes.SHA384()),
+        partial(_ecdsa_verify, hashes.SHA384()),
     ),
-    ALG_ES512: Algorithm("ES512", _verify_only("ES512"), _ecdsa_verify(hashes.SHA512())),
+    ALG_ES512: Algorithm("ES512", partial(_verify_only, "ES512"), partial(_ecdsa_verify, hashes.SHA512())),
     ALG_PS256: Algorithm("PS256", _ps256_sign, _ps256_verify),
 }
 
