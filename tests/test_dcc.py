@@ -1,8 +1,9 @@
 """The DCC format: envelope layers, the capped inflate, claims and entries, signer certificates."""
 
 import random
+import time
 import zlib
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import cbor2
 import pytest
@@ -152,6 +153,8 @@ def test_claims_keep_only_what_a_decision_needs() -> None:
     assert parsed.sub == sub_of(CI) == dcc.pseudonym(CI)
     assert parsed.entry == dcc.Vaccination("840539006", "EU/1/20/1528", 2, 2, date.fromisoformat(day(-30)))
     assert "sub=<hidden>" in repr(parsed) and "Musterfrau" not in repr(parsed)
+    assert "entry=<vaccination>" in repr(parsed)
+    assert "entry=<None>" in repr(dcc.decode_claims(claims(dgc(ci=REMOVE))))
 
 
 def test_entries_of_each_kind_are_typed() -> None:
@@ -173,6 +176,34 @@ def test_entries_of_each_kind_are_typed() -> None:
 )
 def test_sample_times_in_the_iso_forms_issuers_write(value: str, expected: datetime) -> None:
     assert dcc.read_entry(dgc("test", sc=value)).sampled == expected
+
+
+@pytest.fixture
+def local_time_new_york(monkeypatch: pytest.MonkeyPatch):
+    """The machine's local time zone five hours behind UTC, restored afterwards."""
+    monkeypatch.setenv("TZ", "EST+05")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("local_time_new_york")
+@pytest.mark.parametrize(
+    "value", ["2026-11-17T10:27:15", "2026-11-17T10:27:15Z", "2026-11-17T12:27:15+02:00"]
+)
+def test_sample_times_are_utc_whatever_the_local_time_zone(value: str) -> None:
+    sampled = dcc.read_entry(dgc("test", sc=value)).sampled
+    assert sampled == datetime(2026, 11, 17, 10, 27, 15, tzinfo=UTC)
+    assert (sampled.hour, sampled.utcoffset()) == (10, timedelta(0))
+
+
+def test_a_sample_time_may_be_a_cbor_date_time() -> None:
+    body = dgc("test", sc=datetime(2026, 11, 17, 12, 27, 15, tzinfo=timezone(timedelta(hours=2))))
+    entry = dcc.decode_claims(claims(body)).entry
+    assert isinstance(entry, dcc.Test)
+    assert entry.sampled == datetime(2026, 11, 17, 10, 27, 15, tzinfo=UTC)
+    assert entry.sampled.utcoffset() == timedelta(0)
 
 
 def test_dates_may_be_date_times_or_cbor_dates() -> None:
