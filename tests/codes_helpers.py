@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,6 +90,17 @@ def run_cli(argv: list[str], config: Config | None = None) -> int:
     verify.register(sub)
     args = parser.parse_args(argv)
     return args.func(args, config or Config())
+
+
+def text_of_length(length: int, grow: Callable[[int], str]) -> str:
+    """`grow(size)` for the smallest size whose text reaches `length` characters, which must then be
+    exactly `length`: codes are grown to a limit by padding a claim that nobody reads."""
+    for size in range(length):
+        text = grow(size)
+        if len(text) >= length:
+            assert len(text) == length, "Base45 cannot spell this length"
+            return text
+    raise AssertionError(f"no size grows the text to {length} characters")
 
 
 def apply_mutation(text: str, mutation: tuple[str, int, str]) -> str:

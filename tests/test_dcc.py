@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import cbor2
 import pytest
-from codes_helpers import NOW
+from codes_helpers import NOW, text_of_length
 from cryptography.hazmat.primitives.asymmetric import ec
 from dcc_helpers import (
     CI,
@@ -95,14 +95,11 @@ def test_other_algorithms_are_unsupported(alg) -> None:
 def padded_hc1(length: int) -> str:
     """A genuinely signed HC1 text of exactly `length` characters, grown by a claim nobody reads and
     made of bytes zlib cannot shrink."""
-    noise = random.Random(7).randbytes(4000)
+    noise = random.Random(7).randbytes(length)
     body = cbor2.loads(claims())
-    for size in range(len(noise)):
-        text = hc1(sign1(EC_KEY, cbor2.dumps(body | {-70000: noise[:size]}), kid=KID))
-        if len(text) >= length:
-            assert len(text) == length, "Base45 cannot spell this length"
-            return text
-    raise AssertionError("unreachable")
+    return text_of_length(
+        length, lambda size: hc1(sign1(EC_KEY, cbor2.dumps(body | {-70000: noise[:size]}), kid=KID))
+    )
 
 
 def test_parse_reads_a_text_of_exactly_4096_bytes_and_refuses_the_next_longer_one() -> None:

@@ -4,7 +4,7 @@ import hashlib
 
 import cbor2
 import pytest
-from codes_helpers import NOW, SUB
+from codes_helpers import NOW, SUB, text_of_length
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -122,12 +122,7 @@ def test_parse_refuses_over_4096_bytes_before_decoding() -> None:
 
 def padded(key: Ed25519PrivateKey, length: int) -> str:
     """A well-formed code of exactly `length` characters, grown by a claim nobody reads."""
-    for size in range(length):
-        text = build(key, good_claims() | {-70000: b"x" * size})
-        if len(text) >= length:
-            assert len(text) == length, "Base45 cannot spell this length"
-            return text
-    raise AssertionError("unreachable")
+    return text_of_length(length, lambda size: build(key, good_claims() | {-70000: b"x" * size}))
 
 
 def test_parse_reads_a_code_of_exactly_4096_bytes_and_refuses_the_next_longer_one() -> None:
