@@ -500,11 +500,17 @@ def test_from_config_takes_each_section_that_rules_a_decision() -> None:
         gate=GateConfig(passback_s=60),
         dcc=DccConfig(accept=[]),
     )
-    verifier = Verifier.from_config(config, trust_list(KEY), ROOT.public_key())
+    waited = [1000.0]
+    verifier = Verifier.from_config(
+        config, trust_list(KEY), ROOT.public_key(), passback_clock=lambda: waited[0]
+    )
     assert verifier.verify(code(iat=NOW + 1), NOW).reason == "not-yet-valid"  # es1: no skew
     assert verifier.verify(code(venue="arena"), NOW).reason == "wrong-venue"  # device: the stadium
     assert verifier.verify(code(venue="stadium"), NOW).reason == "ok"
-    assert verifier.verify(code(), NOW + 59).reason == "passback"  # gate: 60 s
+    waited[0] += 59
+    assert verifier.verify(code(), NOW).reason == "passback"  # gate: 60 s
+    waited[0] += 1
+    assert verifier.verify(code(), NOW).reason == "ok"
     assert verifier.verify("HC1:6BF", NOW).reason == "unsupported"  # dcc: takes none
     here = vc1.issue(ROOT, site="s1", venue="stadium", entrance="north", name="The Stadium")
     assert verifier.verify(here, NOW).reason == "ok"  # the root key
