@@ -287,6 +287,26 @@ class FleetConfig:
 
 
 @dataclass(frozen=True)
+class IngestConfig:
+    """The fleet back end's ingester (`edge-sentry fleet ingest`): where it stores, how it batches.
+
+    `max_future_s` bounds how far ahead of its arrival an event's own time may be: a sentry whose
+    clock runs ahead would otherwise write scans into the future of every report. `db` is the
+    database URL (`postgresql://...`) or SQLite file; none: `fleet.sqlite3` in `device.state_dir`.
+    """
+
+    db: str | None = None
+    max_future_s: float = field(default=300.0, metadata=_between(1, 7 * 86400))
+    group: str = field(default="ingest", metadata=_topic_level())
+    batch_messages: int = field(default=50, metadata=_between(1, 10_000))
+    batch_wait_s: float = field(default=0.2, metadata=_between(0.001, 60))
+    session_expiry_s: int = field(default=86400, metadata=_between(60, 30 * 86400))
+    progress_s: float = field(default=10.0, metadata=_between(0.1, 3600))
+    retention_check_s: float = field(default=3600.0, metadata=_between(1, 86400))
+    partitions_ahead_days: int = field(default=2, metadata=_between(0, 60))
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
@@ -304,6 +324,7 @@ class Config:
     clock: ClockConfig = field(default_factory=ClockConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -323,6 +344,7 @@ _SECTIONS: dict[str, type] = {
     "clock": ClockConfig,
     "control": ControlConfig,
     "fleet": FleetConfig,
+    "ingest": IngestConfig,
 }
 
 

@@ -198,3 +198,15 @@ class ProvisionError(EdgeSentryError):
     Not an OSError: a file that cannot be read or written is an OSError (exit 1 as well), while this
     is a folder the operator must look at before anything is issued into it.
     """
+
+
+# -- the fleet back end ------------------------------------------------------------------------
+
+
+class StoreError(EdgeSentryError):
+    """The back end's database cannot be opened or migrated (unreachable, refused, a schema newer
+    than this program's, a driver that is not installed); the message names the database.
+
+    Not an OSError: an ingester that cannot reach its database at start stops with this one line,
+    while a failure of one batch later is the driver's own error, and the batch is retried.
+    """

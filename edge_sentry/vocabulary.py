@@ -141,3 +141,14 @@ class CommandStatus(StrEnum):
     EXPIRED = "expired"
     REJECTED = "rejected"
     UNKNOWN_COMMAND = "unknown-command"
+
+
+class Rejection(StrEnum):
+    """Why the fleet's ingester stored a message or an event as rejected rather than as a record:
+    `reason` of the back end's `rejects` table (docs/protocol.md, "The fleet back end")."""
+
+    MALFORMED = "malformed"  # the payload is not CBOR or JSON, or not the map or array its topic carries
+    BAD_FIELD = "bad-field"  # a field missing, of the wrong type, or out of range
+    PROVENANCE = "provenance"  # the event's own site or device is not the topic's
+    CLOCK_SKEW = "clock-skew"  # the event's time is further ahead of its arrival than ingest.max_future_s
+    UNKNOWN_TOPIC = "unknown-topic"  # a topic the contract does not name

@@ -22,6 +22,7 @@ from edge_sentry.vocabulary import (
     Mode,
     Reason,
     Refusal,
+    Rejection,
     Role,
     TrustRejection,
     Verdict,
@@ -52,6 +53,7 @@ CONTRACT: dict[type, set[str]] = {
         "no-root-key", "too-large", "malformed", "unsupported-algorithm", "bad-signature", "content-type",
         "invalid", "audience", "old-version",
     },
+    Rejection: {"malformed", "bad-field", "provenance", "clock-skew", "unknown-topic"},
     ContentType: {
         "application/vnd.edge-sentry.trust+cbor", "application/vnd.edge-sentry.venue+cbor",
         "application/vnd.edge-sentry.control+cbor",

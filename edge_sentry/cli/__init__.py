@@ -50,7 +50,7 @@ def _usage_error(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import authority, codes, fleet, provision, relay_off, run, scan, selftest, verify, wipe
+    from . import authority, codes, fleet, ingest, provision, relay_off, run, scan, selftest, verify, wipe
 
     parser = argparse.ArgumentParser(
         prog="edge-sentry",
@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in (run, relay_off, scan, verify, codes, selftest, authority, wipe):
         module.register(sub)
-    provision.register(fleet.register(sub))
+    fleet_commands = fleet.register(sub)
+    provision.register(fleet_commands)
+    ingest.register(fleet_commands)
     return parser
 
 

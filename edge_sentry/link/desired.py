@@ -66,6 +66,7 @@ LOCAL_ONLY = frozenset(
         "mqtt.key",
         "mqtt.keepalive_s",
         "fleet.*",
+        "ingest.*",
     }
 )
 
