@@ -9,7 +9,8 @@ with everything it reads generated in its own folder:
   localhost, a client certificate per device (CN = device id); `require_certificate true` and
   `use_identity_as_username true`, so the certificate is the login;
 - a broad ACL: each device reads and writes anything under `sentry/v1/{site}/{device}/#` and reads
-  `sentry/v1/{site}/all/#`; the operator may do anything (the fleet's least-privilege ACL of
+  `sentry/v1/{site}/all/#`; the ingester reads every site's `scan`, `event`, `state` and `health`
+  and writes nothing; the operator may do anything (the fleet's least-privilege ACL of
   docs/protocol.md section 6.2 is `ProvisionedBroker`'s);
 - persistence in its folder, so `stop()` then `start()` on the same ports is a real broker restart:
   retained messages and persistent sessions survive, in-flight connections do not.
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
 SITE = "arena"
 DEVICES = ("gate-1", "gate-2")
 OPERATOR = "operator"
+INGESTER = "ingester"
+INGESTER_READS = ("scan", "event", "state", "health")
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 15.0
 
@@ -236,7 +239,8 @@ class Broker:
         self.site = site
         self.devices = tuple(devices)
         self.operator = operator
-        self.passwords = {user: secrets.token_urlsafe(12) for user in (*self.devices, operator)}
+        self.ingester = INGESTER
+        self.passwords = {user: secrets.token_urlsafe(12) for user in (*self.devices, operator, INGESTER)}
         self.pki = Pki(self.folder / "pki")
         self.ca = self.pki.ca_path
         self.server_cert, self.server_key = self.pki.issue("broker", server=True, names=(HOST, "localhost"))
@@ -258,6 +262,7 @@ class Broker:
                 f"topic read sentry/v1/{self.site}/all/#",
                 "",
             ]
+        lines += [f"user {self.ingester}", *(f"topic read sentry/v1/+/+/{kind}" for kind in INGESTER_READS), ""]
         lines += [f"user {self.operator}", "topic readwrite #", ""]
         return "\n".join(lines)
 

@@ -19,7 +19,13 @@ system broker on 1883:
   (or the one a Config names, for its identity). Opening a folder again closes the store open on
   it first, as a restart would; every store is closed at the end of the test.
 
+- `pg_url` (session scope): a fresh PostgreSQL database for the whole run, random name, dropped at
+  the end (tests/pg.py: EDGE_SENTRY_TEST_PG, else the local server, else a private cluster).
+- `db_url` (parametrised `sqlite`, `postgresql`): the URL of an empty back-end database for one
+  test: a SQLite file under tmp_path, or the run's PostgreSQL database emptied first.
+
 If Mosquitto is missing the MQTT tests fail (not skip) with the way to install it: CI installs it.
+PostgreSQL likewise.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pg
 import pytest
 from broker import MISSING_MOSQUITTO, Broker, Subscriber, find_mosquitto
 
@@ -96,3 +103,25 @@ def open_store() -> Iterator[Callable[..., StateStore]]:
     yield make
     for store in opened.values():
         store.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.fail("psycopg is not installed: `scripts/setup --dev` installs it", pytrace=False)
+    try:
+        with pg.server() as server, pg.fresh_database(server) as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "fleet.sqlite3")
+    url: str = request.getfixturevalue("pg_url")
+    pg.reset(url)
+    return url

@@ -115,9 +115,10 @@ class PostgresStore:
             return
         self._lock(cur)
         for day in missing:
-            statement = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ({}) TO ({})")
-            cur.execute(statement.format(sql.Identifier(partition_name(day)), sql.Literal(day * schema.DAY_MS),
-                                         sql.Literal((day + 1) * schema.DAY_MS)))
+            low, high = sql.Literal(day * schema.DAY_MS), sql.Literal((day + 1) * schema.DAY_MS)
+            statement = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF events "
+                                "FOR VALUES FROM ({}) TO ({})")
+            cur.execute(statement.format(sql.Identifier(partition_name(day)), low, high))
 
     def prepare(self, now_ms: int) -> None:
         """The partitions of today and of `ahead_days` after it."""
