@@ -262,7 +262,8 @@ class Broker:
                 f"topic read sentry/v1/{self.site}/all/#",
                 "",
             ]
-        lines += [f"user {self.ingester}", *(f"topic read sentry/v1/+/+/{kind}" for kind in INGESTER_READS), ""]
+        lines += [f"user {self.ingester}", *(f"topic read sentry/v1/+/+/{kind}" for kind in INGESTER_READS),
+                  ""]
         lines += [f"user {self.operator}", "topic readwrite #", ""]
         return "\n".join(lines)
 

@@ -75,7 +75,8 @@ class PrivateCluster:
     def start(self) -> str:
         self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         options = f"-h {HOST} -p {self.port} -k {self.folder} -F"
-        self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.folder / "log"), "-o", options, "-w", "start")
+        self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.folder / "log"), "-o", options, "-w",
+                  "start")
         return f"postgresql://postgres@{HOST}:{self.port}/postgres"
 
     def stop(self) -> None:

@@ -30,11 +30,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_sentry.backend.ingest import Ingester
+from edge_sentry.backend.store import open_store
 from edge_sentry.cli import main
 from edge_sentry.codes import keys
-from edge_sentry.config import from_mapping
+from edge_sentry.config import IngestConfig, from_mapping
 from edge_sentry.daemon import Daemon
 from edge_sentry.fleet import pki
+from edge_sentry.link import payloads
+from edge_sentry.records import new_event_id
 
 NOT_AUTHORIZED = 0x87
 ACCEPTED_BELOW = 0x80  # 0x00 success, 0x10 no matching subscribers
@@ -397,3 +401,39 @@ def test_the_brokers_certificate_names_only_the_inventorys_hosts(fleet: Provisio
         with socket.create_connection((fleet.host, port), timeout=5) as raw, \
                 pytest.raises(ssl.SSLCertVerificationError):
             context.wrap_socket(raw, server_hostname="mqtt.elsewhere.example")
+
+
+# -- the back end's ingester ---------------------------------------------------------------------
+
+
+def test_a_provisioned_ingester_stores_its_sites_scans_over_tls_and_nothing_of_other_sites(
+        fleet: ProvisionedBroker, login, tmp_path: Path) -> None:
+    """`fleet ingest`'s shared subscription to every site (`+`) is granted, and the broker's read
+    rights per message keep other sites' scans from it."""
+    def scans(site: str, device: str) -> bytes:
+        return payloads.encode([{"event": "scan", "id": new_event_id(), "seq": 1,
+                                 "t": int(time.time() * 1000), "site": site, "device": device,
+                                 "entrance": "main", "mode": "scan", "verdict": "accept", "reason": "ok"}])
+
+    mqtt = from_mapping({"mqtt": _mqtt_section(fleet, "ingesters", "backend-1")}).mqtt
+    assert mqtt is not None
+    store = open_store(str(tmp_path / "fleet.sqlite3"))
+    ingester = Ingester(mqtt, store, IngestConfig(batch_wait_s=0.05), retention_days=14,
+                        client_id="backend-1-test").connect()
+    stop = threading.Event()
+    worker = threading.Thread(target=ingester.run, args=(stop,), daemon=True)
+    worker.start()
+    try:
+        assert login("devices", "north-1").publish_ack(f"{NORTH1}/scan", scans("stadium", "north-1")) == 0
+        assert login("devices", "gate-1").publish_ack(f"{GATE1}/scan", scans("arena", "gate-1")) == 0
+        deadline = time.monotonic() + 20
+        while ingester.totals.stored < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(REFUSED_WAIT_S)  # room for the other site's scan to arrive, if the broker let it
+        assert ingester.totals.stored == 1
+        assert store.counters() == {"stored": 1}
+    finally:
+        stop.set()
+        worker.join(10)
+        ingester.close()
+        store.close()

@@ -91,7 +91,8 @@ def test_a_payload_that_cannot_be_read_is_one_malformed_reject(raw: bytes, kind:
         {"issuer": "nul\0inside"}, {"event": "door-forced"},
     ],
 )  # fmt: skip
-def test_a_scan_with_a_bad_field_is_a_reject_and_the_rest_of_its_batch_is_kept(change: dict[str, object]) -> None:
+def test_a_scan_with_a_bad_field_is_a_reject_and_the_rest_of_its_batch_is_kept(
+        change: dict[str, object]) -> None:
     good, bad = scan(1), {**scan(2), **change}
     bad = {k: v for k, v in bad.items() if v is not ...}
     out = decode("scan", [good, bad, "not a map"])
@@ -110,7 +111,8 @@ def test_texts_a_database_cannot_hold_are_cleaned_in_details_not_refused() -> No
 
 @pytest.mark.parametrize(
     "where",
-    ["sentry/v1/arena/gate-1/config/reported", "sentry/v1/arena/all/scan", "other/topic", "sentry/v1/arena/gate-1/x"],
+    ["sentry/v1/arena/gate-1/config/reported", "sentry/v1/arena/all/scan", "other/topic",
+     "sentry/v1/arena/gate-1/x"],
 )
 def test_a_topic_outside_the_contract_is_an_unknown_topic_reject(where: str) -> None:
     out = decode_message(where, payloads.encode(batch(1)), None, now_ms(), max_future_s=MAX_FUTURE_S)

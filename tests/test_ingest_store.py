@@ -103,7 +103,8 @@ def test_a_rejected_message_is_stored_once_and_counted_by_reason(store: Store) -
 def test_the_latest_state_of_a_device_wins_and_an_empty_retained_message_removes_it(store: Store) -> None:
     t0 = now_ms()
     write(store, rows("state", {"online": True, "t": 1}, arrived=t0))
-    write(store, rows("state", {"online": False, "t": 2}, arrived=t0 + 10), rows("health", {"t": 3}, arrived=t0))
+    write(store, rows("state", {"online": False, "t": 2}, arrived=t0 + 10),
+          rows("health", {"t": 3}, arrived=t0))
     write(store, rows("state", {"online": True, "t": 0}, arrived=t0 - 10))  # an older copy arrives late
     found = query(store, "SELECT kind, online, t_ms FROM device_status ORDER BY kind")
     assert [(k, bool(o) if o is not None else None, t) for k, o, t in found] == [
@@ -115,7 +116,8 @@ def test_the_latest_state_of_a_device_wins_and_an_empty_retained_message_removes
 def test_retention_deletes_what_arrived_before_the_cutoff_whatever_the_event_time(store: Store) -> None:
     now = now_ms()
     old_arrival = batch(3, t=now - 20 * DAY)
-    write(store, rows("scan", old_arrival, arrived=now - 20 * DAY), rows("scan", b"\xffbad", arrived=now - 20 * DAY))
+    long_ago = now - 20 * DAY
+    write(store, rows("scan", old_arrival, arrived=long_ago), rows("scan", b"\xffbad", arrived=long_ago))
     write(store, rows("scan", batch(2, t=now - 30 * DAY), arrived=now))  # old sentry time, arrived now
     write(store, rows("event", alarm(t=now - DAY // 2), arrived=now - DAY // 2))
     purged = store.purge(now - 14 * DAY, SOURCE)
