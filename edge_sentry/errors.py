@@ -210,3 +210,13 @@ class StoreError(EdgeSentryError):
     Not an OSError: an ingester that cannot reach its database at start stops with this one line,
     while a failure of one batch later is the driver's own error, and the batch is retried.
     """
+
+
+class EventRefused(EdgeSentryError, ValueError):
+    """One event of a sentry's message that the back end stores as a reject, not a record;
+    `reason` is a vocabulary.Rejection, `detail` says what was wrong (never quoting the event)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail

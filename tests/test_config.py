@@ -227,3 +227,35 @@ def test_a_password_in_plaintext_to_the_loopback_host_is_allowed(tmp_path, host)
 def test_a_username_alone_sends_no_secret_and_is_allowed_anywhere(tmp_path):
     config = cfg.load(write(tmp_path, '[mqtt]\nhost = "broker.example"\nusername = "u"\n'))
     assert config.mqtt is not None and config.mqtt.username == "u"
+
+
+def test_the_ingest_section_has_working_defaults_and_takes_a_database_url(tmp_path):
+    assert cfg.load(None).ingest.max_future_s == 300 and cfg.load(None).ingest.db is None
+    config = cfg.load(write(tmp_path, '[ingest]\ndb = "postgresql://ingest@db/fleet"\nmax_future_s = 60\n'))
+    assert config.ingest.db == "postgresql://ingest@db/fleet" and config.ingest.max_future_s == 60.0
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("max_future_s = 0", "ingest.max_future_s"),
+        ("max_future_s = -300", "ingest.max_future_s"),
+        ('max_future_s = "5m"', "ingest.max_future_s"),
+        ('group = "a/b"', "ingest.group"),
+        ('group = "+"', "ingest.group"),
+        ("batch_messages = 0", "ingest.batch_messages"),
+        ("session_expiry_s = 10", "ingest.session_expiry_s"),
+        ("partitions_ahead_days = -1", "ingest.partitions_ahead_days"),
+        ("retention = 3", "ingest.retention"),
+    ],
+)
+def test_ingest_values_out_of_bounds_are_named_by_key_path(tmp_path, text: str, path: str):
+    with pytest.raises(ConfigError) as exc:
+        cfg.load(write(tmp_path, f"[ingest]\n{text}\n"))
+    assert path in problems(exc)
+
+
+def test_the_ingest_section_is_never_changed_by_a_pushed_config():
+    from edge_sentry.link import desired
+
+    assert desired.matches("ingest.max_future_s", desired.LOCAL_ONLY)

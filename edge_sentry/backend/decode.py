@@ -24,7 +24,7 @@ from typing import Any
 
 import cbor2
 
-from ..errors import PayloadError
+from ..errors import EventRefused, PayloadError
 from ..fleet.tail import printable
 from ..link import payloads, topics
 from ..vocabulary import Event, Mode, Rejection, Verdict
@@ -133,7 +133,7 @@ def decode_message(topic: str, payload: bytes, content_type: str | None, arrived
     for item in items:
         try:
             record = _record(item, site, device, kind, arrived_ms)
-        except _Refused as refused:
+        except EventRefused as refused:
             raw = _item_bytes(item)
             event_id = _maybe_uuid(item.get("id")) if isinstance(item, Mapping) else None
             out.rejects.append(_reject(topic, raw, arrived_ms, place, refused.reason, refused.detail,
@@ -149,28 +149,21 @@ def decode_message(topic: str, payload: bytes, content_type: str | None, arrived
     return out
 
 
-class _Refused(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 def _record(item: Any, site: str, device: str, kind: str, arrived_ms: int) -> Record:
     if not isinstance(item, Mapping):
-        raise _Refused(Rejection.BAD_FIELD, f"an entry of a {kind} message is not a map")
+        raise EventRefused(Rejection.BAD_FIELD, f"an entry of a {kind} message is not a map")
     event_id = _uuid(item.get("id"))
     seq, t_ms = _count(item, "seq"), _count(item, "t")
     for name, mine in (("site", site), ("device", device)):
         claimed = item.get(name)
         if claimed is not None and claimed != mine:
-            raise _Refused(Rejection.PROVENANCE,
+            raise EventRefused(Rejection.PROVENANCE,
                            f"the event's {name} is not the topic's {name} {mine!r}")
     name = item.get("event", Event.SCAN if kind == SCAN else None)
     if not storable_text(name) or not name:
-        raise _Refused(Rejection.BAD_FIELD, "event: missing or not a text a database can hold")
+        raise EventRefused(Rejection.BAD_FIELD, "event: missing or not a text a database can hold")
     if kind == SCAN and name != Event.SCAN:
-        raise _Refused(Rejection.BAD_FIELD, "event: a scan message carries scan events only")
+        raise EventRefused(Rejection.BAD_FIELD, "event: a scan message carries scan events only")
     columns: dict[str, Any] = {}
     if name == Event.SCAN:
         columns = _scan_columns(item)
@@ -188,23 +181,23 @@ def _scan_columns(item: Mapping[str, Any]) -> dict[str, Any]:
     for name in SCAN_TEXT:
         value = item.get(name)
         if value is not None and not storable_text(value):
-            raise _Refused(Rejection.BAD_FIELD, f"{name}: not a text a database can hold")
+            raise EventRefused(Rejection.BAD_FIELD, f"{name}: not a text a database can hold")
         columns[name] = value
     for name, allowed in (("mode", Mode), ("verdict", Verdict)):
         value = item.get(name)
         if value not in set(allowed):
-            raise _Refused(Rejection.BAD_FIELD, f"{name}: missing or not one of the contract's")
+            raise EventRefused(Rejection.BAD_FIELD, f"{name}: missing or not one of the contract's")
         columns[name] = value
     if not columns["reason"]:
-        raise _Refused(Rejection.BAD_FIELD, "reason: missing")
+        raise EventRefused(Rejection.BAD_FIELD, "reason: missing")
     latency = item.get("latency_ms")
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int | float)
                                 or not math.isfinite(latency) or not 0 <= latency <= MAX_INT):
-        raise _Refused(Rejection.BAD_FIELD, "latency_ms: not a number of milliseconds")
+        raise EventRefused(Rejection.BAD_FIELD, "latency_ms: not a number of milliseconds")
     columns["latency_ms"] = float(latency) if latency is not None else None
     subject = item.get("subject")
     if subject is not None and not isinstance(subject, bytes):
-        raise _Refused(Rejection.BAD_FIELD, "subject: not a byte string")
+        raise EventRefused(Rejection.BAD_FIELD, "subject: not a byte string")
     columns["subject"] = subject
     return columns
 
@@ -241,26 +234,26 @@ def _clean(value: Any) -> Any:
 def _maybe_uuid(value: Any) -> str | None:
     try:
         return _uuid(value)
-    except _Refused:
+    except EventRefused:
         return None
 
 
 def _uuid(value: Any) -> str:
     if not isinstance(value, str):
-        raise _Refused(Rejection.BAD_FIELD, "id: missing or not a text")
+        raise EventRefused(Rejection.BAD_FIELD, "id: missing or not a text")
     try:
         parsed = uuid.UUID(value)
     except ValueError:
-        raise _Refused(Rejection.BAD_FIELD, "id: not a UUID") from None
+        raise EventRefused(Rejection.BAD_FIELD, "id: not a UUID") from None
     if str(parsed) != value.lower():
-        raise _Refused(Rejection.BAD_FIELD, "id: not a UUID in its canonical form")
+        raise EventRefused(Rejection.BAD_FIELD, "id: not a UUID in its canonical form")
     return str(parsed)
 
 
 def _count(item: Mapping[str, Any], name: str) -> int:
     value = item.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
-        raise _Refused(Rejection.BAD_FIELD, f"{name}: missing or not an integer from 0 to 2^63-1")
+        raise EventRefused(Rejection.BAD_FIELD, f"{name}: missing or not an integer from 0 to 2^63-1")
     return value
 
 

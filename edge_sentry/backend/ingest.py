@@ -48,10 +48,10 @@ from ..errors import FleetError, LinkError
 from ..link import topics
 from ..link.credentials import read_password, tls_context
 from ..link.dispatch import HEADER_ROOM, MAX_RECEIVE_MAXIMUM
+from .base import Store
 from .decode import Record as Row
 from .decode import Reject, Status, decode_message
 from .schema import DAY_MS
-from .store import Store
 
 log = logging.getLogger(__name__)
 

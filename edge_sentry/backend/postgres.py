@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import StoreError
 from . import schema
+from .base import Purged, Written, counter_rows, latest, purge_rows
 from .decode import Record, Reject, Status
-from .store import Purged, Written, counter_rows, latest, purge_rows
 
 try:
     import psycopg

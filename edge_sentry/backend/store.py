@@ -1,86 +1,22 @@
-"""Where the ingester's rows go: the `Store` interface, the SQLite store, and `open_store(url)`.
+"""Which store a `--db` names: `open_store(url)`, and the default SQLite file in the state folder.
 
-A store does two things, each in one transaction: `write()` a batch (records deduplicated by id,
-rejects by key, the latest status per device, the counters), and `purge()` what arrived before a
-cutoff. The ingester acknowledges a batch's messages only after `write()` returned, so a store
-must raise rather than return before its commit is durable.
-
-SQLite is the embedded default (a file in the state folder, WAL journal); PostgreSQL
-(`postgresql://...`, backend/postgres.py) is for fleets and several ingesters at once.
+SQLite is the embedded default (backend/sqlite.py); PostgreSQL (`postgresql://...`,
+backend/postgres.py) is for fleets and several ingesters at once. Both implement `base.Store`.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from ..errors import StoreError
-from . import schema
-from .decode import Record, Reject, Status
+from .base import Purged, Store, Written
+from .postgres import PostgresStore
+from .sqlite import SqliteStore
 
 SQLITE_FILE = "fleet.sqlite3"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-
-@dataclass
-class Written:
-    """What a `write()` added: duplicates are records whose id was already stored."""
-
-    stored: int = 0
-    duplicates: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
-class Purged:
-    events: int = 0
-    rejects: int = 0
-    partitions: int = 0
-
-
-class Store(Protocol):
-    """The back end's database, as the ingester uses it."""
-
-    url: str
-
-    def write(self, records: Sequence[Record], rejects: Sequence[Reject], statuses: Sequence[Status],
-              source: str) -> Written: ...
-
-    def purge(self, cutoff_ms: int, source: str) -> Purged: ...
-
-    def prepare(self, now_ms: int) -> None: ...
-
-    def counters(self) -> dict[str, int]: ...
-
-    def version(self) -> int: ...
-
-    def close(self) -> None: ...
-
-
-def counter_rows(written: Written) -> list[tuple[str, int]]:
-    """(name, increment) of a write's counters, those that moved only."""
-    rows = [(schema.STORED, written.stored), (schema.DUPLICATES, written.duplicates)]
-    rows += [(schema.REJECTED + reason, n) for reason, n in sorted(written.rejected.items())]
-    return [(name, n) for name, n in rows if n]
-
-
-def purge_rows(purged: Purged) -> list[tuple[str, int]]:
-    rows = [(schema.RETENTION_EVENTS, purged.events), (schema.RETENTION_REJECTS, purged.rejects),
-            (schema.RETENTION_PARTITIONS, purged.partitions)]
-    return [(name, n) for name, n in rows if n]
-
-
-def latest(statuses: Iterable[Status]) -> list[Status]:
-    """The last status per (site, device, kind): a batch may hold several of one device."""
-    found: dict[tuple[str, str, str], Status] = {}
-    for status in statuses:
-        found[(status.site, status.device, status.kind)] = status
-    return list(found.values())
+__all__ = ["POSTGRES_SCHEMES", "SQLITE_FILE", "Purged", "SqliteStore", "Store", "Written", "default_url",
+           "open_store"]
 
 
 def default_url(state_dir: str | Path) -> str:
@@ -91,124 +27,7 @@ def open_store(url: str, *, ahead_days: int = 2) -> Store:
     """The store a `--db` names: `postgresql://...` or a SQLite file (`sqlite:///path` or a path).
     The schema is created or migrated before it is returned; StoreError says why it could not be."""
     if url.startswith(POSTGRES_SCHEMES):
-        from .postgres import PostgresStore
-
         return PostgresStore(url, ahead_days=ahead_days)
-    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
-    return SqliteStore(path)
+    return SqliteStore(url.removeprefix("sqlite://"))
 
 
-class SqliteStore:
-    """The embedded store: one file, one writer at a time (SQLite's own lock)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.url = str(self.path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._migrate()
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the SQLite database {self.url}: {exc}") from None
-
-    def _migrate(self) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(schema.VERSION_TABLE)
-            have = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-            if have > schema.SCHEMA_VERSION:
-                raise StoreError(f"{self.url} has schema version {have}, newer than this program's "
-                                 f"{schema.SCHEMA_VERSION}")
-            for number in range(have + 1, schema.SCHEMA_VERSION + 1):
-                for statement in _statements(schema.SQLITE[number - 1]):
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version VALUES (?, ?)", (number, int(time.time() * 1000)))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-    def version(self) -> int:
-        return int(self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0])
-
-    def prepare(self, now_ms: int) -> None:
-        """Nothing to make ahead: SQLite has no partitions."""
-
-    def write(self, records: Sequence[Record], rejects: Sequence[Reject], statuses: Sequence[Status],
-              source: str) -> Written:
-        written = Written()
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            rows = [astuple(r) for r in records]
-            cur = db.executemany(_insert_ignore("events", schema.EVENT_COLUMNS), rows)
-            written.stored = max(cur.rowcount, 0)
-            written.duplicates = len(records) - written.stored
-            for reject in rejects:
-                cur = db.execute(_insert_ignore("rejects", schema.REJECT_COLUMNS), astuple(reject))
-                if cur.rowcount > 0:
-                    written.rejected[reject.reason] += 1
-            for status in latest(statuses):
-                self._status(status)
-            self._count(counter_rows(written), source)
-            self.commit()
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return written
-
-    def commit(self) -> None:
-        """The one place a batch becomes durable (a test's store fails here)."""
-        self._db.execute("COMMIT")
-
-    def _status(self, status: Status) -> None:
-        if status.body is None:
-            self._db.execute("DELETE FROM device_status WHERE site = ? AND device = ? AND kind = ?",
-                             (status.site, status.device, status.kind))
-            return
-        self._db.execute(
-            f"INSERT INTO device_status ({', '.join(schema.STATUS_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (site, device, kind) DO UPDATE SET arrived_ms = excluded.arrived_ms, "
-            "t_ms = excluded.t_ms, online = excluded.online, body = excluded.body "
-            "WHERE excluded.arrived_ms >= device_status.arrived_ms",
-            astuple(status))
-
-    def _count(self, rows: list[tuple[str, int]], source: str) -> None:
-        self._db.executemany(
-            "INSERT INTO counters (name, source, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (name, source) DO UPDATE SET value = value + excluded.value",
-            [(name, source, n) for name, n in rows])
-
-    def purge(self, cutoff_ms: int, source: str) -> Purged:
-        purged = Purged()
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            purged.events = db.execute("DELETE FROM events WHERE arrived_ms < ?", (cutoff_ms,)).rowcount
-            purged.rejects = db.execute("DELETE FROM rejects WHERE arrived_ms < ?", (cutoff_ms,)).rowcount
-            self._count(purge_rows(purged), source)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return purged
-
-    def counters(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT name, sum(value) FROM counters GROUP BY name").fetchall()
-        return {name: int(value) for name, value in rows}
-
-    def close(self) -> None:
-        self._db.close()
-
-
-def _insert_ignore(table: str, columns: Sequence[str]) -> str:
-    marks = ", ".join("?" for _ in columns)
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
