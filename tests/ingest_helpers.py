@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from edge_sentry.backend.postgres import PostgresStore
+from edge_sentry.backend.store import Store
 from edge_sentry.records import new_event_id
 
 SITE, DEVICE = "arena", "gate-1"
@@ -40,3 +42,17 @@ def batch(count: int, *, first_seq: int = 1, **over: Any) -> list[dict[str, Any]
 
 def topic(kind: str, *, site: str = SITE, device: str = DEVICE) -> str:
     return f"sentry/v1/{site}/{device}/{kind}"
+
+
+def query(store: Store, text: str) -> list[tuple[Any, ...]]:
+    """Rows of a query on the store's own connection, committed data only."""
+    db = store._db  # type: ignore[attr-defined]
+    if isinstance(store, PostgresStore):
+        with db.transaction(), db.cursor() as cur:
+            cur.execute(text)
+            return list(cur.fetchall())
+    return list(db.execute(text).fetchall())
+
+
+def count(store: Store, table: str, where: str = "true") -> int:
+    return int(query(store, f"SELECT count(*) FROM {table} WHERE {where}")[0][0])

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from broker import Broker, Subscriber
-from ingest_helpers import alarm, batch, now_ms, topic
+from ingest_helpers import alarm, batch, count, now_ms, query, topic
 
 from edge_sentry.backend.ingest import Ingester
 from edge_sentry.backend.postgres import PostgresStore, partition_name
@@ -113,19 +113,6 @@ def sentry(subscriber: Callable[..., Subscriber], broker: Broker) -> Callable[[s
         return subscriber([], username=device)
 
     return make
-
-
-def query(store: Store, text: str) -> list[tuple[Any, ...]]:
-    db = store._db  # type: ignore[attr-defined]
-    if isinstance(store, PostgresStore):
-        with db.transaction(), db.cursor() as cur:
-            cur.execute(text)
-            return list(cur.fetchall())
-    return list(db.execute(text).fetchall())
-
-
-def count(store: Store, table: str, where: str = "true") -> int:
-    return int(query(store, f"SELECT count(*) FROM {table} WHERE {where}")[0][0])
 
 
 def eventually(check: Callable[[], bool], timeout: float = WAIT_S) -> bool:

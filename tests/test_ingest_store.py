@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import fields
 
 import pytest
-from ingest_helpers import alarm, batch, now_ms, topic
+from ingest_helpers import alarm, batch, count, now_ms, query, topic
 
 from edge_sentry.backend import schema
-from edge_sentry.backend.decode import Decoded, decode_message
+from edge_sentry.backend.decode import Decoded, Record, Reject, Status, decode_message
 from edge_sentry.backend.postgres import PostgresStore, partition_name
 from edge_sentry.backend.store import Store, open_store
 from edge_sentry.errors import StoreError
@@ -39,17 +40,10 @@ def write(store: Store, *decoded: Decoded):
                        [d.status for d in decoded if d.status is not None], SOURCE)
 
 
-def count(store: Store, table: str) -> int:
-    return query(store, f"SELECT count(*) FROM {table}")[0][0]
-
-
-def query(store: Store, text: str) -> list[tuple]:
-    db = store._db  # type: ignore[attr-defined]
-    if isinstance(store, PostgresStore):
-        with db.transaction(), db.cursor() as cur:
-            cur.execute(text)
-            return list(cur.fetchall())
-    return list(db.execute(text).fetchall())
+def test_the_rows_of_the_decoder_line_up_with_the_tables_columns() -> None:
+    for row, columns in ((Record, schema.EVENT_COLUMNS), (Reject, schema.REJECT_COLUMNS),
+                         (Status, schema.STATUS_COLUMNS)):
+        assert tuple(f.name for f in fields(row)) == columns
 
 
 def test_the_schema_is_created_once_and_versioned(db_url: str) -> None:

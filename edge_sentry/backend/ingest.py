@@ -37,16 +37,15 @@ from queue import Empty, Queue
 from typing import Any, TextIO
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..config import IngestConfig, MqttConfig
-from ..errors import FleetError, LinkError
+from ..errors import FleetError
+from ..fleet.client import paho_client
 from ..link import topics
-from ..link.credentials import read_password, tls_context
 from ..link.dispatch import HEADER_ROOM, MAX_RECEIVE_MAXIMUM
 from .base import Store
 from .decode import Record as Row
@@ -159,19 +158,7 @@ class Ingester:
         return self
 
     def _open(self) -> None:
-        try:
-            password = read_password(self.mqtt)
-            context = tls_context(self.mqtt)
-        except LinkError as exc:
-            raise FleetError(str(exc)) from None
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5,
-                             manual_ack=True)
-        client.connect_timeout = self.timeout_s
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        if self.mqtt.username is not None or password is not None:
-            client.username_pw_set(self.mqtt.username, password)
-        if context is not None:
-            client.tls_set_context(context)
+        client = paho_client(self.mqtt, self.client_id, self.timeout_s, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

@@ -93,7 +93,7 @@ class PostgresStore:
                 raise StoreError(f"{self.url} has schema version {have}, newer than this program's "
                                  f"{schema.SCHEMA_VERSION}")
             for number in range(have + 1, schema.SCHEMA_VERSION + 1):
-                cur.execute(schema.POSTGRES[number - 1].encode())
+                cur.execute(schema.STEPS[schema.POSTGRES][number - 1].encode())
                 cur.execute("INSERT INTO schema_version "
                             "VALUES (%s, (extract(epoch FROM now()) * 1000)::bigint)", (number,))
 

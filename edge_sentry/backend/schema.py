@@ -3,7 +3,8 @@
 Each database records the migrations it has taken in `schema_version`; opening a store applies the
 missing ones in one transaction, so every ingester (and the reports built on these tables) finds the
 same schema whichever started first. Step N of one dialect and step N of the other describe the same
-tables. Never edit a released step: add the next one.
+tables: both are written from one list of columns per table. Never change what a released step
+makes: add the next one.
 
 - `events`: one row per scan or event, keyed by its `id`. Times are integers of milliseconds since
   the epoch: `t_ms` the sentry's clock, `arrived_ms` the ingester's when the message arrived, which
@@ -22,136 +23,83 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 1
 
-SQLITE: tuple[str, ...] = (
-    """
-    CREATE TABLE events (
-        id TEXT PRIMARY KEY,
-        site TEXT NOT NULL,
-        device TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        event TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        t_ms INTEGER NOT NULL,
-        arrived_ms INTEGER NOT NULL,
-        entrance TEXT,
-        mode TEXT,
-        scheme TEXT,
-        verdict TEXT,
-        reason TEXT,
-        issuer TEXT,
-        refused TEXT,
-        latency_ms REAL,
-        subject BLOB,
-        details TEXT NOT NULL
-    );
-    CREATE INDEX events_t ON events (t_ms);
-    CREATE INDEX events_site_t ON events (site, t_ms);
-    CREATE INDEX events_site_entrance_t ON events (site, entrance, t_ms);
-    CREATE INDEX events_arrived ON events (arrived_ms);
-    CREATE TABLE rejects (
-        key TEXT PRIMARY KEY,
-        arrived_ms INTEGER NOT NULL,
-        topic TEXT NOT NULL,
-        site TEXT,
-        device TEXT,
-        reason TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        event_id TEXT,
-        body BLOB NOT NULL
-    );
-    CREATE INDEX rejects_arrived ON rejects (arrived_ms);
-    CREATE TABLE device_status (
-        site TEXT NOT NULL,
-        device TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        arrived_ms INTEGER NOT NULL,
-        t_ms INTEGER,
-        online INTEGER,
-        body TEXT NOT NULL,
-        PRIMARY KEY (site, device, kind)
-    );
-    CREATE TABLE counters (
-        name TEXT NOT NULL,
-        source TEXT NOT NULL,
-        value INTEGER NOT NULL,
-        PRIMARY KEY (name, source)
-    );
-    """,
-)
+SQLITE, POSTGRES = "sqlite", "postgres"
 
-POSTGRES: tuple[str, ...] = (
-    """
-    CREATE TABLE event_ids (
-        id uuid PRIMARY KEY,
-        arrived_ms bigint NOT NULL
-    );
-    CREATE INDEX event_ids_arrived ON event_ids (arrived_ms);
-    CREATE TABLE events (
-        id uuid NOT NULL,
-        site text NOT NULL,
-        device text NOT NULL,
-        kind text NOT NULL,
-        event text NOT NULL,
-        seq bigint NOT NULL,
-        t_ms bigint NOT NULL,
-        arrived_ms bigint NOT NULL,
-        entrance text,
-        mode text,
-        scheme text,
-        verdict text,
-        reason text,
-        issuer text,
-        refused text,
-        latency_ms double precision,
-        subject bytea,
-        details jsonb NOT NULL,
-        PRIMARY KEY (id, arrived_ms)
-    ) PARTITION BY RANGE (arrived_ms);
-    CREATE INDEX events_t ON events (t_ms);
-    CREATE INDEX events_site_t ON events (site, t_ms);
-    CREATE INDEX events_site_entrance_t ON events (site, entrance, t_ms);
-    CREATE INDEX events_arrived ON events (arrived_ms);
-    CREATE TABLE rejects (
-        key text PRIMARY KEY,
-        arrived_ms bigint NOT NULL,
-        topic text NOT NULL,
-        site text,
-        device text,
-        reason text NOT NULL,
-        detail text NOT NULL,
-        event_id uuid,
-        body bytea NOT NULL
-    );
-    CREATE INDEX rejects_arrived ON rejects (arrived_ms);
-    CREATE TABLE device_status (
-        site text NOT NULL,
-        device text NOT NULL,
-        kind text NOT NULL,
-        arrived_ms bigint NOT NULL,
-        t_ms bigint,
-        online boolean,
-        body jsonb NOT NULL,
-        PRIMARY KEY (site, device, kind)
-    );
-    CREATE TABLE counters (
-        name text NOT NULL,
-        source text NOT NULL,
-        value bigint NOT NULL,
-        PRIMARY KEY (name, source)
-    );
-    """,
-)
+# Column types by dialect: SQLite keeps ids, JSON and flags as text and integers.
+_TYPES = {
+    SQLITE: {"text": "TEXT", "int": "INTEGER", "real": "REAL", "bytes": "BLOB", "json": "TEXT",
+             "uuid": "TEXT", "bool": "INTEGER"},
+    POSTGRES: {"text": "text", "int": "bigint", "real": "double precision", "bytes": "bytea",
+               "json": "jsonb", "uuid": "uuid", "bool": "boolean"},
+}
 
-assert len(SQLITE) == len(POSTGRES) == SCHEMA_VERSION
+Columns = tuple[tuple[str, str, bool], ...]
+
+
+def _columns(spec: str) -> Columns:
+    """`name type` pairs apart by `;`, a `?` after the type when the column may be null."""
+    out = []
+    for line in spec.split(";"):
+        name, kind = line.split()
+        out.append((name, kind.rstrip("?"), kind.endswith("?")))
+    return tuple(out)
+
+
+# The tables of step 1, their columns in the order the stores write their rows.
+EVENTS = _columns("id uuid; site text; device text; kind text; event text; seq int; t_ms int; "
+                  "arrived_ms int; entrance text?; mode text?; scheme text?; verdict text?; reason text?; "
+                  "issuer text?; refused text?; latency_ms real?; subject bytes?; details json")
+REJECTS = _columns("key text; arrived_ms int; topic text; site text?; device text?; reason text; "
+                   "detail text; event_id uuid?; body bytes")
+STATUS = _columns("site text; device text; kind text; arrived_ms int; t_ms int?; online bool?; body json")
+COUNTERS = _columns("name text; source text; value int")
+EVENT_IDS = _columns("id uuid; arrived_ms int")
+
+INDEXES = """CREATE INDEX events_t ON events (t_ms);
+CREATE INDEX events_site_t ON events (site, t_ms);
+CREATE INDEX events_site_entrance_t ON events (site, entrance, t_ms);
+CREATE INDEX events_arrived ON events (arrived_ms);
+CREATE INDEX rejects_arrived ON rejects (arrived_ms);
+"""
+
+
+def _table(dialect: str, name: str, columns: Columns, key: str, after: str = "") -> str:
+    lines = [f"{column} {_TYPES[dialect][kind]}{'' if nullable else ' NOT NULL'}"
+             for column, kind, nullable in columns]
+    body = ",\n    ".join([*lines, f"PRIMARY KEY ({key})"])
+    return f"CREATE TABLE {name} (\n    {body}\n){after};\n"
+
+
+def _step1(dialect: str) -> str:
+    """Step 1 in `dialect`. On PostgreSQL `events` is partitioned by arrival, so its key holds
+    `arrived_ms`, and `event_ids` keeps `id` unique across partitions."""
+    partitioned = dialect == POSTGRES
+    parts = [
+        _table(dialect, "events", EVENTS, "id, arrived_ms" if partitioned else "id",
+               " PARTITION BY RANGE (arrived_ms)" if partitioned else ""),
+        _table(dialect, "rejects", REJECTS, "key"),
+        _table(dialect, "device_status", STATUS, "site, device, kind"),
+        _table(dialect, "counters", COUNTERS, "name, source"),
+        INDEXES,
+    ]
+    if partitioned:
+        parts += [_table(dialect, "event_ids", EVENT_IDS, "id"),
+                  "CREATE INDEX event_ids_arrived ON event_ids (arrived_ms);\n"]
+    return "".join(parts)
+
+
+#: The migrations of each dialect; step N of one is step N of the other.
+STEPS: dict[str, tuple[str, ...]] = {SQLITE: (_step1(SQLITE),), POSTGRES: (_step1(POSTGRES),)}
+
+assert all(len(steps) == SCHEMA_VERSION for steps in STEPS.values())
 
 VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version "
                  "(version integer PRIMARY KEY, applied_ms bigint NOT NULL)")
 
-# Columns of `events`, in the order both stores write them.
-EVENT_COLUMNS = ("id", "site", "device", "kind", "event", "seq", "t_ms", "arrived_ms", "entrance", "mode",
-                 "scheme", "verdict", "reason", "issuer", "refused", "latency_ms", "subject", "details")
-REJECT_COLUMNS = ("key", "arrived_ms", "topic", "site", "device", "reason", "detail", "event_id", "body")
-STATUS_COLUMNS = ("site", "device", "kind", "arrived_ms", "t_ms", "online", "body")
+# Columns in the order both stores write them.
+EVENT_COLUMNS = tuple(c[0] for c in EVENTS)
+REJECT_COLUMNS = tuple(c[0] for c in REJECTS)
+STATUS_COLUMNS = tuple(c[0] for c in STATUS)
 
 DAY_MS = 86_400_000
 

@@ -43,7 +43,7 @@ class SqliteStore:
                 raise StoreError(f"{self.url} has schema version {have}, newer than this program's "
                                  f"{schema.SCHEMA_VERSION}")
             for number in range(have + 1, schema.SCHEMA_VERSION + 1):
-                for statement in _statements(schema.SQLITE[number - 1]):
+                for statement in _statements(schema.STEPS[schema.SQLITE][number - 1]):
                     db.execute(statement)
                 db.execute("INSERT INTO schema_version VALUES (?, ?)", (number, int(time.time() * 1000)))
             db.execute("COMMIT")

@@ -137,6 +137,27 @@ def _reason(reason: ReasonCode) -> str:
 # -- the client ----------------------------------------------------------------------------------
 
 
+def paho_client(mqtt: MqttConfig, client_id: str, timeout_s: float, *,
+                manual_ack: bool = False) -> paho.Client:
+    """An MQTT 5 paho client with the `[mqtt]` section's login and TLS, not yet connected; paho
+    reconnects it by itself once it is. FleetError for credentials or TLS files that cannot be used."""
+    try:
+        password = read_password(mqtt)
+        context = tls_context(mqtt)
+    except LinkError as exc:
+        raise FleetError(str(exc)) from None
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
+                         manual_ack=manual_ack)
+    client.connect_timeout = timeout_s
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    if mqtt.username is not None or password is not None:
+        client.username_pw_set(mqtt.username, password)
+    if context is not None:
+        client.tls_set_context(context)
+    return client
+
+
+
 class FleetClient:
     """An operator's connection to the fleet broker; use as a context manager.
 
@@ -168,18 +189,7 @@ class FleetClient:
 
     def connect(self) -> FleetClient:
         """Connect and wait for a successful CONNACK; FleetError saying why not."""
-        try:
-            password = read_password(self.mqtt)
-            context = tls_context(self.mqtt)
-        except LinkError as exc:
-            raise FleetError(str(exc)) from None
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5)
-        client.connect_timeout = self.timeout_s
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        if self.mqtt.username is not None or password is not None:
-            client.username_pw_set(self.mqtt.username, password)
-        if context is not None:
-            client.tls_set_context(context)
+        client = paho_client(self.mqtt, self.client_id, self.timeout_s)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
