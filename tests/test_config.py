@@ -259,3 +259,11 @@ def test_the_ingest_section_is_never_changed_by_a_pushed_config():
     from edge_sentry.link import desired
 
     assert desired.matches("ingest.max_future_s", desired.LOCAL_ONLY)
+
+
+def test_the_ingest_example_config_is_valid():
+    from pathlib import Path
+
+    config = cfg.load(Path(__file__).parent.parent / "provisioning" / "ingest.example.toml")
+    assert config.ingest.db is not None and config.ingest.db.startswith("postgresql://")
+    assert config.mqtt is not None and config.mqtt.port == 8884
