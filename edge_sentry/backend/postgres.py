@@ -143,7 +143,8 @@ class PostgresStore:
         with self._db.transaction(), self._db.cursor() as cur:
             if records:
                 self._ensure(cur, (r.arrived_ms // schema.DAY_MS for r in records))
-                first = list({r.id: r for r in reversed(records)}.values())[::-1]  # first copy of each id
+                # The first copy of each id, in id order (locks in one order across ingesters).
+                first = sorted({r.id: r for r in reversed(records)}.values(), key=lambda r: r.id)
                 cur.execute("INSERT INTO event_ids (id, arrived_ms) "
                             "SELECT * FROM unnest(%s::uuid[], %s::bigint[]) "
                             "ON CONFLICT DO NOTHING RETURNING id",
@@ -163,7 +164,8 @@ class PostgresStore:
                     "INSERT INTO rejects SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], "
                     "%s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::bytea[]) "
                     "ON CONFLICT DO NOTHING RETURNING reason",
-                    [list(column) for column in zip(*map(astuple, rejects), strict=True)])
+                    [list(column) for column in zip(*map(astuple, sorted(rejects, key=lambda r: r.key)),
+                                                    strict=True)])
                 for (reason,) in cur.fetchall():
                     written.rejected[reason] += 1
             for status in latest(statuses):
