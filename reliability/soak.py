@@ -1,0 +1,170 @@
+"""Soak: the daemon at 30 fps for minutes, with scans, button presses and signed remote commands.
+
+What must hold all along: every code decided as it should be (valid granted, a stranger's or a non-code
+denied, a code shown again denied as passback), every staff and exit press logged as an entry, every
+signed command answered, nothing logged as an error; what must not creep: memory, open descriptors,
+threads. Frame -> relay on is printed against the design's bound.
+
+Short form 25 s, long form 10 minutes; RELIABILITY_SOAK_S sets the seconds of either.
+Memory, descriptors and threads are this process's: the daemon runs in it (see _rig), beside the
+drivers and the operator's MQTT client, whose own share is small and does not grow.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from edge_sentry import selftest
+from reliability import _rig
+from reliability.report import Part, Report
+
+SHORT_S = 25.0
+LONG_S = 600.0
+PRESS_EVERY_S = 2.5  # staff and exit in turn
+COMMAND_EVERY_S = 4.0
+P99_BOUND_MS = 2.0
+
+
+def run(report: Report, long: bool) -> None:
+    duration = _rig.seconds("RELIABILITY_SOAK_S", SHORT_S, LONG_S, long)
+    with tempfile.TemporaryDirectory(prefix="edge-sentry-soak-") as tmp, _rig.watching_logs() as logs:
+        folder = Path(tmp)
+        broker = _rig.Broker(folder / "broker")
+        operator: _rig.Operator | None = None
+        running: _rig.Running | None = None
+        try:
+            broker.start()
+            scene = _rig.write_scene(folder)
+            config = _rig.daemon_config(broker, folder / "sentry", scene)
+            tap = _rig.EventTap()
+            # The clock is taken as synchronised: this machine's NTP is not what the soak is about,
+            # and a remote pulse is refused on a clock known to be wrong.
+            daemon = _rig.RigDaemon(config, stream=tap, clock_probe=lambda: True)
+            running = _rig.Running(daemon)
+            if not running.wait_ready(tap):
+                report.check("daemon started", False, repr(running.error))
+                return
+            prefix = f"sentry/v1/{config.device.site}/{config.device.id}"
+            operator = _rig.Operator(broker, prefix).start()
+            report.say(f"daemon deciding at {_rig.FPS:g} fps; driving it for {duration:g} s")
+            period = 5.0 if duration > 120 else 1.0
+            sampler = _rig.Sampler(period).start()
+            presses = _drive(report, daemon, operator, duration, sampler)
+            time.sleep(2.0)  # the last press's and command's events and answers
+            until_wall = time.time()
+            alive = running.alive
+            sampler.stop()
+            running.stop()
+        finally:
+            if operator is not None:
+                operator.close()
+            if running is not None:
+                running.stop()
+            broker.close()
+    assert daemon.camera is not None and daemon.sentry is not None
+    scans = tap.scan_list()
+    verdicts = _rig.judge(scene.cues, scans, daemon.camera.started_wall, until_wall)
+    report.check("every scan decided correctly", verdicts.ok, verdicts.summary())
+    modes = Counter(s.mode for s in scans)
+    pressed_ok = modes["manual"] == presses["staff"] and modes["exit"] == presses["exit"]
+    report.check(
+        "every button press logged as an entry", pressed_ok,
+        f"staff {modes['manual']}/{presses['staff']}, exit {modes['exit']}/{presses['exit']}",
+    )  # fmt: skip
+    assert operator is not None
+    right, statuses = operator.tally()
+    sent = len(operator.sent)
+    granted = sum(1 for name, want in operator.sent.values() if name == "pulse-gate" and want == "ok")
+    pulses = tap.count("gate-pulse")
+    report.check(
+        "every signed command answered as it must be", sent > 0 and right == sent and pulses == granted,
+        f"{right} of {sent} ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}); "
+        f"remote pulses logged {pulses}/{granted}",
+    )  # fmt: skip
+    stats = daemon.sentry.stats
+    report.check(
+        "no errors or exceptions logged", not logs.errors and not tap.bad_lines,
+        f"{len(logs.errors)}" + (f": {logs.errors[0]}" if logs.errors else ""),
+    )  # fmt: skip
+    report.check(
+        "no frame errors or camera faults", stats.frame_errors == 0 and stats.camera_faults == 0,
+        f"{stats.frame_errors} frame errors, {stats.camera_faults} camera faults",
+    )  # fmt: skip
+    report.check("daemon ran to the end", alive and running.status == 0, f"exit status {running.status}")
+    report.figure("warnings logged", sum(logs.warnings.values()))
+    if logs.warnings:
+        report.figure("most frequent warning", logs.warnings.most_common(1)[0][0])
+    report.figure("frames decided on", f"{stats.frames} ({stats.frames / duration:.1f} fps)")
+    _resources(report, sampler.samples, duration)
+    relay = _rig.relay_latencies(scans)
+    denies = [s.latency_ms for s in scans if s.mode == "scan" and s.verdict == "deny" and s.latency_ms]
+    report.figure("frame -> relay on, p50", _rig.pct(relay, 50), "ms")
+    report.target("frame -> relay on, p99", _rig.pct(relay, 99), P99_BOUND_MS, "ms")
+    report.figure("frame -> red light (denials), p99", _rig.pct(denies, 99), "ms")
+    report.figure(
+        "synthetic frame drawing (not in the above), p99", _rig.pct(list(daemon.camera.draw_ms), 99), "ms"
+    )
+
+
+def _drive(
+    report: Report, daemon: _rig.RigDaemon, operator: _rig.Operator, duration: float, sampler: _rig.Sampler
+) -> Counter[str]:
+    """Press the buttons and send commands on their schedules until `duration` has passed."""
+    gpio = daemon.config.gpio
+    pins = {"staff": daemon.pins.pin(gpio.staff), "exit": daemon.pins.pin(gpio.exit)}
+    presses: Counter[str] = Counter()
+    unsynced = selftest.clock_synchronised() is False
+    t0 = time.monotonic()
+    next_press, next_command, next_say = t0 + 1.0, t0 + 2.0, t0 + 60.0
+    while (now := time.monotonic()) < t0 + duration:
+        if now >= next_press:
+            which = "staff" if presses.total() % 2 == 0 else "exit"
+            _rig.press(pins[which])
+            presses[which] += 1
+            next_press += PRESS_EVERY_S
+        if now >= next_command:
+            if len(operator.sent) % 2 == 0:
+                # Refused while the clock is known to be wrong (no deadline can be trusted then).
+                operator.command("pulse-gate", expect="rejected" if unsynced else "ok")
+            else:
+                operator.command("selftest", {"parts": ["trust", "outbox"]})
+            next_command += COMMAND_EVERY_S
+        if now >= next_say:
+            last = sampler.samples[-1] if sampler.samples else _rig.sample()
+            report.say(
+                f"{(now - t0) / 60:.0f} min: RSS {last.rss_kb / 1024:.1f} MB, {last.fds} fds, "
+                f"{last.threads} threads"
+            )
+            next_say += 60.0
+        time.sleep(0.02)
+    return presses
+
+
+def _resources(report: Report, samples: list[_rig.Sample], duration: float) -> None:
+    """Start/end values and least-squares slopes, after a warm-up (a fifth of the run, at most a minute)."""
+    if len(samples) < 2:
+        return
+    warm = samples[0].t + min(60.0, duration / 5)
+    kept = [s for s in samples if s.t >= warm] or samples
+    first, last = kept[0], kept[-1]
+    rss = _rig.slope([(s.t, s.rss_kb / 1024) for s in kept]) * 3600
+    fds = _rig.slope([(s.t, s.fds) for s in kept]) * 3600
+    threads = _rig.slope([(s.t, s.threads) for s in kept]) * 3600
+    span = f"over {(last.t - first.t) / 60:.1f} min after warm-up, {len(kept)} samples"
+    report.figure(
+        f"resident memory (this process), {span}",
+        f"{first.rss_kb / 1024:.1f} -> {last.rss_kb / 1024:.1f} MB, slope {rss:+.1f} MB/h",
+    )
+    report.figure("open file descriptors", f"{first.fds} -> {last.fds}, slope {fds:+.1f}/h")
+    report.figure("threads", f"{first.threads} -> {last.threads}, slope {threads:+.1f}/h")
+
+
+PART = Part(
+    "soak",
+    10,
+    "the daemon at 30 fps with scans, button presses and signed commands; nothing creeps",
+    run,
+)
