@@ -28,12 +28,13 @@ import math
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -315,6 +316,28 @@ def watching_logs() -> Iterator[LogWatch]:
         yield watch
     finally:
         root.removeHandler(watch)
+
+
+@dataclass
+class Setting:
+    """Where a part runs: a temporary folder, the log watch, a started broker, and what undoes it all
+    (`cleanup.callback(...)`: undone in reverse, before the broker stops and the folder goes)."""
+
+    folder: Path
+    logs: LogWatch
+    broker: Broker
+    cleanup: ExitStack
+
+
+@contextmanager
+def setting(prefix: str) -> Iterator[Setting]:
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+        logs = stack.enter_context(watching_logs())
+        broker = Broker(folder / "broker")
+        stack.callback(broker.close)
+        broker.start()
+        yield Setting(folder, logs, broker, stack)
 
 
 class Running:

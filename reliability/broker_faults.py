@@ -18,13 +18,11 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -231,65 +229,48 @@ def _received(ingest: _rig.Subscriber, topics: list[str]) -> Counter[str]:
 
 def run(report: Report, long: bool) -> None:
     duration = _rig.seconds("RELIABILITY_FAULTS_S", SHORT_S, LONG_S, long)
-    with tempfile.TemporaryDirectory(prefix="edge-sentry-faults-") as tmp, _rig.watching_logs() as logs:
-        folder = Path(tmp)
-        broker = _rig.Broker(folder / "broker")
-        proxy: Proxy | None = None
-        ingest: _rig.Subscriber | None = None
-        running: _rig.Running | None = None
-        try:
-            broker.start()
-            proxy = Proxy((broker.host, broker.port))
-            scene = _rig.write_scene(folder)
-            config = _rig.daemon_config(
-                broker, folder / "sentry", scene, port=proxy.port, keepalive_s=KEEPALIVE_S
-            )
-            prefix = f"sentry/v1/{config.device.site}/{config.device.id}"
-            # The fleet's ingester: a persistent session, so what arrives while it is away waits for it.
-            topics = [f"{prefix}/scan", f"{prefix}/event"]
-            ingest = _rig.Subscriber(
-                broker, topics, client_id="ingest",
-                clean_start=False, session_expiry_s=3600,
-            )  # fmt: skip
-            ingest.start()
-            tap = _rig.EventTap()
-            daemon = _rig.RigDaemon(config, stream=tap)
-            running = _rig.Running(daemon)
-            if not running.wait_ready(tap):
-                report.check("daemon started", False, repr(running.error))
-                return
-            assert daemon.uplink is not None
-            link = daemon.uplink.link
-            faults = Faults(broker, proxy, link, report)
-            t_faults = time.time()
-            _schedule(faults, long, duration)
-            faults_over = time.time()
-            report.say("faults over; draining")
-            logged = tap.id_map()
-            t_drain = time.monotonic()
-            drained = False
-            while time.monotonic() - t_drain < DRAIN_S:
-                got = _received(ingest, topics)
-                assert daemon.outbox is not None
-                if all(i in got for i in logged) and daemon.outbox.stats()["depth"] == 0:
-                    drained = True
-                    break
-                time.sleep(0.25)
-            drain_s = time.monotonic() - t_drain
-            time.sleep(1.0)  # a last redelivery, counted with the others
+    with _rig.setting("edge-sentry-faults-") as where:
+        broker, logs = where.broker, where.logs
+        proxy = Proxy((broker.host, broker.port))
+        where.cleanup.callback(proxy.close)
+        scene = _rig.write_scene(where.folder)
+        config = _rig.daemon_config(
+            broker, where.folder / "sentry", scene, port=proxy.port, keepalive_s=KEEPALIVE_S
+        )
+        prefix = f"sentry/v1/{config.device.site}/{config.device.id}"
+        # The fleet's ingester: a persistent session, so what arrives while it is away waits for it.
+        topics = [f"{prefix}/scan", f"{prefix}/event"]
+        ingest = _rig.Subscriber(broker, topics, client_id="ingest", clean_start=False, session_expiry_s=3600)
+        where.cleanup.callback(ingest.close)
+        ingest.start()
+        tap = _rig.EventTap()
+        daemon = _rig.RigDaemon(config, stream=tap)
+        running = _rig.Running(daemon)
+        where.cleanup.callback(running.stop)
+        if not running.wait_ready(tap):
+            report.check("daemon started", False, repr(running.error))
+            return
+        assert daemon.uplink is not None and daemon.outbox is not None
+        link, outbox = daemon.uplink.link, daemon.outbox
+        faults = Faults(broker, proxy, link, report)
+        t_faults = time.time()
+        _schedule(faults, long, duration)
+        faults_over = time.time()
+        report.say("faults over; draining")
+        logged = tap.id_map()
+        t_drain = time.monotonic()
+        drained = False
+        while not drained and time.monotonic() - t_drain < DRAIN_S:
             got = _received(ingest, topics)
-            until_wall = time.time()
-            alive = running.alive
-            link_stats = link.stats()
-            running.stop()
-        finally:
-            if running is not None:
-                running.stop()
-            if ingest is not None:
-                ingest.close()
-            if proxy is not None:
-                proxy.close()
-            broker.close()
+            drained = all(i in got for i in logged) and outbox.stats()["depth"] == 0
+            time.sleep(0.25)
+        drain_s = time.monotonic() - t_drain
+        time.sleep(1.0)  # a last redelivery, counted with the others
+        got = _received(ingest, topics)
+        until_wall = time.time()
+        alive = running.alive
+        link_stats = link.stats()
+        running.stop()
     assert daemon.camera is not None
     scans = [i for i, name in logged.items() if name == "scan"]
     missing_scans = [i for i in scans if i not in got]

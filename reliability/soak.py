@@ -12,10 +12,8 @@ drivers and the operator's MQTT client, whose own share is small and does not gr
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 from edge_sentry import selftest
 from reliability import _rig
@@ -30,40 +28,31 @@ P99_BOUND_MS = 2.0
 
 def run(report: Report, long: bool) -> None:
     duration = _rig.seconds("RELIABILITY_SOAK_S", SHORT_S, LONG_S, long)
-    with tempfile.TemporaryDirectory(prefix="edge-sentry-soak-") as tmp, _rig.watching_logs() as logs:
-        folder = Path(tmp)
-        broker = _rig.Broker(folder / "broker")
-        operator: _rig.Operator | None = None
-        running: _rig.Running | None = None
-        try:
-            broker.start()
-            scene = _rig.write_scene(folder)
-            config = _rig.daemon_config(broker, folder / "sentry", scene)
-            tap = _rig.EventTap()
-            # The clock is taken as synchronised: this machine's NTP is not what the soak is about,
-            # and a remote pulse is refused on a clock known to be wrong.
-            daemon = _rig.RigDaemon(config, stream=tap, clock_probe=lambda: True)
-            running = _rig.Running(daemon)
-            if not running.wait_ready(tap):
-                report.check("daemon started", False, repr(running.error))
-                return
-            prefix = f"sentry/v1/{config.device.site}/{config.device.id}"
-            operator = _rig.Operator(broker, prefix).start()
-            report.say(f"daemon deciding at {_rig.FPS:g} fps; driving it for {duration:g} s")
-            period = 5.0 if duration > 120 else 1.0
-            sampler = _rig.Sampler(period).start()
-            presses = _drive(report, daemon, operator, duration, sampler)
-            time.sleep(2.0)  # the last press's and command's events and answers
-            until_wall = time.time()
-            alive = running.alive
-            sampler.stop()
-            running.stop()
-        finally:
-            if operator is not None:
-                operator.close()
-            if running is not None:
-                running.stop()
-            broker.close()
+    with _rig.setting("edge-sentry-soak-") as where:
+        broker, logs = where.broker, where.logs
+        scene = _rig.write_scene(where.folder)
+        config = _rig.daemon_config(broker, where.folder / "sentry", scene)
+        tap = _rig.EventTap()
+        # The clock is taken as synchronised: this machine's NTP is not what the soak is about,
+        # and a remote pulse is refused on a clock known to be wrong.
+        daemon = _rig.RigDaemon(config, stream=tap, clock_probe=lambda: True)
+        running = _rig.Running(daemon)
+        where.cleanup.callback(running.stop)
+        if not running.wait_ready(tap):
+            report.check("daemon started", False, repr(running.error))
+            return
+        prefix = f"sentry/v1/{config.device.site}/{config.device.id}"
+        operator = _rig.Operator(broker, prefix)
+        where.cleanup.callback(operator.close)
+        operator.start()
+        report.say(f"daemon deciding at {_rig.FPS:g} fps; driving it for {duration:g} s")
+        sampler = _rig.Sampler(5.0 if duration > 120 else 1.0).start()
+        presses = _drive(report, daemon, operator, duration, sampler)
+        _settle(tap, operator, presses)
+        until_wall = time.time()
+        alive = running.alive
+        sampler.stop()
+        running.stop()
     assert daemon.camera is not None and daemon.sentry is not None
     scans = tap.scan_list()
     verdicts = _rig.judge(scene.cues, scans, daemon.camera.started_wall, until_wall)
@@ -74,7 +63,6 @@ def run(report: Report, long: bool) -> None:
         "every button press logged as an entry", pressed_ok,
         f"staff {modes['manual']}/{presses['staff']}, exit {modes['exit']}/{presses['exit']}",
     )  # fmt: skip
-    assert operator is not None
     right, statuses = operator.tally()
     sent = len(operator.sent)
     granted = sum(1 for name, want in operator.sent.values() if name == "pulse-gate" and want == "ok")
@@ -141,6 +129,20 @@ def _drive(
             next_say += 60.0
         time.sleep(0.02)
     return presses
+
+
+def _settle(
+    tap: _rig.EventTap, operator: _rig.Operator, presses: Counter[str], timeout: float = 15.0
+) -> None:
+    """Wait (a second at least) for the last presses' events and the last commands' answers."""
+    time.sleep(1.0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        modes = Counter(s.mode for s in tap.scan_list())
+        pressed = modes["manual"] >= presses["staff"] and modes["exit"] >= presses["exit"]
+        if pressed and len(operator.answers()) >= len(operator.sent):
+            return
+        time.sleep(0.1)
 
 
 def _resources(report: Report, samples: list[_rig.Sample], duration: float) -> None:
