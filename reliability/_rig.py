@@ -196,7 +196,8 @@ class Restamped(FrameSource):
         self.inner = inner
         self.name = inner.name
         self.started_wall = 0.0
-        self.draw_ms: deque[float] = deque(maxlen=8192)  # bounded: the soak watches memory
+        # Bounded, and full within the soak's warm-up (a minute at 30 fps): the soak watches memory.
+        self.draw_ms: deque[float] = deque(maxlen=1800)
 
     def start(self) -> None:
         if isinstance(self.inner, SyntheticSource):
@@ -228,7 +229,7 @@ class RigDaemon(Daemon):
         return self.camera
 
 
-@dataclass
+@dataclass(slots=True)
 class Scan:
     t: float  # wall seconds
     mode: str
@@ -241,10 +242,11 @@ class EventTap(io.StringIO):
     """The daemon's JSON event log, read line by line as it is written; keeps only what is checked
     (nothing is buffered: a soak's log would be memory that grows)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_ids: bool = False) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self.scans: list[Scan] = []
+        self.keep_ids = keep_ids
         self.ids: dict[str, str] = {}  # id -> event name, of every event that went through the outbox
         self.counts: Counter[str] = Counter()
         self.bad_lines = 0
@@ -266,7 +268,7 @@ class EventTap(io.StringIO):
         name = str(event.get("event"))
         with self._lock:
             self.counts[name] += 1
-            if "id" in event:
+            if self.keep_ids and "id" in event:
                 self.ids[str(event["id"])] = name
             if name == "scan":
                 latency = event.get("latency_ms")
@@ -522,12 +524,26 @@ class Sample:
     rss_kb: int
     fds: int
     threads: int
+    blocks: int  # memory blocks held by Python's allocator: objects kept, apart from the C heap
 
 
 def sample() -> Sample:
     return Sample(
-        time.monotonic(), _status_kb("VmRSS"), len(os.listdir("/proc/self/fd")), _status_kb("Threads")
+        time.monotonic(),
+        _status_kb("VmRSS"),
+        len(os.listdir("/proc/self/fd")),
+        _status_kb("Threads"),
+        sys.getallocatedblocks(),
     )
+
+
+def forget_pin_history(factory: Any) -> None:
+    """Empty the mock pins' record of every state they went through (gpiozero keeps it for test
+    assertions, growing with each switch): a real pin keeps nothing, so neither may the soak."""
+    for pin in list(getattr(factory, "pins", {}).values()):
+        clear = getattr(pin, "clear_states", None)
+        if clear is not None:
+            clear()
 
 
 class Sampler:

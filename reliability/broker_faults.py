@@ -243,7 +243,7 @@ def run(report: Report, long: bool) -> None:
         ingest = _rig.Subscriber(broker, topics, client_id="ingest", clean_start=False, session_expiry_s=3600)
         where.cleanup.callback(ingest.close)
         ingest.start()
-        tap = _rig.EventTap()
+        tap = _rig.EventTap(keep_ids=True)
         daemon = _rig.RigDaemon(config, stream=tap)
         running = _rig.Running(daemon)
         where.cleanup.callback(running.stop)

@@ -7,7 +7,10 @@ threads. Frame -> relay on is printed against the design's bound.
 
 Short form 25 s, long form 10 minutes; RELIABILITY_SOAK_S sets the seconds of either.
 Memory, descriptors and threads are this process's: the daemon runs in it (see _rig), beside the
-drivers and the operator's MQTT client, whose own share is small and does not grow.
+drivers and the operator's MQTT client, whose own share is small. What the rig keeps is bounded or a
+few bytes per decision, and the mock pins' history of states (gpiozero keeps it for assertions) is
+emptied each minute, so a slope is the daemon's. Python's allocated blocks are printed beside the
+resident memory: objects kept show there, while the C heap's fragmentation shows only in the RSS.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ def _drive(
                 operator.command("selftest", {"parts": ["trust", "outbox"]})
             next_command += COMMAND_EVERY_S
         if now >= next_say:
+            _rig.forget_pin_history(daemon.pins)
             last = sampler.samples[-1] if sampler.samples else _rig.sample()
             report.say(
                 f"{(now - t0) / 60:.0f} min: RSS {last.rss_kb / 1024:.1f} MB, {last.fds} fds, "
@@ -155,6 +159,7 @@ def _resources(report: Report, samples: list[_rig.Sample], duration: float) -> N
     rss = _rig.slope([(s.t, s.rss_kb / 1024) for s in kept]) * 3600
     fds = _rig.slope([(s.t, s.fds) for s in kept]) * 3600
     threads = _rig.slope([(s.t, s.threads) for s in kept]) * 3600
+    blocks = _rig.slope([(s.t, s.blocks) for s in kept]) * 3600
     span = f"over {(last.t - first.t) / 60:.1f} min after warm-up, {len(kept)} samples"
     report.figure(
         f"resident memory (this process), {span}",
@@ -162,6 +167,10 @@ def _resources(report: Report, samples: list[_rig.Sample], duration: float) -> N
     )
     report.figure("open file descriptors", f"{first.fds} -> {last.fds}, slope {fds:+.1f}/h")
     report.figure("threads", f"{first.threads} -> {last.threads}, slope {threads:+.1f}/h")
+    report.figure(
+        "Python's allocated blocks (objects kept)",
+        f"{first.blocks:,} -> {last.blocks:,}, slope {blocks:+,.0f}/h",
+    )
 
 
 PART = Part(
