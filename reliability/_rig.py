@@ -566,6 +566,8 @@ class Sampler:
                 return
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(5)
         self.samples.append(sample())

@@ -295,18 +295,18 @@ def run(report: Report, long: bool) -> None:
         "link back after every fault", len(back) == len(faults.done), f"{len(back)} of {len(faults.done)}"
     )
     long_hangs = [f for f in faults.done if f.kind == "hang" and f.length_s >= 2.5 * KEEPALIVE_S]
-    noticed = [f for f in long_hangs if f.noticed_s is not None]
+    noticed = [f.noticed_s for f in long_hangs if f.noticed_s is not None]
     if long_hangs:
         report.check(
             f"hangs longer than 2.5 x keepalive ({KEEPALIVE_S} s) noticed",
             len(noticed) == len(long_hangs),
-            f"{len(noticed)} of {len(long_hangs)}, within {max(f.noticed_s or 0 for f in noticed):.1f} s",
+            f"{len(noticed)} of {len(long_hangs)}, within {max(noticed, default=0):.1f} s",
         )
     report.figure(
         "faults",
         ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + f" over {faults_over - t_faults:.0f} s",
     )
-    report.figure("reconnection, slowest", f"{max((f.back_s or 0) for f in faults.done):.1f}", "s")
+    report.figure("reconnection, slowest", f"{max((f.back_s or 0 for f in faults.done), default=0):.1f}", "s")
     report.figure(
         "sentry link", f"{link_stats.get('connects')} connects, {proxy.accepted} through the proxy, "
         f"{proxy.refused} refused",
