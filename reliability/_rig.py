@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -40,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,7 +231,7 @@ class RigDaemon(Daemon):
         return self.camera
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True)
 class Scan:
     t: float  # wall seconds
     mode: str
@@ -239,17 +241,20 @@ class Scan:
 
 
 class EventTap(io.StringIO):
-    """The daemon's JSON event log, read line by line as it is written; keeps only what is checked
-    (nothing is buffered: a soak's log would be memory that grows)."""
+    """The daemon's JSON event log, read line by line as it is written; keeps only what is checked,
+    compactly (a scan is 18 bytes here): a soak's own records must not pass for the daemon's growth."""
 
     def __init__(self, *, keep_ids: bool = False) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self.scans: list[Scan] = []
         self.keep_ids = keep_ids
         self.ids: dict[str, str] = {}  # id -> event name, of every event that went through the outbox
         self.counts: Counter[str] = Counter()
         self.bad_lines = 0
+        self._t = array("d")
+        self._latency = array("d")  # NaN: none
+        self._kind = array("H")  # index into _kinds
+        self._kinds: dict[tuple[str, str, str], int] = {}  # (mode, verdict, reason): a handful
 
     def write(self, text: str) -> int:
         for line in text.splitlines():
@@ -271,11 +276,11 @@ class EventTap(io.StringIO):
             if self.keep_ids and "id" in event:
                 self.ids[str(event["id"])] = name
             if name == "scan":
+                kind = (str(event.get("mode")), str(event.get("verdict")), str(event.get("reason")))
                 latency = event.get("latency_ms")
-                self.scans.append(
-                    Scan(event["t"] / 1000, str(event.get("mode")), str(event.get("verdict")),
-                         str(event.get("reason")), float(latency) if latency is not None else None)
-                )  # fmt: skip
+                self._t.append(event["t"] / 1000)
+                self._latency.append(math.nan if latency is None else float(latency))
+                self._kind.append(self._kinds.setdefault(kind, len(self._kinds)))
 
     def count(self, name: str) -> int:
         with self._lock:
@@ -283,7 +288,11 @@ class EventTap(io.StringIO):
 
     def scan_list(self) -> list[Scan]:
         with self._lock:
-            return list(self.scans)
+            kinds = {index: kind for kind, index in self._kinds.items()}
+            return [
+                Scan(t, *kinds[k], None if math.isnan(ms) else ms)
+                for t, ms, k in zip(self._t, self._latency, self._kind, strict=True)
+            ]
 
     def id_map(self) -> dict[str, str]:
         with self._lock:
@@ -458,13 +467,18 @@ def relay_latencies(scans: list[Scan], since: float = 0.0, until: float = math.i
 
 
 class Operator:
-    """Signed remote commands as an operator's tool sends them, and their answers."""
+    """Signed remote commands as an operator's tool sends them, and their answers (tallied as they
+    come, nothing kept but what still waits for one)."""
 
     def __init__(self, broker: Broker, prefix: str) -> None:
         self.prefix = prefix
         self.reply_topic = f"{prefix}/reply/reliability"
         self.client = Subscriber(broker, self.reply_topic)
-        self.sent: dict[bytes, tuple[str, str]] = {}  # correlation -> (command, status it must get)
+        self.pending: dict[bytes, tuple[str, str]] = {}  # correlation -> (command, status it must get)
+        self.wanted: Counter[tuple[str, str]] = Counter()  # every request sent: (command, status)
+        self.statuses: Counter[str] = Counter()  # every answer's status
+        self.right = 0  # answers with the status their request must get
+        self.stray = 0  # answers to no request of ours, or a second one
 
     def start(self) -> Operator:
         self.client.start()
@@ -478,24 +492,22 @@ class Operator:
         props.ResponseTopic = self.reply_topic
         props.CorrelationData = correlation
         payload = signed_command(topic, now_ms + 30_000, iat_ms=now_ms, args=args)
-        self.sent[correlation] = (name, expect)
+        self.pending[correlation] = (name, expect)
+        self.wanted[(name, expect)] += 1
         self.client.publish(topic, payload, properties=props)
 
-    def answers(self) -> dict[bytes, dict[str, Any]]:
-        import cbor2
-
-        out: dict[bytes, dict[str, Any]] = {}
-        for message in self.client.on(self.reply_topic):
+    def collect(self) -> int:
+        """Tally the answers that came; return how many requests still wait for theirs."""
+        for message in self.client.take():
             key = message.properties.get("CorrelationData")
-            if isinstance(key, bytes):
-                out[key] = cbor2.loads(message.payload)
-        return out
-
-    def tally(self) -> tuple[int, Counter[str]]:
-        """(requests answered as they must be, every answer's status counted)."""
-        answers = self.answers()
-        right = sum(1 for key, (_, want) in self.sent.items() if answers.get(key, {}).get("status") == want)
-        return right, Counter(str(a.get("status")) for a in answers.values())
+            entry = self.pending.pop(key, None) if isinstance(key, bytes) else None
+            if entry is None:
+                self.stray += 1
+                continue
+            status = str(cbor2.loads(message.payload).get("status"))
+            self.statuses[status] += 1
+            self.right += status == entry[1]
+        return len(self.pending)
 
     def close(self) -> None:
         self.client.close()

@@ -642,6 +642,13 @@ class Subscriber:
             self.messages.append(got)
             self._cond.notify_all()
 
+    def take(self) -> list[Received]:
+        """What arrived since the last `take`, no longer kept here (a long run's record must not
+        grow); `on` and the waits see only what came after."""
+        with self._cond:
+            taken, self.messages = self.messages, []
+            return taken
+
     def on(self, topic: str) -> list[Received]:
         """What arrived on exactly `topic`, in order."""
         with self._cond:
