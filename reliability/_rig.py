@@ -62,6 +62,7 @@ from edge_sentry.config import Config, from_mapping  # noqa: E402
 from edge_sentry.daemon import Daemon  # noqa: E402
 from edge_sentry.demo import DemoIssuer  # noqa: E402
 from edge_sentry.gpio import GateDevices  # noqa: E402
+from reliability.report import Report  # noqa: E402
 
 __all__ = ["Broker", "Subscriber", "find_mosquitto"]
 
@@ -349,6 +350,17 @@ def setting(prefix: str) -> Iterator[Setting]:
         stack.callback(broker.close)
         broker.start()
         yield Setting(folder, logs, broker, stack)
+
+
+def start_daemon(where: Setting, config: Config, tap: EventTap, report: Report) -> Running | None:
+    """The daemon running and deciding, to be stopped with `where`; None, with a failed check, when
+    it does not get there."""
+    running = Running(RigDaemon(config, stream=tap))
+    where.cleanup.callback(running.stop)
+    if running.wait_ready(tap):
+        return running
+    report.check("daemon started", False, repr(running.error))
+    return None
 
 
 class Running:

@@ -244,12 +244,10 @@ def run(report: Report, long: bool) -> None:
         where.cleanup.callback(ingest.close)
         ingest.start()
         tap = _rig.EventTap(keep_ids=True)
-        daemon = _rig.RigDaemon(config, stream=tap)
-        running = _rig.Running(daemon)
-        where.cleanup.callback(running.stop)
-        if not running.wait_ready(tap):
-            report.check("daemon started", False, repr(running.error))
+        running = _rig.start_daemon(where, config, tap, report)
+        if running is None:
             return
+        daemon = running.daemon
         assert daemon.uplink is not None and daemon.outbox is not None
         link, outbox = daemon.uplink.link, daemon.outbox
         faults = Faults(broker, proxy, link, report)

@@ -39,12 +39,10 @@ def run(report: Report, long: bool) -> None:
         scene = _rig.write_scene(where.folder)
         config = _rig.daemon_config(broker, where.folder / "sentry", scene)
         tap = _rig.EventTap()
-        daemon = _rig.RigDaemon(config, stream=tap)
-        running = _rig.Running(daemon)
-        where.cleanup.callback(running.stop)
-        if not running.wait_ready(tap):
-            report.check("daemon started", False, repr(running.error))
+        running = _rig.start_daemon(where, config, tap, report)
+        if running is None:
             return
+        daemon = running.daemon
         prefix = f"sentry/v1/{config.device.site}/{config.device.id}"
         operator = _rig.Operator(broker, prefix)
         where.cleanup.callback(operator.close)
