@@ -7,11 +7,10 @@ read from the sentry's own figures; the price is that memory, descriptors and th
 process's (daemon, drivers and the operator's MQTT client together), which the parts say when they
 print them.
 
-One thing differs from `edge-sentry run`: the camera's frames are stamped when they are handed to the
-hot loop, as `benchmarks/bench_sentry.py` stamps them. The synthetic camera stamps a frame when it falls
-due and then draws it; the drawing stands in for a sensor's exposure and readout, which happen before a
-real camera's timestamp, so frame -> relay here is the sentry's time, not the drawing's. The drawing
-time is kept apart and printed beside it.
+One thing is added to `edge-sentry run`: the camera is wrapped (`Watched`) to draw every phone of the
+scene before its first frame, not when each first shows (tens of milliseconds in the hot loop, the
+scene machinery's cost and not the sentry's), and to note when its scene started, which is how a
+decision is matched to the cue on screen. Frames pass through as the synthetic camera stamped them.
 
 The scene loops over a fixed minute of cues (valid codes, the same code shown again a few seconds
 later, a stranger's code, text that is no code at all), so the camera's memory stays what it was after
@@ -33,7 +32,7 @@ import threading
 import time
 import uuid
 from array import array
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -192,43 +191,34 @@ def daemon_config(broker: Broker, folder: Path, scene: Scene, **mqtt: Any) -> Co
 # -- the daemon and its camera --------------------------------------------------------------------
 
 
-class Restamped(FrameSource):
-    """The configured camera, its frames stamped when handed over (see the module docstring)."""
+class Watched(FrameSource):
+    """The configured camera, its phones drawn up front and its start noted (see the module docstring)."""
 
     def __init__(self, inner: FrameSource) -> None:
         self.inner = inner
         self.name = inner.name
         self.started_wall = 0.0
-        # Bounded, and full within the soak's warm-up (a minute at 30 fps): the soak watches memory.
-        self.draw_ms: deque[float] = deque(maxlen=1800)
 
     def start(self) -> None:
         if isinstance(self.inner, SyntheticSource):
-            # Every phone drawn now: drawing one the first time it shows costs tens of ms and
-            # the frames meanwhile, which is the scene machinery's cost, not the sentry's.
             self.inner.scene.renderer(self.inner.width, self.inner.height).prepare()
         self.inner.start()
         self.started_wall = time.time()
 
     def read(self, timeout: float) -> Frame | None:
-        frame = self.inner.read(timeout)
-        if frame is None:
-            return None
-        now = time.monotonic()
-        self.draw_ms.append((now - frame.t) * 1000)
-        return Frame(y=frame.y, t=now, index=frame.index)
+        return self.inner.read(timeout)
 
     def stop(self) -> None:
         self.inner.stop()
 
 
 class RigDaemon(Daemon):
-    """The daemon with its camera restamped; everything else is `edge-sentry run`'s."""
+    """The daemon with its camera watched; everything else is `edge-sentry run`'s."""
 
-    camera: Restamped | None = None
+    camera: Watched | None = None
 
     def _source(self, demo: DemoIssuer | None, devices: GateDevices) -> FrameSource:
-        self.camera = Restamped(super()._source(demo, devices))
+        self.camera = Watched(super()._source(demo, devices))
         return self.camera
 
 

@@ -96,9 +96,6 @@ def run(report: Report, long: bool) -> None:
     report.figure("frame -> relay on, p50", _rig.pct(relay, 50), "ms")
     report.target("frame -> relay on, p99", _rig.pct(relay, 99), P99_BOUND_MS, "ms")
     report.figure("frame -> red light (denials), p99", _rig.pct(denies, 99), "ms")
-    report.figure(
-        "synthetic frame drawing (not in the above), p99", _rig.pct(list(daemon.camera.draw_ms), 99), "ms"
-    )
 
 
 def _drive(
