@@ -93,7 +93,8 @@ def free_port() -> int:
     """A loopback TCP port that was free a moment ago (the broker retries if it was taken since)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def hash_password(password: str, *, salt: bytes | None = None, iterations: int = 101) -> str:
@@ -563,7 +564,7 @@ class Subscriber:
         self.tls_files = tls_files
         if tls_files is None:
             self.username: str | None = username or broker.operator
-            self.password = password if password is not None else broker.passwords[self.username]
+            self.password: str | None = password if password is not None else broker.passwords[self.username]
         else:  # the certificate is the login
             self.username, self.password = None, None
         self.client_id = client_id or f"sub-{uuid.uuid4().hex[:10]}"
@@ -646,6 +647,13 @@ class Subscriber:
         with self._cond:
             self.messages.append(got)
             self._cond.notify_all()
+
+    def take(self) -> list[Received]:
+        """What arrived since the last `take`, no longer kept here (a long run's record must not
+        grow); `on` and the waits see only what came after."""
+        with self._cond:
+            taken, self.messages = self.messages, []
+            return taken
 
     def on(self, topic: str) -> list[Received]:
         """What arrived on exactly `topic`, in order."""
