@@ -155,10 +155,10 @@ def _differences(
 def _in_message(chain: tuple[ast.AST, ...], namespace: dict[str, object]) -> bool:
     """Whether the last node of `chain` lies inside a message argument of one of its calls."""
     for depth, node in enumerate(chain[:-1]):
-        if isinstance(node, ast.Call) and any(
-            chain[depth + 1] is arg for arg in _message_args(node, namespace)
-        ):
-            return True
+        if isinstance(node, ast.Call):
+            below = chain[depth + 1 :]
+            if any(arg is inner for arg in _message_args(node, namespace) for inner in below):
+                return True
     return False
 
 
