@@ -45,6 +45,7 @@ def test_a_failed_guard_switches_a_held_strike_off_and_every_later_grant_is_refu
 
         wait_until(lambda: not rig.relay_on(), what="the failed guard to switch the strike off")
         assert "relay guard failed" in caplog.text
+        assert rig.gate.snapshot()["relay_on"] is False
         assert rig.gate.grant("scan", context="frame-9") is None
         rig.press("exit")
         rig.gate.clear_fault("camera")
@@ -68,6 +69,7 @@ def test_a_failed_guard_switches_a_running_pulse_off_at_once():
         rig.gate.grant()  # extends the pulse, and wakes the guard
 
         wait_until(lambda: not rig.relay_on(), what="the failed guard to end the pulse")
+        assert rig.gate.snapshot()["relay_on"] is False
         assert rig.gate.grant() is None
         assert not rig.relay_on()
 
