@@ -3,6 +3,7 @@ whole milliseconds, and the shown state as verdicts come and go."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -25,7 +26,7 @@ def whole_ms(seconds: object) -> bool:
     return isinstance(seconds, float) and abs(seconds * 1000 - round(seconds * 1000)) < 1e-6
 
 
-def test_the_counters_count_every_kind_of_happening():
+def test_the_counters_count_every_kind_of_happening(caplog):
     cfg = fast_config(fail_mode="secure", grant_window_s=1.0, held_open_s=0.5, assist_window_s=0.2)
     with gate_rig(cfg) as rig:
         gate = rig.gate
@@ -86,6 +87,7 @@ def test_the_counters_count_every_kind_of_happening():
             "assists_expired": 2,
         }
         assert rig.events.names().count("tailgate") == 3
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_the_snapshot_reads_the_grant_window_by_the_clock():
