@@ -257,3 +257,91 @@ def test_a_zero_beep_never_sounds_and_the_shortest_one_does(beep_ms, beeps):
 def test_the_door_open_at_start_is_logged(caplog):
     with caplog.at_level(logging.WARNING), gate_rig(door_closed=False):
         assert "door is open at start" in caplog.text
+
+
+class StuckOff:
+    """A relay output whose switch-off hangs on the guard thread until released (a hung driver)."""
+
+    def __init__(self, device: Any) -> None:
+        self._device = device
+        self.stuck = threading.Event()
+        self.release = threading.Event()
+
+    def on(self) -> None:
+        self._device.on()
+
+    def off(self) -> None:
+        if self.stuck.is_set() and threading.current_thread().name == GUARD:
+            self.release.wait()
+        self._device.off()
+
+
+def test_a_guard_stuck_in_the_pin_driver_is_reported_by_close(monkeypatch, caplog):
+    monkeypatch.setattr(gate_module, "JOIN_TIMEOUT_S", 0.2)
+    with gate_rig() as rig:
+        rig.gate.close()
+        device = StuckOff(rig.devices.relay)
+        relay = Relay(device, max_on_s=10.0, rest_s=0.1)  # type: ignore[arg-type]
+        relay.pulse(10.0)
+        device.stuck.set()
+        closing = threading.Thread(target=relay.close)
+        closing.start()
+        try:
+            wait_until(lambda: "relay guard thread did not stop within 0.2 s" in caplog.text)
+        finally:
+            device.release.set()
+            closing.join(5.0)
+        assert not closing.is_alive()
+        assert not rig.relay_on()
+        assert relay.pulse(1.0) is None
+
+
+class ManualClock:
+    """A clock that moves only when the test moves it: the relay's arithmetic, exactly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_pulse_lasts_pulse_ms_and_a_cut_rests_relay_rest_ms_by_the_clock():
+    clock = ManualClock()
+    cfg = fast_config(fail_mode="safe", pulse_ms=100, max_open_s=0.5, relay_rest_ms=150, grant_window_s=5.0)
+    with gate_rig(cfg, clock=clock) as rig:
+        start = clock.now
+        rig.gate.grant("manual")
+        rig.gate.set_fault("camera")
+        clock.now = start + 0.09995
+        rig.gate.clear_fault("camera")  # the hold ends; the pulse has a moment left
+        assert rig.relay_on()
+
+        rig.gate.set_fault("verifier")
+        cut_at = start + 0.5
+        clock.now = cut_at
+        wait_until(lambda: not rig.relay_on(), what="the guard to cut the held strike")
+        clock.now = cut_at + 0.01
+
+        assert rig.gate.grant("manual") == cut_at + 0.15  # on again when the rest ends
+        assert not rig.relay_on()
+
+
+def test_the_guard_sleeps_through_a_hold_instead_of_spinning():
+    reads = 0
+
+    def clock() -> float:
+        nonlocal reads
+        if threading.current_thread().name == GUARD:
+            reads += 1
+        return time.monotonic()
+
+    with gate_rig() as rig:
+        rig.gate.close()
+        relay = Relay(rig.devices.relay, max_on_s=0.3, rest_s=0.1, clock=clock)
+        try:
+            relay.hold()
+            wait_until(lambda: relay.cuts == 1, what="the hold to be cut")
+        finally:
+            relay.close()
+        assert reads < 50  # a few per wake-up: it wakes for the hold, the cut and the rest's end
