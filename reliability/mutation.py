@@ -7,7 +7,7 @@ checks. This module runs it module by module and prints, for each, the mutants, 
 killed, survived or timed out, and two scores: all mutants, and all but those that only change
 a message's text (`mutant_score` says which those are and why they are set apart).
 
-Usage: python -m reliability.mutation [-j N] [--keep] [--survivors] [MODULE.py ...]
+Usage: python -m reliability.mutation [-j N] [--keep | --recheck] [--survivors] [MODULE.py ...]
 (scripts/mutation sets up the tools first, then runs this). Long: minutes per module.
 """
 
@@ -59,11 +59,13 @@ def unselected_tests(path: str, root: Path = ROOT) -> list[str]:
     return [str(p.relative_to(root)) for p in named if str(p.relative_to(root)) not in selected]
 
 
-def run_module(path: str, children: int, log: Path, root: Path = ROOT) -> None:
-    """Run mutmut on every mutant of one module; its (long, spinner-drawn) output goes to `log`."""
+def run_module(path: str, children: int, log: Path, root: Path = ROOT, names: Sequence[str] = ()) -> None:
+    """Run mutmut on the mutants of one module (`names`, or all); its (long, spinner-drawn) output
+    goes to `log`."""
+    chosen = list(names) or [f"{dotted(path)}.*"]
     with log.open("w", encoding="utf-8") as out:
         done = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), f"{dotted(path)}.*"],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *chosen],
             cwd=root,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -95,17 +97,22 @@ def measure(
     *,
     children: int = 2,
     keep: bool = False,
+    recheck: bool = False,
     say: Callable[[str], None] = print,
     root: Path = ROOT,
 ) -> list[Score]:
-    """Run mutmut on each module in turn and tally it; starts from a clean `mutants/` unless `keep`."""
+    """Run mutmut on each module in turn and tally it; starts from a clean `mutants/` unless `keep`.
+
+    `recheck` keeps the last run and tests again only the mutants it did not kill: the quick check
+    of new tests (the other verdicts stand only as long as no test or code they rest on changed).
+    """
     unknown = [m for m in modules if m not in configured_modules(root)]
     if unknown:
         raise SystemExit(
             f"not set up for mutation: {', '.join(unknown)} (add to only_mutate, and its tests to "
             "pytest_add_cli_args_test_selection, under [tool.mutmut] in pyproject.toml)"
         )
-    if not keep:
+    if not (keep or recheck):
         # a fresh copy: mutmut's caches of which test reaches which function go stale as tests change
         shutil.rmtree(root / "mutants", ignore_errors=True)
     (root / "mutants").mkdir(exist_ok=True)
@@ -116,7 +123,13 @@ def measure(
             say(f"warning: {name} is not in [tool.mutmut] pytest_add_cli_args_test_selection: not run")
         say(f"mutating {path} ({children} at a time; progress in {log.relative_to(root)})")
         started = time.monotonic()
-        run_module(path, children, log, root)
+        if recheck and not (root / "mutants" / path).exists():
+            raise SystemExit(f"no earlier run of {path} to recheck")
+        names = score(path, statuses(root), root).undetected(with_messages=True) if recheck else []
+        if recheck and not names:
+            say(f"{path}: nothing left to recheck")
+        else:
+            run_module(path, children, log, root, names)
         result = score(path, statuses(root), root)
         say(f"{path}: {result.total} mutants in {time.monotonic() - started:.0f} s")
         scores.append(result)
@@ -158,10 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help="module paths (default: every module under only_mutate)")
     parser.add_argument("-j", "--children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ from the last run")
+    parser.add_argument(
+        "--recheck", action="store_true", help="test again only the mutants the last run did not kill"
+    )
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants of each module")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    scores = measure(args.modules or configured_modules(), children=args.children, keep=args.keep)
+    modules = args.modules or configured_modules()
+    scores = measure(modules, children=args.children, keep=args.keep, recheck=args.recheck)
     print()
     print(HEADER)
     for s in scores:
