@@ -18,6 +18,10 @@ from edge_sentry.gate import Gate, GateState, Relay
 GUARD = "edge-sentry-relay-guard"
 
 
+def on_guard_thread() -> bool:
+    return threading.current_thread().name == GUARD
+
+
 class GuardClock:
     """Real time, except that one read on the relay's guard thread fails once `fail()` is called."""
 
@@ -28,7 +32,7 @@ class GuardClock:
         self._armed.set()
 
     def __call__(self) -> float:
-        if self._armed.is_set() and threading.current_thread().name == GUARD:
+        if self._armed.is_set() and on_guard_thread():
             self._armed.clear()
             raise RuntimeError("clock read failed")
         return time.monotonic()
@@ -260,18 +264,20 @@ def test_the_door_open_at_start_is_logged(caplog):
 
 
 class StuckOff:
-    """A relay output whose switch-off hangs on the guard thread until released (a hung driver)."""
+    """A relay output whose switch-off, once `stuck`, hangs on the guard thread until released
+    (a hung driver)."""
+
+    stuck = False
 
     def __init__(self, device: Any) -> None:
         self._device = device
-        self.stuck = threading.Event()
         self.release = threading.Event()
 
     def on(self) -> None:
         self._device.on()
 
     def off(self) -> None:
-        if self.stuck.is_set() and threading.current_thread().name == GUARD:
+        if self.stuck and on_guard_thread():
             self.release.wait()
         self._device.off()
 
@@ -283,7 +289,7 @@ def test_a_guard_stuck_in_the_pin_driver_is_reported_by_close(monkeypatch, caplo
         device = StuckOff(rig.devices.relay)
         relay = Relay(device, max_on_s=10.0, rest_s=0.1)  # type: ignore[arg-type]
         relay.pulse(10.0)
-        device.stuck.set()
+        device.stuck = True
         closing = threading.Thread(target=relay.close)
         closing.start()
         try:
@@ -332,7 +338,7 @@ def test_the_guard_sleeps_through_a_hold_instead_of_spinning():
 
     def clock() -> float:
         nonlocal reads
-        if threading.current_thread().name == GUARD:
+        if on_guard_thread():
             reads += 1
         return time.monotonic()
 
