@@ -195,11 +195,11 @@ def _scan_columns(item: Mapping[str, Any]) -> dict[str, Any]:
                                 or not math.isfinite(latency) or not 0 <= latency <= MAX_INT):
         raise EventRefused(Rejection.BAD_FIELD, "latency_ms: not a number of milliseconds")
     columns["latency_ms"] = float(latency) if latency is not None else None
-    columns["subject"] = _subject_bytes(item.get("subject"))
+    columns["subject"] = subject_bytes(item.get("subject"))
     return columns
 
 
-def _subject_bytes(subject: Any) -> bytes | None:
+def subject_bytes(subject: Any) -> bytes | None:
     """The sealed subject as the column keeps it. A sentry sends it as a map (docs/protocol.md 5),
     stored as its CBOR encoding, which the authority's tools decode again; a byte string is kept as
     it came. Never opened, never checked beyond its type: the back end holds no key."""

@@ -39,7 +39,7 @@ from .verify import parse_time
 
 EXIT_OK, EXIT_UNOPENED, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 5
 NAME = "edge-sentry authority trace"
-PROGRESS_EVERY = 2000  # scans opened between two progress lines
+PROGRESS_EVERY = 20000  # scans opened between two progress lines
 DEFAULT_WINDOW_MIN = 30.0
 
 
