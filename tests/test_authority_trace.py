@@ -8,7 +8,6 @@ after a trace; no opened subject reaches a log record or a file; bad input is a 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
@@ -24,13 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from ingest_helpers import alarm, now_ms, query, scan, topic
+from test_authority import run
 
 from edge_sentry import privacy
 from edge_sentry.backend.decode import decode_message
 from edge_sentry.backend.store import PostgresStore, Store, open_store
-from edge_sentry.cli import authority
 from edge_sentry.cli import trace as trace_cli
-from edge_sentry.config import Config
 from edge_sentry.link import payloads
 
 MIN = 60_000
@@ -109,13 +107,6 @@ def fleet(db_url: str, tmp_path: Path) -> Fleet:
     finally:
         store.close()
     return out
-
-
-def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="edge-sentry")
-    authority.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args, Config()))
 
 
 def trace(fleet: Fleet, *extra: str, key: Path | None = None, fmt: str = "json") -> list[str]:

@@ -5,7 +5,6 @@ retention goes by arrival time."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -24,13 +23,13 @@ from typing import Any
 import pytest
 from broker import Broker, Subscriber
 from ingest_helpers import alarm, batch, count, now_ms, query, topic
+from test_authority import run as authority_run
 from test_daemon_fleet import make_daemon, running
 
 from edge_sentry.backend.ingest import Ingester
 from edge_sentry.backend.postgres import PostgresStore, partition_name
 from edge_sentry.backend.store import Purged, SqliteStore, Store, Written, open_store
-from edge_sentry.cli import authority
-from edge_sentry.config import Config, IngestConfig, MqttConfig
+from edge_sentry.config import IngestConfig, MqttConfig
 from edge_sentry.link import payloads
 
 DAY = 86_400_000
@@ -117,13 +116,6 @@ def sentry(subscriber: Callable[..., Subscriber], broker: Broker) -> Callable[[s
         return subscriber([], username=device)
 
     return make
-
-
-def authority_run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="edge-sentry")
-    authority.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args, Config()))
 
 
 def eventually(check: Callable[[], bool], timeout: float = WAIT_S) -> bool:
