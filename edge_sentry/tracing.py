@@ -66,8 +66,10 @@ def open_scan(scan: Scan, key: X25519PrivateKey) -> bytes:
 
 def open_all(scans: Iterable[Scan], key: X25519PrivateKey, trace: Trace,
              progress: Callable[[int], None] | None = None) -> list[Opened]:
-    """Every scan's subject opened, failures counted in `trace.failed`; `progress(n)` after each."""
+    """Every scan's subject opened, failures counted in `trace.failed`, `trace.total` the scans read
+    (an ingester may add some while this runs); `progress(n)` after each."""
     out: list[Opened] = []
+    done = 0
     for done, scan in enumerate(scans, start=1):
         try:
             out.append(Opened(scan, open_scan(scan, key)))
@@ -75,7 +77,7 @@ def open_all(scans: Iterable[Scan], key: X25519PrivateKey, trace: Trace,
             trace.failed[exc.reason] += 1
         if progress is not None:
             progress(done)
-    trace.opened = len(out)
+    trace.total, trace.opened = done, len(out)
     return out
 
 

@@ -27,6 +27,7 @@ from test_authority import run
 
 from edge_sentry import privacy
 from edge_sentry.backend.decode import decode_message
+from edge_sentry.backend.reader import open_reader
 from edge_sentry.backend.store import PostgresStore, Store, open_store
 from edge_sentry.cli import trace as trace_cli
 from edge_sentry.link import payloads
@@ -309,3 +310,26 @@ def test_event_and_subject_are_one_or_the_other(fleet) -> None:
     with pytest.raises(SystemExit) as raised:
         run(["authority", "trace", "--db", fleet.url, "--key", str(fleet.key)])
     assert raised.value.code == 2
+
+
+def test_the_reader_cannot_write_even_by_mistake(fleet) -> None:
+    reader = open_reader(fleet.url)
+    try:
+        db = reader._db  # type: ignore[attr-defined]
+        with pytest.raises(Exception, match=r"(?i)read.?only"):
+            if fleet.url.startswith("postgresql"):
+                with db.transaction():
+                    db.execute("DELETE FROM counters")
+            else:
+                db.execute("DELETE FROM counters")
+    finally:
+        reader.close()
+
+
+def test_an_event_outside_the_window_is_said_to_be_no_visit(fleet, capsys) -> None:
+    argv = trace(fleet, "--event", fleet.events["alice"][2])
+    argv[argv.index("--until") + 1] = "2026-11-19T00:00:00Z"
+    assert run(argv) == 0
+    captured = capsys.readouterr()
+    assert "lies outside the window" in captured.err
+    assert len(json.loads(captured.out)["visits"]) == 2

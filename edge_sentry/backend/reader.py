@@ -8,6 +8,7 @@ subject only: the rows a trace opens.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,6 +69,18 @@ def _scan(row: tuple[Any, ...]) -> Scan:
     return Scan(**values)
 
 
+@contextlib.contextmanager
+def _errors(url: str) -> Iterator[None]:
+    """A driver's error while reading, as the StoreError the commands turn into exit code 5."""
+    drivers: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    if psycopg is not None:
+        drivers += (psycopg.Error,)
+    try:
+        yield
+    except drivers as exc:
+        raise StoreError(f"cannot read {url}: {' '.join(str(exc).split())}") from None
+
+
 class SqliteReader:
     def __init__(self, path: str) -> None:
         self.url = path
@@ -81,15 +94,18 @@ class SqliteReader:
             raise StoreError(f"cannot read the SQLite database {path}: {exc}") from None
 
     def event(self, event_id: str) -> Scan | None:
-        row = self._db.execute(_EVENT.format(p="?"), (event_id,)).fetchone()
+        with _errors(self.url):
+            row = self._db.execute(_EVENT.format(p="?"), (event_id,)).fetchone()
         return None if row is None else _scan(row)
 
     def count(self, since_ms: int, until_ms: int) -> int:
-        return int(self._db.execute(_COUNT.format(p="?"), (since_ms, until_ms)).fetchone()[0])
+        with _errors(self.url):
+            return int(self._db.execute(_COUNT.format(p="?"), (since_ms, until_ms)).fetchone()[0])
 
     def scans(self, since_ms: int, until_ms: int) -> Iterator[Scan]:
-        for row in self._db.execute(_SCANS.format(p="?"), (since_ms, until_ms)):
-            yield _scan(row)
+        with _errors(self.url):
+            for row in self._db.execute(_SCANS.format(p="?"), (since_ms, until_ms)):
+                yield _scan(row)
 
     def close(self) -> None:
         self._db.close()
@@ -112,20 +128,20 @@ class PostgresReader:
             raise StoreError(f"cannot read {self.url}: {' '.join(str(exc).split())}") from None
 
     def event(self, event_id: str) -> Scan | None:
-        with self._db.transaction(), self._db.cursor() as cur:
+        with _errors(self.url), self._db.transaction(), self._db.cursor() as cur:
             cur.execute(_EVENT.format(p="%s"), (event_id,))
             row = cur.fetchone()
         return None if row is None else _scan(row)
 
     def count(self, since_ms: int, until_ms: int) -> int:
-        with self._db.transaction(), self._db.cursor() as cur:
+        with _errors(self.url), self._db.transaction(), self._db.cursor() as cur:
             cur.execute(_COUNT.format(p="%s"), (since_ms, until_ms))
             row = cur.fetchone()
         return int(row[0]) if row else 0
 
     def scans(self, since_ms: int, until_ms: int) -> Iterator[Scan]:
         """Streamed through a server-side cursor: a long window is never held twice in memory."""
-        with self._db.transaction(), self._db.cursor(name="trace_scans") as cur:
+        with _errors(self.url), self._db.transaction(), self._db.cursor(name="trace_scans") as cur:
             cur.execute(_SCANS.format(p="%s"), (since_ms, until_ms))
             for row in cur:
                 yield _scan(row)

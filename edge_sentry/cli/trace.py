@@ -66,8 +66,12 @@ def register(actions: Any) -> None:
     p.set_defaults(func=handle)
 
 
-def _fail(message: str, code: int) -> int:
+def _say(message: str) -> None:
     print(f"{NAME}: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _fail(message: str, code: int) -> int:
+    _say(message)
     return code
 
 
@@ -152,12 +156,13 @@ def _trace(args: argparse.Namespace, reader: Reader, key: Any, sub: bytes | None
         except SubjectError as exc:
             return _fail(f"the subject of event {scan.id} does not open with this key ({exc.reason}: "
                          f"{exc})", EXIT_UNOPENED)
+        if not since_ms <= scan.t_ms < until_ms:
+            _say(f"event {scan.id} at {iso(scan.t_ms)} lies outside the window: it is not among the visits")
     trace = tracing.Trace(sub, since_ms, until_ms, window_ms)
     # Co-visitors of a visit near an edge may lie just outside the window: read that far too.
     low, high = since_ms - window_ms, until_ms + window_ms + 1
-    trace.total = _database(lambda: reader.count(low, high), reader)
-    opened = _database(lambda: tracing.open_all(reader.scans(low, high), key, trace,
-                                                _progress(trace.total, sys.stderr)), reader)
+    expected = reader.count(low, high)
+    opened = tracing.open_all(reader.scans(low, high), key, trace, _progress(expected, sys.stderr))
     tracing.find(trace, opened)
     if args.format == "json":
         print(json.dumps(as_json(trace), indent=2))
@@ -165,21 +170,9 @@ def _trace(args: argparse.Namespace, reader: Reader, key: Any, sub: bytes | None
         print(as_table(trace))
     if trace.failed:
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(trace.failed.items()))
-        _fail(f"{sum(trace.failed.values())} of {trace.total} subjects did not open ({reasons})", 0)
-        return EXIT_UNOPENED
+        return _fail(f"{sum(trace.failed.values())} of {trace.total} subjects did not open ({reasons})",
+                     EXIT_UNOPENED)
     return EXIT_OK
-
-
-def _database(call: Callable[[], Any], reader: Reader) -> Any:
-    """`call()`, a database error of either driver as a StoreError naming the database."""
-    try:
-        return call()
-    except StoreError:
-        raise
-    except Exception as exc:
-        if type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg"):
-            raise StoreError(f"cannot read {reader.url}: {' '.join(str(exc).split())}") from None
-        raise
 
 
 # --- output -----------------------------------------------------------------------------------------
