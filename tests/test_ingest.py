@@ -6,6 +6,7 @@ retention goes by arrival time."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -22,6 +23,8 @@ from typing import Any
 import pytest
 from broker import Broker, Subscriber
 from ingest_helpers import alarm, batch, count, now_ms, query, topic
+from test_authority import run as authority_run
+from test_daemon_fleet import make_daemon, running
 
 from edge_sentry.backend.ingest import Ingester
 from edge_sentry.backend.postgres import PostgresStore, partition_name
@@ -379,3 +382,31 @@ def test_fleet_ingest_says_in_one_line_why_it_cannot_start(broker, tmp_path, gro
                                text=True, timeout=60)
     assert no_broker.returncode == 4, no_broker.stderr
     assert len(no_broker.stderr.strip().splitlines()) == 1
+
+
+def test_a_sentrys_sealed_scans_reach_the_back_end_and_the_authority_traces_them(
+        start, reader, broker, tmp_path, db_url, capsys) -> None:
+    """The whole path: a daemon seals each scan's subject to the authority, publishes it through
+    Mosquitto, the ingester stores it, and `authority trace` opens it again from the database."""
+    keys = tmp_path / "authority"
+    assert authority_run(["authority", "keygen", "--out", str(keys)]) == 0
+    capsys.readouterr()
+    start()
+    daemon = make_daemon(broker, tmp_path / "sentry",
+                         privacy={"authority_key": str(keys / "authority.pub.pem")})
+    sealed = "kind = 'scan' AND subject IS NOT NULL"
+    with running(daemon):
+        assert eventually(lambda: count(reader, "events", sealed) >= 2)
+    ids = [str(row[0]) for row in query(reader, f"SELECT id FROM events WHERE {sealed} ORDER BY t_ms, id")]
+    assert count(reader, "rejects") == 0
+    code = authority_run(["authority", "trace", "--db", db_url, "--key", str(keys / "authority.key.pem"),
+                          "--event", ids[0], "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["failed"] == {}
+    assert out["opened"] == out["scans"] >= len(ids)
+    # All within seconds at one entrance: each stored scan is a visit of the subject or, another
+    # holder's, a co-visitor of its first visit.
+    visits = [v["id"] for v in out["visits"]]
+    assert visits[0] == ids[0]
+    assert set(ids) <= set(visits) | {c["id"] for c in out["visits"][0]["co_visitors"]}
+    assert {(v["site"], v["device"]) for v in out["visits"]} == {(broker.site, broker.devices[0])}

@@ -7,10 +7,12 @@ import json
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ingest_helpers import DEVICE, SITE, alarm, batch, now_ms, scan, topic
 
 from edge_sentry.backend.decode import decode_message
 from edge_sentry.link import payloads
+from edge_sentry.privacy import Sealer, open_subject
 
 MAX_FUTURE_S = 300
 
@@ -133,3 +135,19 @@ def test_the_same_rejected_bytes_on_the_same_topic_give_the_same_key() -> None:
     first, again = decode("scan", None, raw=raw), decode("scan", None, raw=raw, arrived=now_ms() + 5000)
     other_device = decode("scan", None, raw=raw, device="gate-2")
     assert first.rejects[0].key == again.rejects[0].key != other_device.rejects[0].key
+
+
+@pytest.mark.parametrize("encode", ["cbor", "json"])
+def test_a_subject_sealed_by_a_sentry_is_stored_and_still_opens_with_the_authoritys_key(encode: str) -> None:
+    """A sentry sends its sealed subject as a map (docs/protocol.md 5), in CBOR or in JSON with hex."""
+    key = X25519PrivateKey.generate()
+    event = scan(1, subject=...)
+    event["subject"] = Sealer(key.public_key()).seal(b"\x42" * 16, event)
+    if encode == "json":
+        raw = json.dumps([event], default=bytes.hex).encode()
+    else:
+        raw = payloads.encode([event])
+    (record,) = decode("scan", None, raw=raw).records
+    assert isinstance(record.subject, bytes)
+    stored = {"site": record.site, "device": record.device, "entrance": record.entrance, "t": record.t_ms}
+    assert open_subject(cbor2.loads(record.subject), key, stored) == b"\x42" * 16

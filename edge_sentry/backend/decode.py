@@ -195,11 +195,22 @@ def _scan_columns(item: Mapping[str, Any]) -> dict[str, Any]:
                                 or not math.isfinite(latency) or not 0 <= latency <= MAX_INT):
         raise EventRefused(Rejection.BAD_FIELD, "latency_ms: not a number of milliseconds")
     columns["latency_ms"] = float(latency) if latency is not None else None
-    subject = item.get("subject")
-    if subject is not None and not isinstance(subject, bytes):
-        raise EventRefused(Rejection.BAD_FIELD, "subject: not a byte string")
-    columns["subject"] = subject
+    columns["subject"] = subject_bytes(item.get("subject"))
     return columns
+
+
+def subject_bytes(subject: Any) -> bytes | None:
+    """The sealed subject as the column keeps it. A sentry sends it as a map (docs/protocol.md 5),
+    stored as its CBOR encoding, which the authority's tools decode again; a byte string is kept as
+    it came. Never opened, never checked beyond its type: the back end holds no key."""
+    if subject is None or isinstance(subject, bytes):
+        return subject
+    if isinstance(subject, Mapping):
+        try:
+            return bytes(cbor2.dumps(subject, canonical=True))
+        except Exception:  # decoded from CBOR or JSON, so it encodes; a guard all the same
+            pass
+    raise EventRefused(Rejection.BAD_FIELD, "subject: not a sealed subject map or a byte string")
 
 
 def storable_text(value: Any) -> bool:

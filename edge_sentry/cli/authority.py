@@ -1,8 +1,9 @@
-"""`edge-sentry authority keygen|open`: the health authority's side of sealed subjects.
+"""`edge-sentry authority keygen|open|trace`: the health authority's side of sealed subjects.
 
 keygen makes the authority's X25519 key pair: the public half goes into every sentry's
 `privacy.authority_key`, the private half never leaves the authority. open reads exported scan events
-and prints, per event, the subject it carries in clear, for contact tracing.
+and prints, per event, the subject it carries in clear, for contact tracing. trace (cli/trace.py)
+does the tracing itself on the fleet's back-end database.
 
 Input of `open` (FILE, or - for stdin), told apart by its first byte:
 - JSON text: one event per line, as `edge-sentry run --log-format json` writes them, or a line holding a
@@ -36,6 +37,7 @@ from .. import privacy
 from ..config import Config
 from ..errors import AuthorityKeyError, EdgeSentryError, SubjectError
 from ..vocabulary import Event
+from . import trace
 
 REPORTED_FIELDS = ("id", "t", "site", "entrance")
 PRIVATE_NAME = "authority.key.pem"
@@ -75,6 +77,7 @@ def register(sub: Any) -> None:
     opener.add_argument("--key", required=True, metavar="PRIVATE", help="the authority's private key")
     opener.add_argument("file", metavar="FILE|-", help="exported events, or - for stdin")
     opener.set_defaults(func=handle_open)
+    trace.register(actions)
 
 
 def _fail(action: str, message: str, code: int) -> int:
