@@ -248,9 +248,23 @@ def test_a_scan_batch_becomes_one_event_per_scan_with_its_device():
         {"id": "e1", "event": "scan", "t": NOW_MS, "verdict": "accept", "reason": "ok", "subject": SEALED},
         {"id": "e2", "event": "scan", "t": NOW_MS, "verdict": "deny", "reason": "stale", "device": "x"},
     ]
-    events, problem = tail.events_of(msg("gate-1", "scan", batch), SITE)
+    events, problem = tail.events_of(msg("gate-1", "scan", batch[:1]), SITE)
     assert problem is None
-    assert [(e["id"], e["device"]) for e in events] == [("e1", "gate-1"), ("e2", "x")]
+    assert [(e["id"], e["site"], e["device"]) for e in events] == [("e1", SITE, "gate-1")]
+
+
+def test_an_event_is_labelled_by_its_topic_whatever_its_payload_claims():
+    """The ACL vouches for the topic, nothing for the payload: a copied card cannot speak for others."""
+    batch = [
+        {"id": "e1", "event": "scan", "t": NOW_MS, "verdict": "accept", "reason": "ok", "device": "gate-1"},
+        {"id": "e2", "event": "scan", "t": NOW_MS, "verdict": "deny", "reason": "stale", "device": "x"},
+        {"id": "e3", "event": "scan", "t": NOW_MS, "verdict": "accept", "reason": "ok", "site": "elsewhere"},
+    ]
+    events, problem = tail.events_of(msg("gate-1", "scan", batch), SITE)
+    assert [(e["id"], e["site"], e["device"]) for e in events] == [
+        ("e1", SITE, "gate-1"), ("e2", SITE, "gate-1"), ("e3", SITE, "gate-1")
+    ]
+    assert problem == "2 events from gate-1 name another site or device; shown as gate-1's"
 
 
 def test_an_unreadable_message_is_reported_without_its_content():
@@ -293,14 +307,15 @@ def unsafe(text: str) -> list[str]:
 def test_a_hostile_batch_prints_safely_line_by_line_and_the_good_event_as_always():
     payload = cbor2.dumps(HOSTILE_BATCH)
     events, problem = tail.events_of(msg("gate-1", "scan", None, raw=payload), SITE)
-    assert problem is None and [str(e["id"])[:2] for e in events] == ["e1", "e2", "e3", "e4", "e5", "e6"]
+    assert [str(e["id"])[:2] for e in events] == ["e1", "e2", "e3", "e4", "e5", "e6"]
+    assert problem == "1 events from gate-1 name another site or device; shown as gate-1's"
     human = [tail.human_line(event) for event in events]
     as_json = [tail.json_line(event) for event in events]
     for line in human + as_json:
         assert unsafe(line) == [], line
     assert human[0].startswith("gate-1  --:--:-- scan") and "ACCEPT" in human[0]
     assert "7 " in human[1] and "['x']" in human[1]
-    assert human[2].startswith("gate-9\\x1b]0;owned\\x07")
+    assert human[2].startswith("gate-1  ") and "gate-9" not in human[2]  # labelled by its topic
     assert "\\x1b[2J" in human[2] and "mode=\\u202eevil" in human[2]
     assert "issuer=a\\x0ab\\x0dc\\x85" in human[2]
     assert "mode=an integer of 20001 bits" in human[3] and "latency" not in human[3]

@@ -40,9 +40,13 @@ _TEXT_FIELDS = ("device", "event", "verdict", "reason")
 
 def events_of(message: Message, site: str, max_payload: int = payloads.DEFAULT_MAX_PAYLOAD,
               ) -> tuple[list[dict[str, Any]], str | None]:
-    """The events one message carries, each with its `device` (taken from the topic when the event
-    does not name it), and a problem to report when the message could not be read (never quoting
-    the payload)."""
+    """The events one message carries, each labelled with the site and device of its topic, and a
+    problem to report when the message could not be read (never quoting the payload).
+
+    The broker's ACL vouches for the topic and nothing vouches for the payload: a sentry whose card
+    was copied could name another venue's device in its events, so what an event says of its own
+    site or device never labels it; a disagreement is reported as a problem instead.
+    """
     where = split_topic(site, message.topic)
     if where is None or where[1] not in KINDS:
         return [], None
@@ -54,14 +58,19 @@ def events_of(message: Message, site: str, max_payload: int = payloads.DEFAULT_M
         return [], escaped(f"unreadable {kind} message from {device}: {exc}")
     items = body if isinstance(body, list) else [body]
     events = [dict(item) for item in items if isinstance(item, Mapping)]
-    problem = None
+    problems = []
     if len(events) != len(items):
-        problem = escaped(
-            f"{len(items) - len(events)} entries of a {kind} batch from {device} are not events"
-        )
+        problems.append(f"{len(items) - len(events)} entries of a {kind} batch from {device} are not events")
+    claims_other = 0
     for event in events:
-        event.setdefault("device", device)
-    return events, problem
+        claims_other += event.get("device", device) != device or event.get("site", site) != site
+        event["device"] = device
+        event["site"] = site
+    if claims_other:
+        problems.append(
+            f"{claims_other} events from {device} name another site or device; shown as {device}'s"
+        )
+    return events, escaped("; ".join(problems)) if problems else None
 
 
 def redacted(event: Mapping[str, Any]) -> dict[str, Any]:
