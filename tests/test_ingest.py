@@ -379,3 +379,29 @@ def test_fleet_ingest_says_in_one_line_why_it_cannot_start(broker, tmp_path, gro
                                text=True, timeout=60)
     assert no_broker.returncode == 4, no_broker.stderr
     assert len(no_broker.stderr.strip().splitlines()) == 1
+
+
+def test_the_report_counts_what_came_through_the_broker(start, reader, sentry) -> None:
+    from edge_sentry.backend import report
+
+    start()
+    device = sentry("gate-1")
+    t = now_ms() - 60_000
+    publish(device, "state", {"online": True, "t": t}, retain=True)
+    publish(device, "scan", batch(3, t=t) + batch(2, first_seq=4, t=t, verdict="deny", reason="expired"))
+    publish(device, "scan", batch(1, first_seq=6, t=t, entrance="south", mode="exit"))
+    publish(device, "event", alarm("door-held", t=t))
+    publish(device, "health", {"t": t, "outbox": {"depth": 12}})
+    publish(device, "scan", b"\xff\x00")
+    assert eventually(lambda: count(reader, "events") == 7 and count(reader, "rejects") == 1
+                      and count(reader, "device_hours") == 1)
+    until = now_ms() + 600_000
+    built = report.build(reader, t - 60_000, until)
+    found = {(line.site, line.entrance): line.as_json() for line in built.lines}
+    online_since = int(query(reader, "SELECT arrived_ms FROM device_states WHERE online")[0][0])
+    north, south = found[("arena", "north")], found[("arena", "south")]
+    assert (north["scans"], north["deny"], north["reasons"]) == (5, 2, {"expired": 2})
+    assert north["alarms"]["door-held"] == 1 and north["backlog_max"] is None
+    assert (south["scans"], south["exit"], south["backlog_max"]) == (1, 1, 12)  # its latest entrance
+    assert south["uptime_min"] == round((until - online_since) / 60_000, 1) and south["outage_min"] == 0
+    assert found[("arena", None)]["rejected"] == {"malformed": 1}
