@@ -19,8 +19,8 @@ BACKGROUND, INK, GRID, BAR = (255, 255, 255), (30, 30, 30), (225, 225, 225), (20
 #: Colour-blind safe, then greys.
 PALETTE = ((0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (213, 94, 0),
            (240, 228, 66), (120, 120, 120))
-LEFT, RIGHT, TOP, LINES_BOTTOM = 70, 220, 50, 400
-BARS_TOP, BARS_BOTTOM = 450, 650
+LEFT, RIGHT, TOP, LINES_BOTTOM = 70, 220, 50, 390
+BARS_TOP, BARS_BOTTOM = 470, 660
 HOUR = 3_600_000
 
 
@@ -51,7 +51,8 @@ def _lines(draw: ImageDraw.ImageDraw, report: Report, font: ImageFont.ImageFont 
            ) -> None:
     first, last = report.since_ms // HOUR * HOUR, max(report.until_ms - 1, report.since_ms) // HOUR * HOUR
     hours = max(1, (last - first) // HOUR)
-    peak = max([n for counts in report.hourly.values() for n in counts.values()] + [1])
+    step = _step(max([n for counts in report.hourly.values() for n in counts.values()] + [1]))
+    peak = 4 * step
     right = WIDTH - RIGHT
 
     def x(hour: int) -> float:
@@ -60,18 +61,20 @@ def _lines(draw: ImageDraw.ImageDraw, report: Report, font: ImageFont.ImageFont 
     def y(n: int) -> float:
         return LINES_BOTTOM - n / peak * (LINES_BOTTOM - TOP)
 
-    for step in range(5):
-        value = round(peak * step / 4)
+    for i in range(5):
+        value = i * step
         draw.line([(LEFT, y(value)), (right, y(value))], fill=GRID)
         draw.text((LEFT - 8, y(value)), str(value), fill=INK, font=font, anchor="rm")
-    every = max(1, (hours + 1) // 8)
+    every = max(1, -(-(hours + 1) // 12))
+    days = last - first >= 86_400_000
     for i in range(0, hours + 1, every):
         hour = first + i * HOUR
         draw.line([(x(hour), LINES_BOTTOM), (x(hour), LINES_BOTTOM + 4)], fill=INK)
-        draw.text((x(hour), LINES_BOTTOM + 8), when(hour)[5:16].replace("T", " "), fill=INK, font=font,
-                  anchor="mt")
+        label = when(hour)[5:13].replace("T", " ") if days else when(hour)[11:16]
+        draw.text((x(hour), LINES_BOTTOM + 8), label, fill=INK, font=font, anchor="mt")
     draw.line([(LEFT, TOP), (LEFT, LINES_BOTTOM), (right, LINES_BOTTOM)], fill=INK, width=2)
-    draw.text((LEFT, LINES_BOTTOM + 26), "hour (UTC)", fill=INK, font=font)
+    draw.text((right, LINES_BOTTOM + 28), "hour starting (UTC)", fill=INK, font=font, anchor="rt")
+    draw.text((LEFT - 8, TOP - 14), "scans", fill=INK, font=font, anchor="rb")
     palette = colours(report)
     for place in sorted(palette, key=lambda p: -sum(report.hourly[p].values())):
         counts = report.hourly[place]
@@ -86,6 +89,16 @@ def _lines(draw: ImageDraw.ImageDraw, report: Report, font: ImageFont.ImageFont 
         draw.rectangle([right + 20, top, right + 36, top + 14], fill=colour)
         label = "others" if i == len(PALETTE) - 1 and len(palette) > len(PALETTE) else name(place)
         draw.text((right + 44, top), label[:22], fill=INK, font=font)
+
+
+def _step(peak: int) -> int:
+    """A round step (1, 2 or 5 times a power of ten) of which four reach `peak`."""
+    scale = 1
+    while True:
+        for unit in (1, 2, 5):
+            if 4 * unit * scale >= peak:
+                return unit * scale
+        scale *= 10
 
 
 def _bars(draw: ImageDraw.ImageDraw, report: Report, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
