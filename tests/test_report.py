@@ -253,3 +253,17 @@ def test_bad_usage_exits_2_and_a_missing_database_5(tmp_path: Path,
     assert not missing.parent.exists()  # nothing made
     code, _, err = run(capsys, "--db", "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
     assert code == 5 and "cannot connect" in err
+
+
+def test_without_db_the_report_reads_the_configured_database(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "configured.sqlite3"
+    store = open_store(str(db))
+    fill(store)
+    store.close()
+    config = tmp_path / "ingest.toml"
+    config.write_text(f'[ingest]\ndb = "{db}"\n')
+    code = main(["--config", str(config), "fleet", "report", "--since", "2026-11-20T10:00Z",
+                 "--until", "2026-11-20T14:00Z", "--format", "json"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and sum(line["scans"] for line in json.loads(out)) == 11

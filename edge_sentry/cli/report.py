@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ..backend import report, report_chart, report_text
-from ..backend.store import POSTGRES_SCHEMES, default_url, open_store
+from ..backend.store import POSTGRES_SCHEMES, open_store
 from ..config import Config
 from ..errors import StoreError, UsageError
 from ..files import write_atomic
+from .ingest import add_db, db_url
 from .verify import parse_time
 
 EXIT_OK, EXIT_DATABASE = 0, 5
@@ -38,9 +39,7 @@ def register(fleet: Any) -> None:
         "(default: the last 24 hours): as a table, CSV, JSON, or a PNG chart. Exit codes: 0 done, "
         "2 bad usage, 5 database missing or unusable.",
     )
-    p.add_argument("--db", metavar="URL",
-                   help="SQLite file or postgresql:// URL (default: ingest.db, else fleet.sqlite3 in "
-                   "device.state_dir)")
+    add_db(p)
     p.add_argument("--since", metavar="ISO8601", help="start of the period (default: a day before its end)")
     p.add_argument("--until", metavar="ISO8601", help="end of the period, excluded (default: now)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
@@ -61,7 +60,7 @@ def handle(args: argparse.Namespace, config: Config) -> int:
     since_ms, until_ms = period(args.since, args.until, int(time.time() * 1000))
     if args.format == "png" and not args.out:
         raise UsageError("--format png needs --out FILE")
-    url = args.db or config.ingest.db or default_url(config.device.state_dir)
+    url = db_url(args, config)
     if not url.startswith(POSTGRES_SCHEMES) and not Path(url.removeprefix("sqlite://")).is_file():
         print(f"{name}: no database at {url}: `edge-sentry fleet ingest` makes it", file=sys.stderr)
         return EXIT_DATABASE
