@@ -30,10 +30,16 @@ from .base import Store
 ALARMS = (Event.DOOR_FORCED, Event.DOOR_HELD, Event.TAILGATE)
 H = schema.HOUR_MS
 _KEYS = "site, coalesce(entrance, ''), event, coalesce(mode, ''), coalesce(verdict, ''), coalesce(reason, '')"
-_EDGE = (f"SELECT t_ms - t_ms % {H}, {_KEYS}, count(*) FROM events WHERE t_ms >= ? AND t_ms < ? "
-         f"GROUP BY t_ms - t_ms % {H}, {_KEYS}")
-_HOURS = ("SELECT hour_ms, site, entrance, event, mode, verdict, reason, sum(n) FROM event_hours "
-          "WHERE hour_ms >= ? AND hour_ms < ? GROUP BY hour_ms, site, entrance, event, mode, verdict, reason")
+_ROLLUP_KEYS = "site, entrance, event, mode, verdict, reason"
+# The counts, and the scans per hour: each from the rollup for whole hours, from `events` for the ends.
+_COUNTS = (f"SELECT {_ROLLUP_KEYS}, sum(n) FROM event_hours WHERE hour_ms >= ? AND hour_ms < ? "
+           f"GROUP BY {_ROLLUP_KEYS}",
+           f"SELECT {_KEYS}, count(*) FROM events WHERE t_ms >= ? AND t_ms < ? GROUP BY {_KEYS}")
+_HOURLY = ("SELECT hour_ms, site, entrance, sum(n) FROM event_hours WHERE hour_ms >= ? AND hour_ms < ? "
+           "AND event = 'scan' GROUP BY hour_ms, site, entrance",
+           f"SELECT t_ms - t_ms % {H}, site, coalesce(entrance, ''), count(*) FROM events "
+           f"WHERE t_ms >= ? AND t_ms < ? AND kind = 'scan' GROUP BY t_ms - t_ms % {H}, site, "
+           "coalesce(entrance, '')")
 _STATES = "SELECT site, device, arrived_ms, online FROM device_states WHERE arrived_ms < ? " \
           "ORDER BY site, device, arrived_ms"
 _BACKLOG = "SELECT site, device, max(backlog_max) FROM device_hours WHERE hour_ms >= ? AND hour_ms < ? " \
@@ -102,15 +108,15 @@ def build(store: Store, since_ms: int, until_ms: int) -> Report:
             lines[key] = Line(key[0], key[1])
         return lines[key]
 
-    for row in _counts(store, since_ms, until_ms):
-        hour, site, entrance, event, mode, verdict, reason, n = row
+    for site, entrance, event, mode, verdict, reason, n in _read(store, _COUNTS, since_ms, until_ms):
         target = line(str(site), str(entrance))
-        count = int(str(n))
         if event == Event.SCAN:
-            _scan(target, str(mode), str(verdict), str(reason), count)
-            hourly.setdefault((target.site, target.entrance), Counter())[int(str(hour))] += count
+            _scan(target, str(mode), str(verdict), str(reason), int(str(n)))
         elif event in ALARMS:
-            target.alarms[str(event)] += count
+            target.alarms[str(event)] += int(str(n))
+    for hour, site, entrance, n in _read(store, _HOURLY, since_ms, until_ms):
+        target = line(str(site), str(entrance))
+        hourly.setdefault((target.site, target.entrance), Counter())[int(str(hour))] += int(str(n))
     _devices(store, since_ms, until_ms, line)
     for site, reason, n in store.rows(_REJECTS, (since_ms, until_ms)):
         line(None if site is None else str(site), None).rejected[str(reason)] += int(str(n))
@@ -139,16 +145,17 @@ def _scan(target: Line, mode: str, verdict: str, reason: str, n: int) -> None:
         target.assisted += n
 
 
-def _counts(store: Store, since_ms: int, until_ms: int) -> list[tuple[object, ...]]:
-    """Whole hours from the rollup, the ragged ends from `events`."""
+def _read(store: Store, queries: tuple[str, str], since_ms: int, until_ms: int) -> list[tuple[object, ...]]:
+    """Whole hours from the rollup (the first query), the ragged ends from `events` (the second)."""
+    whole, edge = queries
     first, last = -(-since_ms // H) * H, until_ms // H * H
     if first >= last:
-        return store.rows(_EDGE, (since_ms, until_ms))
-    rows = store.rows(_HOURS, (first, last))
+        return store.rows(edge, (since_ms, until_ms))
+    rows = store.rows(whole, (first, last))
     if since_ms < first:
-        rows += store.rows(_EDGE, (since_ms, first))
+        rows += store.rows(edge, (since_ms, first))
     if last < until_ms:
-        rows += store.rows(_EDGE, (last, until_ms))
+        rows += store.rows(edge, (last, until_ms))
     return rows
 
 
