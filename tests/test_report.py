@@ -93,8 +93,13 @@ def test_a_duplicate_adds_nothing_and_retention_takes_from_the_rollup(store: Sto
     write(store, decoded("scan", body, T0 + 2 * H))  # the same events again: duplicates
     assert lines(store)[("arena", "north")]["scans"] == 4
     scans(store, T0 + 5, 3)  # arrived at T0 + 5 h
-    store.purge(T0 + 90 * MIN, "report-test")  # the first four arrived before the cutoff
-    assert lines(store)[("arena", "north")]["scans"] == 3
+    # Arrived two days before: on PostgreSQL their whole day's partition is dropped.
+    early = T0 - 2 * schema.DAY_MS
+    write(store, decoded("scan", [scan(i + 10, t=early) for i in range(2)], early))
+    assert lines(store, early, UNTIL)[("arena", "north")]["scans"] == 9
+    purged = store.purge(T0 + 90 * MIN, "report-test")  # six arrived before the cutoff
+    assert purged.events == 6
+    assert lines(store, early, UNTIL)[("arena", "north")]["scans"] == 3
     assert store.rows("SELECT sum(n) FROM event_hours")[0][0] == 3
 
 
