@@ -31,15 +31,13 @@ ALARMS = (Event.DOOR_FORCED, Event.DOOR_HELD, Event.TAILGATE)
 H = schema.HOUR_MS
 _KEYS = "site, coalesce(entrance, ''), event, coalesce(mode, ''), coalesce(verdict, ''), coalesce(reason, '')"
 _ROLLUP_KEYS = "site, entrance, event, mode, verdict, reason"
-# The counts, and the scans per hour: each from the rollup for whole hours, from `events` for the ends.
+# Whole hours from the rollup: the counts, and the scans per hour; the ragged ends from `events`, by hour.
 _COUNTS = (f"SELECT {_ROLLUP_KEYS}, sum(n) FROM event_hours WHERE hour_ms >= ? AND hour_ms < ? "
-           f"GROUP BY {_ROLLUP_KEYS}",
-           f"SELECT {_KEYS}, count(*) FROM events WHERE t_ms >= ? AND t_ms < ? GROUP BY {_KEYS}")
+           f"GROUP BY {_ROLLUP_KEYS}")
 _HOURLY = ("SELECT hour_ms, site, entrance, sum(n) FROM event_hours WHERE hour_ms >= ? AND hour_ms < ? "
-           "AND event = 'scan' GROUP BY hour_ms, site, entrance",
-           f"SELECT t_ms - t_ms % {H}, site, coalesce(entrance, ''), count(*) FROM events "
-           f"WHERE t_ms >= ? AND t_ms < ? AND kind = 'scan' GROUP BY t_ms - t_ms % {H}, site, "
-           "coalesce(entrance, '')")
+           "AND event = 'scan' GROUP BY hour_ms, site, entrance")
+_EDGE = (f"SELECT t_ms - t_ms % {H}, {_KEYS}, count(*) FROM events WHERE t_ms >= ? AND t_ms < ? "
+         f"GROUP BY t_ms - t_ms % {H}, {_KEYS}")
 _STATES = "SELECT site, device, arrived_ms, online FROM device_states WHERE arrived_ms < ? " \
           "ORDER BY site, device, arrived_ms"
 _BACKLOG = "SELECT site, device, max(backlog_max) FROM device_hours WHERE hour_ms >= ? AND hour_ms < ? " \
@@ -108,13 +106,21 @@ def build(store: Store, since_ms: int, until_ms: int) -> Report:
             lines[key] = Line(key[0], key[1])
         return lines[key]
 
-    for site, entrance, event, mode, verdict, reason, n in _read(store, _COUNTS, since_ms, until_ms):
+    whole, edges = _spans(since_ms, until_ms)
+    counts = store.rows(_COUNTS, whole) if whole else []
+    hours = store.rows(_HOURLY, whole) if whole else []
+    for span in edges:
+        for hour, *row in store.rows(_EDGE, span):
+            counts.append(tuple(row))
+            if row[2] == Event.SCAN:
+                hours.append((hour, row[0], row[1], row[-1]))
+    for site, entrance, event, mode, verdict, reason, n in counts:
         target = line(str(site), str(entrance))
         if event == Event.SCAN:
             _scan(target, str(mode), str(verdict), str(reason), int(str(n)))
         elif event in ALARMS:
             target.alarms[str(event)] += int(str(n))
-    for hour, site, entrance, n in _read(store, _HOURLY, since_ms, until_ms):
+    for hour, site, entrance, n in hours:
         target = line(str(site), str(entrance))
         hourly.setdefault((target.site, target.entrance), Counter())[int(str(hour))] += int(str(n))
     _devices(store, since_ms, until_ms, line)
@@ -145,18 +151,12 @@ def _scan(target: Line, mode: str, verdict: str, reason: str, n: int) -> None:
         target.assisted += n
 
 
-def _read(store: Store, queries: tuple[str, str], since_ms: int, until_ms: int) -> list[tuple[object, ...]]:
-    """Whole hours from the rollup (the first query), the ragged ends from `events` (the second)."""
-    whole, edge = queries
+def _spans(since_ms: int, until_ms: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
+    """The period's whole hours (for the rollup), and its ragged ends (for `events`)."""
     first, last = -(-since_ms // H) * H, until_ms // H * H
     if first >= last:
-        return store.rows(edge, (since_ms, until_ms))
-    rows = store.rows(whole, (first, last))
-    if since_ms < first:
-        rows += store.rows(edge, (since_ms, first))
-    if last < until_ms:
-        rows += store.rows(edge, (last, until_ms))
-    return rows
+        return None, [(since_ms, until_ms)]
+    return (first, last), [span for span in ((since_ms, first), (last, until_ms)) if span[0] < span[1]]
 
 
 def _devices(store: Store, since_ms: int, until_ms: int, line: Any) -> None:
