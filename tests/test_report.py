@@ -66,6 +66,7 @@ def fill(store: Store) -> None:
     for name, entrance in (("door-forced", "north"), ("door-held", "north"), ("tailgate", "south"),
                            ("tailgate", "south"), ("door-opened", "north")):
         write(store, decoded("event", alarm(name, t=T0 + H, entrance=entrance), T0 + 5 * H))
+    write(store, decoded("event", alarm("start", t=T0 + H, entrance="lobby"), T0 + 5 * H))  # not a figure
 
 
 def lines(store: Store, since: int = SINCE, until: int = UNTIL) -> dict[tuple[str | None, str | None], dict]:
@@ -179,7 +180,7 @@ def _execute(store: Store, statement: str) -> None:
 
 def test_csv_and_table_carry_every_line_and_the_fleet_totals(store: Store) -> None:
     fill(store)
-    store.purge(T0 + 6 * H, "report-test")  # everything arrived at T0 + 5 h: retention counts 16
+    store.purge(T0 + 6 * H, "report-test")  # everything arrived at T0 + 5 h: retention counts 17
     fill(store)
     built = report.build(store, SINCE, UNTIL)
     parsed = list(csv.DictReader(io.StringIO(report_text.as_csv(built))))
@@ -187,12 +188,12 @@ def test_csv_and_table_carry_every_line_and_the_fleet_totals(store: Store) -> No
                                                             ("TOTAL", "-")]
     assert parsed[0]["scans"] == "9" and parsed[0]["reasons"] == "expired=2 revoked=1"
     assert parsed[2]["scans"] == "11" and parsed[2]["tailgate"] == "2"
-    assert parsed[2]["retention_deleted"] == "16"
+    assert parsed[2]["retention_deleted"] == "17"
     table = report_text.as_table(built).splitlines()
     assert table[0] == "fleet report 2026-11-20T10:00:00Z to 2026-11-20T14:00:00Z"
     assert table[1].split()[:4] == ["site", "entrance", "scans", "accept"]
     assert table[2].split()[:5] == ["arena", "north", "9", "6", "3"]
-    assert table[-1] == "retention deleted (since the database began): 16 events, 0 rejects"
+    assert table[-1] == "retention deleted (since the database began): 17 events, 0 rejects"
 
 
 def test_the_chart_is_a_picture_with_each_entrances_colour_and_the_deny_bars(store: Store) -> None:

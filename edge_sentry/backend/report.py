@@ -115,11 +115,10 @@ def build(store: Store, since_ms: int, until_ms: int) -> Report:
             if row[2] == Event.SCAN:
                 hours.append((hour, row[0], row[1], row[-1]))
     for site, entrance, event, mode, verdict, reason, n in counts:
-        target = line(str(site), str(entrance))
         if event == Event.SCAN:
-            _scan(target, str(mode), str(verdict), str(reason), int(str(n)))
-        elif event in ALARMS:
-            target.alarms[str(event)] += int(str(n))
+            _scan(line(str(site), str(entrance)), str(mode), str(verdict), str(reason), int(str(n)))
+        elif event in ALARMS:  # the other events (door opened, start, ...) are no figure of the report
+            line(str(site), str(entrance)).alarms[str(event)] += int(str(n))
     for hour, site, entrance, n in hours:
         target = line(str(site), str(entrance))
         hourly.setdefault((target.site, target.entrance), Counter())[int(str(hour))] += int(str(n))
