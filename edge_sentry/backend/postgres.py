@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import StoreError
-from . import schema
+from . import base, schema
 from .base import Purged, Written, counter_rows, latest, purge_rows
 from .decode import Record, Reject, Status
 
@@ -157,6 +157,10 @@ class PostgresStore:
                         copy.set_types(_EVENT_TYPES)
                         for record in fresh:
                             copy.write_row(astuple(record))
+                    cur.executemany(_pg(base.ADD_HOURS), base.hour_rows(fresh))
+                    entrances = base.entrance_rows(fresh)
+                    if entrances:
+                        cur.executemany(_pg(base.ADD_ENTRANCE), entrances)
                 written.stored = len(fresh)
                 written.duplicates = len(records) - len(fresh)
             if rejects:
@@ -170,6 +174,10 @@ class PostgresStore:
                     written.rejected[reason] += 1
             for status in latest(statuses):
                 self._status(cur, status)
+            for statement, rows in ((base.ADD_BACKLOG, base.backlog_rows(statuses)),
+                                    (base.ADD_STATE, base.state_rows(statuses))):
+                if rows:
+                    cur.executemany(_pg(statement), rows)
             self._count(cur, counter_rows(written), source)
         return written
 
@@ -199,6 +207,14 @@ class PostgresStore:
         purged = Purged()
         with self._db.transaction(), self._db.cursor() as cur:
             self._lock(cur)
+            # The rollup loses what retention deletes, counted before the partitions go.
+            cur.execute(_pg(base.PURGED_HOURS), (cutoff_ms,))
+            taken = base.taken_rows(cur.fetchall())
+            if taken:
+                cur.executemany(_pg(base.TAKE_HOURS), taken)
+                cur.execute(base.DROP_EMPTY_HOURS)
+            for statement in base.PURGE_HISTORY:
+                cur.execute(_pg(statement), (cutoff_ms,))
             for name in self._partitions(cur):
                 day = partition_day(name)
                 if day is None or (day + 1) * schema.DAY_MS > cutoff_ms:
@@ -220,8 +236,22 @@ class PostgresStore:
             cur.execute("SELECT name, sum(value) FROM counters GROUP BY name")
             return {name: int(value) for name, value in cur.fetchall()}
 
+    def rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """A read of committed data (`?` placeholders, as SQLite's store takes them), for reports."""
+        try:
+            with self._db.transaction(), self._db.cursor() as cur:
+                cur.execute(_pg(statement).encode(), tuple(params))
+                return [tuple(row) for row in cur.fetchall()]
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read {self.url}: {' '.join(str(exc).split())}") from None
+
     def close(self) -> None:
         self._db.close()
+
+
+def _pg(statement: str) -> str:
+    """A statement of backend/base.py with PostgreSQL's placeholders."""
+    return statement.replace("%", "%%").replace("?", "%s")
 
 
 def _one(cur: Any) -> Any:

@@ -17,11 +17,24 @@ makes: add the next one.
 - `device_status`: the latest retained `state` and `health` of each sentry.
 - `counters`: running totals (stored, duplicates, rejects by reason, retention's deletions), one
   row per name and ingester, so concurrent ingesters never wait on one row; sum over `source`.
+
+Step 2, for `fleet report` (which must read a million events in well under a second, faster than
+any GROUP BY over `events` can):
+
+- `event_hours`: the count of stored events per hour of `t_ms`, site, entrance, event, mode,
+  verdict and reason (a missing text is `''`, since a key holds no null), added to in the same
+  transaction as the events, for the rows actually inserted only, and taken from again by retention
+  for the rows it deletes: at every commit it equals a GROUP BY over `events`.
+- `device_hours`: the deepest outbox a device's `health` reported per hour of arrival.
+- `device_states`: every `state` message's `online` per device and arrival, the history that
+  uptime and outage are measured from (`device_status` keeps the latest only).
+- `device_entrances`: the entrances each device's events named, with the latest `t_ms`, which tells
+  whose entrance a device's outage and backlog are (no personal data: kept past retention).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SQLITE, POSTGRES = "sqlite", "postgres"
 
@@ -54,6 +67,14 @@ REJECTS = _columns("key text; arrived_ms int; topic text; site text?; device tex
 STATUS = _columns("site text; device text; kind text; arrived_ms int; t_ms int?; online bool?; body json")
 COUNTERS = _columns("name text; source text; value int")
 EVENT_IDS = _columns("id uuid; arrived_ms int")
+EVENT_HOURS = _columns("hour_ms int; site text; entrance text; event text; mode text; verdict text; "
+                       "reason text; n int")
+DEVICE_HOURS = _columns("hour_ms int; site text; device text; backlog_max int")
+DEVICE_STATES = _columns("site text; device text; arrived_ms int; online bool")
+DEVICE_ENTRANCES = _columns("site text; device text; entrance text; last_ms int")
+HOUR_MS = 3_600_000
+#: The key of `event_hours`, in the order of its columns.
+EVENT_HOUR_KEY = tuple(c[0] for c in EVENT_HOURS[:-1])
 
 INDEXES = """CREATE INDEX events_t ON events (t_ms);
 CREATE INDEX events_site_t ON events (site, t_ms);
@@ -88,8 +109,28 @@ def _step1(dialect: str) -> str:
     return "".join(parts)
 
 
+def _step2(dialect: str) -> str:
+    """Step 2: the report's rollup and the devices' history (they start empty: events stored before
+    are added by `_BACKFILL`)."""
+    return "".join([
+        _table(dialect, "event_hours", EVENT_HOURS, ", ".join(EVENT_HOUR_KEY)),
+        _table(dialect, "device_hours", DEVICE_HOURS, "hour_ms, site, device"),
+        _table(dialect, "device_states", DEVICE_STATES, "site, device, arrived_ms"),
+        "CREATE INDEX device_states_arrived ON device_states (arrived_ms);\n",
+        _table(dialect, "device_entrances", DEVICE_ENTRANCES, "site, device, entrance"),
+        _BACKFILL,
+    ])
+
+
+# The events a database held before step 2, into the rollup once.
+_BACKFILL = (f"INSERT INTO event_hours SELECT t_ms - t_ms % {HOUR_MS}, site, coalesce(entrance, ''), event, "
+             "coalesce(mode, ''), coalesce(verdict, ''), coalesce(reason, ''), count(*) FROM events "
+             f"GROUP BY t_ms - t_ms % {HOUR_MS}, site, coalesce(entrance, ''), event, coalesce(mode, ''), "
+             "coalesce(verdict, ''), coalesce(reason, '');\n")
+
+
 #: The migrations of each dialect; step N of one is step N of the other.
-STEPS: dict[str, tuple[str, ...]] = {SQLITE: (_step1(SQLITE),), POSTGRES: (_step1(POSTGRES),)}
+STEPS: dict[str, tuple[str, ...]] = {d: (_step1(d), _step2(d)) for d in (SQLITE, POSTGRES)}
 
 assert all(len(steps) == SCHEMA_VERSION for steps in STEPS.values())
 

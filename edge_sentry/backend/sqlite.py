@@ -12,7 +12,7 @@ from dataclasses import astuple
 from pathlib import Path
 
 from ..errors import StoreError
-from . import schema
+from . import base, schema
 from .base import Purged, Written, counter_rows, latest, purge_rows
 from .decode import Record, Reject, Status
 
@@ -63,9 +63,11 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            rows = [astuple(r) for r in records]
-            cur = db.executemany(_insert_ignore("events", schema.EVENT_COLUMNS), rows)
-            written.stored = max(cur.rowcount, 0)
+            fresh = self._fresh(records)
+            db.executemany(_insert_ignore("events", schema.EVENT_COLUMNS), [astuple(r) for r in fresh])
+            db.executemany(base.ADD_HOURS, base.hour_rows(fresh))
+            db.executemany(base.ADD_ENTRANCE, base.entrance_rows(fresh))
+            written.stored = len(fresh)
             written.duplicates = len(records) - written.stored
             for reject in rejects:
                 cur = db.execute(_insert_ignore("rejects", schema.REJECT_COLUMNS), astuple(reject))
@@ -73,12 +75,26 @@ class SqliteStore:
                     written.rejected[reject.reason] += 1
             for status in latest(statuses):
                 self._status(status)
+            db.executemany(base.ADD_BACKLOG, base.backlog_rows(statuses))
+            db.executemany(base.ADD_STATE, base.state_rows(statuses))
             self._count(counter_rows(written), source)
             self.commit()
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return written
+
+    def _fresh(self, records: Sequence[Record]) -> list[Record]:
+        """The first copy of each id not stored yet (under the write lock, so none can come between):
+        the rollup counts these alone."""
+        first = list({r.id: r for r in reversed(records)}.values())[::-1]
+        stored: set[str] = set()
+        for start in range(0, len(first), _CHUNK):
+            ids = [r.id for r in first[start:start + _CHUNK]]
+            marks = ", ".join("?" for _ in ids)
+            stored.update(row[0] for row in self._db.execute(
+                f"SELECT id FROM events WHERE id IN ({marks})", ids))
+        return [r for r in first if r.id not in stored]
 
     def commit(self) -> None:
         """The one place a batch becomes durable (a test's store fails here)."""
@@ -107,6 +123,11 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            taken = base.taken_rows(db.execute(base.PURGED_HOURS, (cutoff_ms,)))
+            db.executemany(base.TAKE_HOURS, taken)
+            db.execute(base.DROP_EMPTY_HOURS)
+            for statement in base.PURGE_HISTORY:
+                db.execute(statement, (cutoff_ms,))
             purged.events = db.execute("DELETE FROM events WHERE arrived_ms < ?", (cutoff_ms,)).rowcount
             purged.rejects = db.execute("DELETE FROM rejects WHERE arrived_ms < ?", (cutoff_ms,)).rowcount
             self._count(purge_rows(purged), source)
@@ -120,8 +141,18 @@ class SqliteStore:
         rows = self._db.execute("SELECT name, sum(value) FROM counters GROUP BY name").fetchall()
         return {name: int(value) for name, value in rows}
 
+    def rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """A read of committed data (`?` placeholders), for reports."""
+        try:
+            return [tuple(row) for row in self._db.execute(statement, tuple(params))]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.url}: {exc}") from None
+
     def close(self) -> None:
         self._db.close()
+
+
+_CHUNK = 500  # ids per look-up, under SQLite's limit of parameters
 
 
 def _insert_ignore(table: str, columns: Sequence[str]) -> str:

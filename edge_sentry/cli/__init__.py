@@ -50,7 +50,20 @@ def _usage_error(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import authority, codes, fleet, ingest, provision, relay_off, run, scan, selftest, verify, wipe
+    from . import (
+        authority,
+        codes,
+        fleet,
+        ingest,
+        provision,
+        relay_off,
+        report,
+        run,
+        scan,
+        selftest,
+        verify,
+        wipe,
+    )
 
     parser = argparse.ArgumentParser(
         prog="edge-sentry",
@@ -65,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_commands = fleet.register(sub)
     provision.register(fleet_commands)
     ingest.register(fleet_commands)
+    report.register(fleet_commands)
     return parser
 
 

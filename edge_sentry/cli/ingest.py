@@ -37,20 +37,29 @@ def register(fleet: Any) -> None:
         "postgresql://...). Each message is acknowledged after its rows are committed. Exit codes: "
         "0 stopped, 2 bad usage, 4 broker unreachable or refusing, 5 database unusable.",
     )
-    p.add_argument("--db", metavar="URL",
-                   help="SQLite file or postgresql:// URL (default: ingest.db, else fleet.sqlite3 in "
-                   "device.state_dir)")
+    add_db(p)
     p.add_argument("--client-id", metavar="ID",
                    help="the MQTT client id, which names the persistent session: keep it across "
                    f"restarts, one per process (default {default_client_id()})")
     p.set_defaults(func=handle)
 
 
+def add_db(parser: Any) -> None:
+    """`--db`, the same for every command on the back end's database."""
+    parser.add_argument("--db", metavar="URL",
+                        help="SQLite file or postgresql:// URL (default: ingest.db, else fleet.sqlite3 in "
+                        "device.state_dir)")
+
+
+def db_url(args: argparse.Namespace, config: Config) -> str:
+    return str(args.db or config.ingest.db or default_url(config.device.state_dir))
+
+
 def handle(args: argparse.Namespace, config: Config) -> int:
     name = "edge-sentry fleet ingest"
     if config.mqtt is None:
         raise UsageError("no [mqtt] section in the config: it names the fleet's broker")
-    url = args.db or config.ingest.db or default_url(config.device.state_dir)
+    url = db_url(args, config)
     try:
         store = open_store(url, ahead_days=config.ingest.partitions_ahead_days)
     except StoreError as exc:
