@@ -33,6 +33,9 @@ SCAN, EVENT = "scan", "event"
 STATUS_KINDS = (topics.STATE, topics.HEALTH)
 MAX_INT = 2**63 - 1  # a PostgreSQL bigint
 MAX_DETAIL = 200  # characters of a reject's detail
+# Characters of a text column (entrance, event, reason...): a sender's longer text would otherwise
+# outgrow PostgreSQL's btree index entries (~2.7 KB) and fail its whole batch at every delivery.
+MAX_TEXT = 200
 
 # Columns of a record beside id, site, device, kind, event, seq, t and the arrival time.
 SCAN_TEXT = ("entrance", "scheme", "verdict", "reason", "issuer", "refused")
@@ -112,7 +115,23 @@ def where(topic: str) -> tuple[str, str, str] | None:
 
 def decode_message(topic: str, payload: bytes, content_type: str | None, arrived_ms: int, *,
                    max_future_s: float, max_payload: int = payloads.DEFAULT_MAX_PAYLOAD) -> Decoded:
-    """The rows of one message; never raises for anything the payload holds."""
+    """The rows of one message; never raises for anything the payload holds.
+
+    Whatever the checks below miss still ends as a `malformed` reject rather than an exception: a
+    message that raised would never be acknowledged, and the broker would hand it to every ingester
+    of the group again and again, stopping the fleet's ingestion.
+    """
+    try:
+        return _decode_message(topic, payload, content_type, arrived_ms, max_future_s=max_future_s,
+                               max_payload=max_payload)
+    except Exception as exc:
+        place = where(topic)
+        return Decoded(rejects=[_reject(topic, payload, arrived_ms, place, Rejection.MALFORMED,
+                                        f"could not be read ({type(exc).__name__})")])
+
+
+def _decode_message(topic: str, payload: bytes, content_type: str | None, arrived_ms: int, *,
+                    max_future_s: float, max_payload: int) -> Decoded:
     out = Decoded()
     place = where(topic)
     if place is None or place[2] not in (SCAN, EVENT, *STATUS_KINDS) or place[1] == topics.SITE_WIDE:
@@ -160,14 +179,15 @@ def _record(item: Any, site: str, device: str, kind: str, arrived_ms: int) -> Re
             raise EventRefused(Rejection.PROVENANCE,
                            f"the event's {name} is not the topic's {name} {mine!r}")
     name = item.get("event", Event.SCAN if kind == SCAN else None)
-    if not storable_text(name) or not name:
-        raise EventRefused(Rejection.BAD_FIELD, "event: missing or not a text a database can hold")
+    if not column_text(name) or not name:
+        raise EventRefused(Rejection.BAD_FIELD,
+                           f"event: missing or not a text of at most {MAX_TEXT} characters")
     if kind == SCAN and name != Event.SCAN:
         raise EventRefused(Rejection.BAD_FIELD, "event: a scan message carries scan events only")
     columns: dict[str, Any] = {}
     if name == Event.SCAN:
         columns = _scan_columns(item)
-    elif storable_text(item.get("entrance")):  # alarms name their entrance too
+    elif column_text(item.get("entrance")):  # alarms name their entrance too
         columns["entrance"] = item["entrance"]
     rest = {k: v for k, v in item.items() if k not in IDENTITY and k not in columns and k != "subject"}
     return Record(id=event_id, site=site, device=device, kind=SCAN if name == Event.SCAN else EVENT,
@@ -180,12 +200,12 @@ def _scan_columns(item: Mapping[str, Any]) -> dict[str, Any]:
     columns: dict[str, Any] = {}
     for name in SCAN_TEXT:
         value = item.get(name)
-        if value is not None and not storable_text(value):
-            raise EventRefused(Rejection.BAD_FIELD, f"{name}: not a text a database can hold")
+        if value is not None and not column_text(value):
+            raise EventRefused(Rejection.BAD_FIELD, f"{name}: not a text of at most {MAX_TEXT} characters")
         columns[name] = value
     for name, allowed in (("mode", Mode), ("verdict", Verdict)):
         value = item.get(name)
-        if value not in set(allowed):
+        if not isinstance(value, str) or value not in set(allowed):
             raise EventRefused(Rejection.BAD_FIELD, f"{name}: missing or not one of the contract's")
         columns[name] = value
     if not columns["reason"]:
@@ -223,6 +243,11 @@ def storable_text(value: Any) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def column_text(value: Any) -> bool:
+    """A text for a column the back end indexes or groups by: storable and short."""
+    return storable_text(value) and len(value) <= MAX_TEXT
 
 
 def as_json(value: Any) -> str:
@@ -301,4 +326,4 @@ def _reject(topic: str, body: bytes, arrived_ms: int, place: tuple[str, str, str
     digest = hashlib.sha256(topic.encode("utf-8", "replace") + b"\0" + body).hexdigest()
     return Reject(key=digest, arrived_ms=arrived_ms, topic=topic,
                   site=place[0] if place else None, device=place[1] if place else None,
-                  reason=str(reason), detail=detail[:MAX_DETAIL], event_id=event_id, body=body)
+                  reason=str(reason), detail=_clean(detail)[:MAX_DETAIL], event_id=event_id, body=body)

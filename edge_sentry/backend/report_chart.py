@@ -116,5 +116,6 @@ def _bars(draw: ImageDraw.ImageDraw, report: Report, font: ImageFont.ImageFont |
         top = BARS_TOP + i * height + 3
         end = LEFT + label_w + n / peak * (right - LEFT - label_w - 60)
         draw.rectangle([LEFT + label_w + 1, top, end, top + height - 6], fill=BAR)
-        draw.text((LEFT + label_w - 8, top + (height - 6) / 2), reason, fill=INK, font=small, anchor="rm")
+        draw.text((LEFT + label_w - 8, top + (height - 6) / 2), reason[:22], fill=INK, font=small,
+                  anchor="rm")
         draw.text((end + 6, top + (height - 6) / 2), str(n), fill=INK, font=small, anchor="lm")

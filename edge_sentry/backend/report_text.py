@@ -10,12 +10,18 @@ import datetime as dt
 import io
 import json
 from collections import Counter
+from collections.abc import Callable
 
+from ..fleet.tail import escaped
 from .report import ALARMS, Line, Report
 
 COLUMNS = ("site", "entrance", "scans", "accept", "deny", "manual", "exit", "assisted", "door_forced",
            "door_held", "tailgate", "uptime_min", "outage_min", "backlog_max", "reasons", "rejected")
 TOTAL = "TOTAL"
+# The cells a sender's words reach (site, entrance, deny and reject reasons): a spreadsheet takes a
+# cell that begins with one of these for a formula, so a sentry could put one in a supervisor's sheet.
+TEXT_CELLS = (0, 1, 14, 15)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def as_json(report: Report) -> str:
@@ -49,13 +55,22 @@ def total(report: Report) -> Line:
     return out
 
 
+def inert(cell: str) -> str:
+    """The cell as text a spreadsheet shows and never evaluates (OWASP's advice: a leading quote)."""
+    return "'" + cell if cell != "-" and cell.startswith(FORMULA_START) else cell
+
+
+def _shown(cells: list[str], show: Callable[[str], str]) -> list[str]:
+    return [show(cell) if i in TEXT_CELLS else cell for i, cell in enumerate(cells)]
+
+
 def as_csv(report: Report) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*COLUMNS, "retention_deleted"])
     for line in report.lines:
-        writer.writerow([*_cells(line), ""])
-    writer.writerow([*_cells(total(report)), report.retention_events])
+        writer.writerow([*_shown(_cells(line), inert), ""])
+    writer.writerow([*_shown(_cells(total(report)), inert), report.retention_events])
     return buffer.getvalue()
 
 
@@ -64,7 +79,9 @@ def when(ms: int) -> str:
 
 
 def as_table(report: Report) -> str:
-    rows = [list(COLUMNS), *(_cells(line) for line in report.lines), _cells(total(report))]
+    # Escaped: a sender's control characters would act on the terminal or forge a line.
+    rows = [list(COLUMNS), *(_shown(_cells(line), escaped) for line in report.lines),
+            _shown(_cells(total(report)), escaped)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     numeric = set(range(2, 14))
 

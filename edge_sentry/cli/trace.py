@@ -35,6 +35,7 @@ from .. import privacy, tracing
 from ..backend.reader import Reader, Scan, open_reader
 from ..config import Config
 from ..errors import AuthorityKeyError, StoreError, SubjectError, UsageError
+from ..fleet.tail import escaped
 from .verify import parse_time
 
 EXIT_OK, EXIT_UNOPENED, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 5
@@ -214,14 +215,14 @@ def as_table(trace: tracing.Trace) -> str:
     ]
     for visit in trace.visits:
         s = visit.scan
-        lines += ["", f"{iso(s.t_ms)}  {s.site} / {s.entrance or '-'}  ({s.device})  {s.mode or '-'} "
-                  f"{s.verdict or '-'}  event {s.id}"]
+        lines += ["", escaped(f"{iso(s.t_ms)}  {s.site} / {s.entrance or '-'}  ({s.device})  "
+                              f"{s.mode or '-'} {s.verdict or '-'}  event {s.id}")]
         if not visit.co_visitors:
             lines.append("    no co-visitors")
         for o in visit.co_visitors:
             delta = (o.scan.t_ms - s.t_ms) / 1000
-            lines.append(f"    {b64(o.sub):<26} {iso(o.scan.t_ms)}  {delta:+9.0f} s  {o.scan.device}  "
-                         f"{o.scan.mode or '-'} {o.scan.verdict or '-'}")
+            lines.append(escaped(f"    {b64(o.sub):<26} {iso(o.scan.t_ms)}  {delta:+9.0f} s  "
+                                 f"{o.scan.device}  {o.scan.mode or '-'} {o.scan.verdict or '-'}"))
     contacts = {b64(o.sub) for v in trace.visits for o in v.co_visitors}
     lines += ["", f"{len(contacts)} distinct co-visitor(s)"]
     return "\n".join(lines)
