@@ -110,3 +110,14 @@ def test_a_senders_words_cannot_act_on_the_terminal_or_forge_a_table_line() -> N
     table = report_text.as_table(hostile_report())
     assert "\x1b" not in table and "\\x1b[2J" in table
     assert len(table.splitlines()) == 6  # title, header, the one line, rule, total, retention footer
+
+
+def test_retention_forgets_the_entrance_names_a_device_used(store: Store) -> None:
+    then = now_ms() - 3_600_000
+    old = decode_message(topic("scan"), payloads.encode([scan(1, t=then, entrance="old-name")]), None,
+                         then, max_future_s=300)
+    write(store, old)
+    write(store, rows("scan", payloads.encode([scan(2, entrance="north")])))
+    assert count(store, "device_entrances") == 2
+    store.purge(now_ms() - 60_000, "hostile-test")
+    assert [r[0] for r in store.rows("SELECT entrance FROM device_entrances")] == ["north"]

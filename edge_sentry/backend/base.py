@@ -104,8 +104,11 @@ ADD_ENTRANCE = ("INSERT INTO device_entrances (site, device, entrance, last_ms) 
                 "ON CONFLICT (site, device, entrance) DO UPDATE SET last_ms = CASE WHEN "
                 "excluded.last_ms > device_entrances.last_ms THEN excluded.last_ms "
                 "ELSE device_entrances.last_ms END")
+# The entrance names a device used go with the rest: a sender's words are kept no longer than its
+# events, and a sentry naming a new entrance in every scan cannot grow the table for ever.
 PURGE_HISTORY = (f"DELETE FROM device_hours WHERE hour_ms + {schema.HOUR_MS} <= ?",
-                 "DELETE FROM device_states WHERE arrived_ms < ?")
+                 "DELETE FROM device_states WHERE arrived_ms < ?",
+                 "DELETE FROM device_entrances WHERE last_ms < ?")
 
 
 def hour_rows(records: Iterable[Record]) -> list[tuple[object, ...]]:

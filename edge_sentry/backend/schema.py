@@ -29,7 +29,8 @@ any GROUP BY over `events` can):
 - `device_states`: every `state` message's `online` per device and arrival, the history that
   uptime and outage are measured from (`device_status` keeps the latest only).
 - `device_entrances`: the entrances each device's events named, with the latest `t_ms`, which tells
-  whose entrance a device's outage and backlog are (no personal data: kept past retention).
+  whose entrance a device's outage and backlog are (dropped with retention when `last_ms` passes the
+  cutoff: an entrance name is a sender's text).
 """
 
 from __future__ import annotations
