@@ -164,6 +164,8 @@ class GateConfig:
     light_ms: int = field(default=1500, metadata=_between(50, 10000))
     beep_accept_ms: int = field(default=100, metadata=_between(0, 5000))
     beep_deny_ms: int = field(default=600, metadata=_between(0, 5000))
+    # SCHED_FIFO priority of the loop that reads frames and decides (see priority.py); 0: ordinary.
+    realtime_priority: int = field(default=10, metadata=_between(0, 99))
 
 
 @dataclass(frozen=True)

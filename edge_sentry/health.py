@@ -177,6 +177,7 @@ def sample(
     now_mono: float | None = None,
     decode_ms: Iterable[float] | None = None,
     latency_ms: Iterable[float] | None = None,
+    loop_priority: int | None = None,
     outbox: Mapping[str, Any] | None = None,
     link: str | None = None,
     gate: str | None = None,
@@ -205,6 +206,8 @@ def sample(
             found = percentiles(_copy(values))
             if found is not None:
                 report[name] = found
+    if loop_priority is not None:
+        report["loop_priority"] = loop_priority
     if outbox is not None:
         report["outbox"] = {
             "depth": outbox.get("depth"),

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import priority
 from .camera.base import Frame, FrameSource
 from .config import Config
 from .errors import CameraError
@@ -63,6 +64,7 @@ class LoopStats:
     camera_faults: int = 0
     decode_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    priority: int = 0  # the loop's real-time priority while it runs (0: ordinary scheduling)
 
 
 class Sentry:
@@ -297,6 +299,14 @@ class Sentry:
         cam = self.config.camera
         wait_s = cam.timeout_s if self._max_wait_s is None else min(cam.timeout_s, self._max_wait_s)
         deadline = None if duration is None else self._clock() + duration
+        with priority.realtime(self.config.gate.realtime_priority) as got:
+            self.stats.priority = got
+            self._loop(stop, wait_s, deadline)
+        self.stats.priority = 0
+
+    def _loop(self, stop: threading.Event, wait_s: float, deadline: float | None) -> None:
+        """The loop itself: a turn per frame, camera timeout or camera error."""
+        cam = self.config.camera
         last_frame = self._clock()
         started = False
         while not stop.is_set():

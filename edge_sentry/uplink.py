@@ -113,6 +113,7 @@ class Uplink:
             "frames": stats.frames,
             "decode_ms": list(stats.decode_ms),
             "latency_ms": list(stats.latency_ms),
+            "loop_priority": stats.priority,
             "outbox": self.outbox.stats(),
             "link": self.link.state(),
             "gate": str(self.sentry.gate.state),

@@ -35,10 +35,10 @@ from edge_sentry import gpio, health
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edge-sentry.service"
 INSTALLED_PROGRAM = "/opt/edge-sentry/.venv/bin/edge-sentry"
 MAX_EXPOSURE = 3.0
-#: Groups no part of the sentry needs; @privileged is refused too, but for the clock's reading calls.
-REFUSED_GROUPS = (
-    "@mount", "@module", "@reboot", "@swap", "@raw-io", "@debug", "@cpu-emulation", "@obsolete", "@resources"
-)  # fmt: skip
+#: Groups no part of the sentry needs; @privileged is refused too, but for the clock's reading calls,
+#: and @resources but for the deciding loop's real-time priority (`SCHEDULING`).
+REFUSED_GROUPS = ("@mount", "@module", "@reboot", "@swap", "@raw-io", "@debug", "@cpu-emulation", "@obsolete")
+SCHEDULING = {"sched_setscheduler", "sched_getscheduler", "sched_getparam", "sched_get_priority_max"}
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 
 
@@ -159,6 +159,25 @@ def test_the_filter_still_refuses_the_privileged_groups():
         assert not syscall_set(group) & allowed, group
 
 
+def test_of_the_resource_calls_only_the_loop_priority_passes():
+    """The deciding loop raises itself with sched_setscheduler (edge_sentry/priority.py); the rest
+    of @resources (rlimits, memory policies, other tasks' affinity) stays refused."""
+    allowed = allowed_syscalls()
+    assert "sched_setscheduler" in allowed
+    assert syscall_set("@resources") & allowed <= SCHEDULING
+    assert not {"setrlimit", "setpriority", "sched_setaffinity", "sched_setattr"} & allowed
+
+
+def test_the_unit_lets_the_loop_reach_its_default_priority_and_no_higher():
+    """RestrictRealtime= would refuse any real-time policy; LimitRTPRIO= is what lets an
+    unprivileged service ask for one, up to its value: the default must fit under it."""
+    from edge_sentry.config import GateConfig
+
+    assert settings("RestrictRealtime") in (["no"], ["false"])
+    (limit,) = settings("LimitRTPRIO")
+    assert GateConfig().realtime_priority <= int(limit) < 50  # below the kernel's interrupt threads
+
+
 def test_the_proc_files_the_sentry_reads_stay_visible():
     """ProcSubset=pid hides every /proc file that is not a process's: the health report's memory,
     uptime and load, and the device tree that tells `gpio.pin_factory = "auto"` it runs on a Pi."""
@@ -236,3 +255,14 @@ def test_the_sentry_runs_under_the_unit_system_call_filter(tmp_path):
         assert done.returncode == 0, f"{name}: exit {done.returncode}\n{said[-3000:]}"
         assert shows in said, f"{name}: {shows!r} not in\n{said[-3000:]}"
         assert refused <= tolerated, f"{name}: refused {sorted(refused - tolerated)} (errno {errno})"
+        if name == "run" and may_raise_priority():
+            assert "deciding loop at real-time priority 10" in said, said[-3000:]
+
+
+def may_raise_priority() -> bool:
+    """Whether this account may ask for SCHED_FIFO 10: root, or an RLIMIT_RTPRIO (as the unit's
+    LimitRTPRIO= gives the service) that reaches it."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
+    return os.geteuid() == 0 or soft == resource.RLIM_INFINITY or soft >= 10

@@ -1,0 +1,78 @@
+"""Real-time scheduling for the loop that decides (frame -> relay).
+
+The Pi that runs the gate also runs its kiosk browser, the uplink, the outbox and whatever a
+technician starts. Under the ordinary scheduler a decision waits whenever those hold the CPU: the
+loop wakes for a frame and is not run for milliseconds, and the frame -> relay bound (2 ms at p99)
+is lost to other programs rather than to the sentry's own work. At SCHED_FIFO the loop runs as
+soon as its frame is there, ahead of every ordinary task; it blocks on the camera between frames,
+and the kernel's real-time throttling still keeps a share of each core for the rest.
+
+Only the calling thread is raised, never the process: the uplink, outbox and page threads stay
+ordinary, and with SCHED_RESET_ON_FORK a thread the loop starts does not inherit the priority.
+Not being allowed (no `LimitRTPRIO=` in the service, a system call filter, a container) is logged
+once and the loop runs on at ordinary priority: the gate works either way, only less promptly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+
+
+def raise_this_thread(priority: int) -> int:
+    """Put the calling thread under SCHED_FIFO at `priority`; return the priority it now runs at
+    (0: ordinary, because 0 was asked for or the system refused)."""
+    if priority <= 0:
+        return 0
+    policy = getattr(os, "SCHED_FIFO", None)
+    if policy is None or not hasattr(os, "sched_setscheduler"):
+        log.warning(
+            "real-time priority %d not available on this system: the loop runs at ordinary priority", priority
+        )
+        return 0
+    try:
+        high = os.sched_get_priority_max(policy)
+        wanted = min(priority, high)
+        os.sched_setscheduler(0, policy | getattr(os, "SCHED_RESET_ON_FORK", 0), os.sched_param(wanted))
+    except OSError as exc:
+        log.warning(
+            "could not raise the deciding loop to real-time priority %d (%s): it runs at ordinary "
+            "priority, and other programs can delay decisions (the service unit's LimitRTPRIO= "
+            "and RestrictRealtime= allow it)",
+            priority,
+            os.strerror(exc.errno) if exc.errno else exc,
+        )
+        return 0
+    log.info("deciding loop at real-time priority %d (SCHED_FIFO)", wanted)
+    return wanted
+
+
+@contextmanager
+def realtime(priority: int) -> Iterator[int]:
+    """The calling thread at real-time `priority` for the block (yields what it got), then back to
+    the policy it had: a loop run on a caller's thread (a test's, a tool's) leaves it as it was."""
+    try:
+        before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    except (AttributeError, OSError):
+        before = None
+    got = raise_this_thread(priority)
+    try:
+        yield got
+    finally:
+        if got and before is not None:
+            try:
+                os.sched_setscheduler(0, before[0], before[1])
+            except OSError as exc:
+                log.warning("could not give the thread back its scheduling policy: %s", exc)
+
+
+def current_priority() -> int:
+    """The calling thread's real-time priority (0 under an ordinary policy)."""
+    try:
+        return int(os.sched_getparam(0).sched_priority)
+    except (AttributeError, OSError):
+        return 0
