@@ -1,7 +1,7 @@
 /* The visitor display: the idle screen until a decision, then its result for display.result_s.
    A paper code waits for staff (amber) until staff let the visitor in or the assist window ends.
-   Each shown result is also noted in window.sentryShown (the event's time and when the page changed)
-   for the display benchmark; it holds no more than the page shows. */
+   Each shown result is also noted in window.sentryShown (the event's time, when the page changed, and
+   what it showed) for the display benchmark and the tests; it holds no more than the page shows. */
 "use strict";
 
 (function () {
@@ -35,7 +35,8 @@
     el("headline").textContent = page.text(state);
     el("message").textContent = (event.message || {})[s.language] || "";
     const at = page.wallNow();
-    window.sentryShown.push({ t: event.t, at: at });
+    window.sentryShown.push({ t: event.t, at: at, state: state, verdict: event.verdict, reason: event.reason,
+                              mode: event.mode });
     if (window.sentryShown.length > 1000) window.sentryShown.shift();
     timer = setTimeout(idle, holdMs);
   }

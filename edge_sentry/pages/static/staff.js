@@ -12,6 +12,7 @@
 
   el("venue").textContent = s.venue;
   el("entrance").textContent = s.entrance;
+  el("assist-s").textContent = String(Math.round(s.assist_ms / 1000));
 
   function clock(t) {
     const d = new Date(t);
