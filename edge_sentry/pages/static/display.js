@@ -1,7 +1,7 @@
 /* The visitor display: the idle screen until a decision, then its result for display.result_s.
    A paper code waits for staff (amber) until staff let the visitor in or the assist window ends.
-   Each shown result is also noted in window.sentryShown (the event's time, when the page changed, and
-   what it showed) for the display benchmark and the tests; it holds no more than the page shows. */
+   Each shown result is also noted in window.sentryShown (the event's time, when the page changed, when
+   the next frame was drawn, and what it showed) for the display benchmark and the tests; it holds no more than the page shows. */
 "use strict";
 
 (function () {
@@ -34,9 +34,10 @@
     body.dataset.mode = event.mode;
     el("headline").textContent = page.text(state);
     el("message").textContent = (event.message || {})[s.language] || "";
-    const at = page.wallNow();
-    window.sentryShown.push({ t: event.t, at: at, state: state, verdict: event.verdict, reason: event.reason,
-                              mode: event.mode });
+    const entry = { t: event.t, at: page.wallNow(), frame: null, state: state, verdict: event.verdict,
+                    reason: event.reason, mode: event.mode };
+    requestAnimationFrame(function () { entry.frame = page.wallNow(); });  // the frame that draws it
+    window.sentryShown.push(entry);
     if (window.sentryShown.length > 1000) window.sentryShown.shift();
     timer = setTimeout(idle, holdMs);
   }
