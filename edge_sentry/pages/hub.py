@@ -1,11 +1,16 @@
 """The pages' state and the hand-off from the sentry's threads to the pages' event loop.
 
 `publish` is called by the hot loop right after the gate acts (and by the gate's, the outbox's and
-the health reporter's threads): it filters the event through the allow-list (`events.page_event`)
-and hands the result to the server's loop with `call_soon_threadsafe`, which appends to the loop's
-queue of callbacks and wakes it. It never waits: no lock shared with the server, no I/O, no
-exception out of it. Everything else (the recent decisions, the day's counts, the alarms, the latest
-health report, the open `/events` streams) lives on the loop's thread alone, so it needs no lock.
+the health reporter's threads): it filters the event through the allow-list (`events.page_event`),
+appends the result to a bounded deque and sets an event. That is all the caller pays: no I/O, no
+lock shared with the server, no exception out of it. The `edge-sentry-pages-handoff` thread, woken
+by that event, passes the deque's contents to the server's loop (`call_soon_threadsafe`). Waking the
+loop straight from the hot loop would cost the hot loop the loop's whole turn: the wake-up is a
+write to the loop's self-pipe, which lets go of the GIL, the woken loop takes it and the hot loop
+waits while the event is encoded and sent. Woken through the hand-off thread, that turn runs when
+the hot loop next lets go of the GIL by itself (waiting for the next frame, mostly), a millisecond
+or so later. Everything else (the recent decisions, the day's counts, the alarms, the latest health
+report, the open `/events` streams) lives on the loop's thread alone, so it needs no lock.
 
 A stream whose reader does not keep up (its queue full) is ended rather than let grow: the browser's
 EventSource connects again and starts from the current state.
@@ -17,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -29,6 +35,9 @@ log = logging.getLogger(__name__)
 
 RECENT = 20
 STREAM_QUEUE = 256
+#: Page events waiting for the loop: past this many (the pages' thread stalled) the oldest go.
+PENDING = 1024
+JOIN_TIMEOUT_S = 2.0
 
 #: Events that staff see in the alarm list (the door's plain openings and closings are not alarms).
 ALARMS = frozenset(
@@ -79,6 +88,9 @@ class PageHub:
 
     def __init__(self, *, wall_clock: Callable[[], float] = time.time) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: deque[tuple[Callable[[dict[str, Any]], None], dict[str, Any]]] = deque(maxlen=PENDING)
+        self._wake = threading.Event()
+        self._handoff: threading.Thread | None = None
         self._wall = wall_clock
         self._streams: set[Stream] = set()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -93,35 +105,60 @@ class PageHub:
 
     def publish(self, event: dict[str, Any]) -> None:
         """Hand a recorded event to the pages; never blocks, never raises."""
-        loop = self._loop
-        if loop is None:
+        if self._loop is None:
             return
         try:
             page = page_event(event)
-            if page is not None:
-                loop.call_soon_threadsafe(self.take, page)
-        except Exception:  # a closed loop (the server stopping), or an event of an odd shape
-            pass
+        except Exception:  # an event of an odd shape is not worth a page, nor the caller's trouble
+            return
+        if page is not None:
+            self._pending.append((self.take, page))
+            self._wake.set()
 
     def publish_health(self, report: dict[str, Any]) -> None:
         """The latest health report (from the health reporter's thread); never blocks."""
-        loop = self._loop
-        if loop is None:
+        if self._loop is None:
             return
-        with contextlib.suppress(RuntimeError):  # a closed loop: the server is stopping
-            loop.call_soon_threadsafe(self.take_health, dict(report))
+        self._pending.append((self.take_health, dict(report)))
+        self._wake.set()
+
+    def _pass_on(self) -> None:
+        """The hand-off thread: wake the loop for what `publish` left, until detached."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            loop = self._loop
+            if loop is None:
+                return
+            with contextlib.suppress(RuntimeError):  # a closed loop: the server is stopping
+                loop.call_soon_threadsafe(self._drain)
 
     # -- the loop's thread ----------------------------------------------------------------------
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._pending.clear()
+        self._handoff = threading.Thread(target=self._pass_on, name="edge-sentry-pages-handoff", daemon=True)
+        self._handoff.start()
 
     def detach(self) -> None:
-        """Stop taking events and end every open stream."""
+        """Stop taking events, end every open stream and join the hand-off thread."""
         self._loop = None
+        self._wake.set()
+        if self._handoff is not None:
+            self._handoff.join(JOIN_TIMEOUT_S)
+            self._handoff = None
         for stream in list(self._streams):
             stream.offer(None)
         self._streams.clear()
+
+    def _drain(self) -> None:
+        while self._pending:
+            take, item = self._pending.popleft()
+            try:
+                take(item)
+            except Exception:
+                log.exception("a page event could not be taken")
 
     def take(self, page: dict[str, Any]) -> None:
         """Fold one page event into the state and send it to every open stream."""
