@@ -74,29 +74,47 @@ def scan(**fields: Any) -> dict[str, Any]:
             "scheme": "es1", "id": "0190d2c6-0000-7000-8000-000000000001", **fields}  # fmt: skip
 
 
-def shown(browser: chromium.Browser) -> dict[str, Any]:
-    state: dict[str, Any] = browser.js(
-        "const b = document.body; return {state: b.dataset.state, reason: b.dataset.reason || null, "
-        "fault: b.dataset.fault || null, count: window.sentryShown.length, "
-        "background: getComputedStyle(b).backgroundColor, "
-        "headline: document.getElementById('headline').innerText, "
-        "message: document.getElementById('message').innerText, "
-        "idle: document.getElementById('idle-title').innerText, "
-        "venue: document.getElementById('venue').innerText}"
-    )
-    return state
+_DISPLAY = (
+    "const b = document.body; return {state: b.dataset.state, reason: b.dataset.reason || null, "
+    "fault: b.dataset.fault || null, count: window.sentryShown.length, "
+    "background: getComputedStyle(b).backgroundColor, "
+    "headline: document.getElementById('headline').innerText, "
+    "message: document.getElementById('message').innerText, "
+    "idle: document.getElementById('idle-title').innerText, "
+    "venue: document.getElementById('venue').innerText}"
+)
+_STAFF = (
+    "const rows = Array.from(document.querySelectorAll('#recent tbody tr'));"
+    "const counts = {}; document.querySelectorAll('[data-count]').forEach("
+    "  td => counts[td.dataset.count] = Number(td.innerText));"
+    "return {rows: rows.map(r => Array.from(r.cells).slice(1).map(c => c.innerText)), counts: counts,"
+    "  alarms: Array.from(document.querySelectorAll('#alarms li:not(.none)')).map(li => li.innerText),"
+    "  open: Array.from(document.querySelectorAll('#open li:not(.none)')).map(li => li.innerText),"
+    "  health: document.getElementById('health').innerText,"
+    "  link: document.getElementById('link').dataset.up}"
+)
+
+
+def settle(browser: chromium.Browser, script: str, check: Any, what: str) -> dict[str, Any]:
+    """What `script` reads from the page once `check` accepts it (the browser polls; a guard of 20 s)."""
+    last: dict[str, Any] = {}
+
+    def ready(_driver: Any) -> bool:
+        last.clear()
+        last.update(browser.js(script))
+        return bool(check(last))
+
+    browser.wait(ready, message=f"the page never showed {what}; last {last}")
+    return last
 
 
 def wait_for(browser: chromium.Browser, **want: Any) -> dict[str, Any]:
-    """The page's state once it has every value in `want` (the background settled too)."""
-    found: dict[str, Any] = {}
+    """The visitor display once it has every value in `want` (the background settled too)."""
+    return settle(browser, _DISPLAY, lambda page: all(page.get(k) == v for k, v in want.items()), str(want))
 
-    def ready(_driver: Any) -> bool:
-        found.update(shown(browser))
-        return all(found.get(k) == v for k, v in want.items())
 
-    browser.wait(ready, message=f"the page never showed {want}; last {found}")
-    return found
+def wait_staff(browser: chromium.Browser, check: Any, what: str) -> dict[str, Any]:
+    return settle(browser, _STAFF, check, what)
 
 
 @pytest.fixture
@@ -153,31 +171,6 @@ def test_a_camera_fault_shows_on_the_idle_screen_until_the_camera_is_back(browse
     browser.driver.save_screenshot(str(screens / f"display-{language}-fault.png"))
     display.publish({"event": Event.CAMERA_RECOVERED, "t": int(time.time() * 1000)})
     wait_for(browser, state="idle", fault=None)
-
-
-def staff_view(browser: chromium.Browser) -> dict[str, Any]:
-    view: dict[str, Any] = browser.js(
-        "const rows = Array.from(document.querySelectorAll('#recent tbody tr'));"
-        "const counts = {}; document.querySelectorAll('[data-count]').forEach("
-        "  td => counts[td.dataset.count] = Number(td.innerText));"
-        "return {rows: rows.map(r => Array.from(r.cells).slice(1).map(c => c.innerText)), counts: counts,"
-        "  alarms: Array.from(document.querySelectorAll('#alarms li:not(.none)')).map(li => li.innerText),"
-        "  open: Array.from(document.querySelectorAll('#open li:not(.none)')).map(li => li.innerText),"
-        "  health: document.getElementById('health').innerText,"
-        "  link: document.getElementById('link').dataset.up}"
-    )
-    return view
-
-
-def wait_staff(browser: chromium.Browser, check: Any, what: str) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-
-    def ready(_driver: Any) -> bool:
-        last.update(staff_view(browser))
-        return bool(check(last))
-
-    browser.wait(ready, message=f"the staff view never showed {what}; last {last}")
-    return last
 
 
 def test_the_staff_view_starts_from_the_state_and_follows_the_stream(browser, tmp_path, screens):
