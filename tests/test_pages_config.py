@@ -72,3 +72,11 @@ def test_display_keys_are_checked_by_key_path(key, value, message):
 def test_a_pushed_config_cannot_move_the_pages_but_may_change_their_language():
     assert desired.matches("display.listen", desired.LOCAL_ONLY)
     assert not desired.matches("display.language", desired.LOCAL_ONLY)
+
+
+def test_the_example_sentry_config_serves_the_pages_on_loopback():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "provisioning" / "sentry.example.toml"
+    display = cfg.load(example).display
+    assert display.listen == "127.0.0.1:8080" and display.language in ("en", "zh")
