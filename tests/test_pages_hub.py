@@ -69,3 +69,21 @@ def test_publish_without_a_running_server_does_nothing_and_odd_events_never_rais
     hub._loop = object()  # type: ignore[assignment]  # as if attached: only the filter runs here
     hub.publish({"event": Event.SCAN, "t": 1, "verdict": {"a": 1}})  # no exception out of publish
     hub.publish(None)  # type: ignore[arg-type]
+
+
+def test_a_stalled_pages_loop_never_holds_up_publish_and_what_waits_is_bounded():
+    import asyncio
+
+    from edge_sentry.pages.hub import PENDING
+
+    hub = PageHub()
+    stalled = asyncio.new_event_loop()  # attached but never run: the pages' thread is stuck
+    try:
+        hub.attach(stalled)
+        for i in range(PENDING * 3):
+            hub.publish({"event": Event.SCAN, "t": i, "verdict": "deny", "reason": "expired", "mode": "scan"})
+        assert len(hub._pending) == PENDING  # the oldest went; nothing grew, nothing waited
+        assert hub._pending[-1][1]["t"] == PENDING * 3 - 1
+    finally:
+        hub.detach()
+        stalled.close()

@@ -223,3 +223,14 @@ def test_the_daemons_pages_carry_its_decisions_and_never_a_code_subject_or_perso
             assert needle not in everything
     for word in (b'"subject"', b'"issuer"', b'"scheme"', b"venue-co", b"elsewhere", b'"id"'):
         assert word not in everything
+
+
+def test_stopping_the_server_ends_the_open_streams(tmp_path):
+    with page_server(page_config(tmp_path)) as (server, _hub):
+        assert server.address is not None
+        stream = EventStream(*server.address, "/events?state=1")
+        assert stream.next()["event"] == "state"
+        server.stop()
+        with pytest.raises(EOFError):
+            stream.next()
+        stream.close()

@@ -91,6 +91,8 @@ class PageHub:
         self._pending: deque[tuple[Callable[[dict[str, Any]], None], dict[str, Any]]] = deque(maxlen=PENDING)
         self._wake = threading.Event()
         self._handoff: threading.Thread | None = None
+        # One drain at a time waits in the loop's queue, so a stalled loop gathers no pile of them.
+        self._drain_scheduled = False
         self._wall = wall_clock
         self._streams: set[Stream] = set()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -130,6 +132,9 @@ class PageHub:
             loop = self._loop
             if loop is None:
                 return
+            if self._drain_scheduled:
+                continue  # the drain already waiting will take this too
+            self._drain_scheduled = True
             with contextlib.suppress(RuntimeError):  # a closed loop: the server is stopping
                 loop.call_soon_threadsafe(self._drain)
 
@@ -138,6 +143,7 @@ class PageHub:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._pending.clear()
+        self._drain_scheduled = False
         self._handoff = threading.Thread(target=self._pass_on, name="edge-sentry-pages-handoff", daemon=True)
         self._handoff.start()
 
@@ -153,6 +159,7 @@ class PageHub:
         self._streams.clear()
 
     def _drain(self) -> None:
+        self._drain_scheduled = False  # first: whatever comes from here on schedules another
         while self._pending:
             take, item = self._pending.popleft()
             try:
