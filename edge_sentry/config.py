@@ -308,6 +308,56 @@ class IngestConfig:
     partitions_ahead_days: int = field(default=2, metadata=_between(0, 60))
 
 
+#: The embedded default of `display.listen`: loopback, so the demo shows its pages on this machine
+#: and nothing beyond it. `EDGE_SENTRY_DISPLAY_LISTEN` replaces this default (never a value a file
+#: sets): the tests set it to "" so that the many sentries they start never contend for one port.
+DISPLAY_LISTEN_ENV = "EDGE_SENTRY_DISPLAY_LISTEN"
+_DISPLAY_LISTEN = "127.0.0.1:8080"
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """`HOST:PORT` (an IPv6 host in brackets, `[::1]:8080`) as (host, port); None when it is not one.
+
+    The host must be an IP address or `localhost`: a name would need a DNS lookup at every start,
+    and where the pages are seen must not depend on an answer from the network. Port 0 asks the
+    system for any free port (the sentry logs which).
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            return None
+    elif ":" in host:
+        return None  # an IPv6 address goes in brackets, or its last group would read as the port
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    """The sentry's pages (edge_sentry/pages/): where they are served and how the visitor display
+    speaks. `listen = ""` serves none. The venue and entrance names shown are `device.venue_name`
+    and `device.entrance_name`, the ones the entrance poster prints."""
+
+    listen: str = field(
+        default_factory=lambda: os.environ.get(DISPLAY_LISTEN_ENV, _DISPLAY_LISTEN),
+        metadata=_rule(
+            lambda v: v == "" or parse_listen(v) is not None,
+            "must be HOST:PORT with an IP address or localhost (e.g. '127.0.0.1:8080', '[::1]:8080'), "
+            "or '' for no pages",
+        ),
+    )
+    language: str = field(default="en", metadata=_one_of("en", "zh"))
+    # How long a result stays on the visitor display before the idle screen comes back.
+    result_s: float = field(default=4.0, metadata=_between(1, 60))
+
+
 @dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
@@ -327,6 +377,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -347,6 +398,7 @@ _SECTIONS: dict[str, type] = {
     "control": ControlConfig,
     "fleet": FleetConfig,
     "ingest": IngestConfig,
+    "display": DisplayConfig,
 }
 
 

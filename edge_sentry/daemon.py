@@ -27,22 +27,25 @@ from .camera import open_source
 from .camera.base import FrameSource
 from .codes import keys
 from .codes.trust import TrustList
-from .config import Config
+from .config import Config, loopback_host
 from .decoder import Decoder
 from .demo import DemoIssuer, DemoSource, press_button, shut_simulated_door
-from .errors import EdgeSentryError
+from .errors import EdgeSentryError, PagesUnavailable
 from .eventlog import EventLog
 from .gpio import GateDevices, build_devices, drive_relay_off, make_pin_factory
+from .health import HealthReporter
 from .link.control import ControlGuard
 from .link.shadow import ConfigShadow
 from .link.topics import Topics
 from .link.trustpush import TrustPush, load_initial
 from .outbox import Outbox
+from .pages.hub import PageHub
+from .pages.server import PageServer
 from .privacy import Sealer
 from .sentry import Sentry
 from .service import Notifier
 from .state import StateStore
-from .uplink import RESTART_EXIT, Uplink
+from .uplink import RESTART_EXIT, Uplink, figures
 from .verifier import Verifier
 from .vocabulary import Event, Refusal
 
@@ -74,6 +77,11 @@ class Daemon:
         self.sentry: Sentry | None = None
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
+        # The pages' state; fed by `_record` whether or not a server runs (a hand-off that does
+        # nothing until one attaches its loop).
+        self.hub = PageHub()
+        self.pages: PageServer | None = None
+        self._page_health: HealthReporter | None = None
         self.exit_status = 0
         self._logged_early: set[str] = set()
         self._trust_stale = False
@@ -116,6 +124,7 @@ class Daemon:
 
     def _record(self, event: dict[str, Any]) -> dict[str, Any] | None:
         assert self.outbox is not None
+        self.hub.publish(event)  # first: the display shows the gate's act before the outbox queues it
         return self.outbox.put(event)
 
     def _on_durable(self, event: dict[str, Any]) -> None:
@@ -132,12 +141,40 @@ class Daemon:
         outbox may be the very thing that cannot write. They still go to the outbox for the fleet."""
         log.warning("outbox alarm %s: %s", name, details)
         event = {"event": name, "t": int(time.time() * 1000), **details}
+        self.hub.publish(event)
         with self._early_lock:  # held across put(), so on_durable cannot see the id before this does
             stamped = self.outbox.put(event) if self.outbox is not None else None
             if stamped is not None:
                 self._logged_early.add(stamped["id"])
                 event = stamped
         self.events.write(event)
+
+    def _start_pages(self) -> None:
+        """Serve the pages when `display.listen` says so. A port that is taken, or anything else
+        that goes wrong here, is logged and the sentry runs without them: the gate never depends
+        on its pages."""
+        listen = self.config.display.listen
+        if not listen:
+            return
+        server = PageServer(self.config, self.hub)
+        try:
+            host, port = server.start()
+        except PagesUnavailable as exc:
+            log.error("pages not served, the sentry runs without them: %s", exc)
+            return
+        except Exception:
+            log.exception("pages not served, the sentry runs without them")
+            return
+        self.pages = server
+        log.info("pages at %s/ (visitor display), %s/staff (staff view)", server.url, server.url)
+        if not loopback_host(host):
+            log.warning("pages served beyond this machine on %s:%d (display.listen)", host, port)
+
+    def _stop_pages(self) -> None:
+        if self._page_health is not None:
+            self._page_health.stop()
+        if self.pages is not None:
+            self.pages.stop()
 
     def _request_restart(self) -> None:
         log.warning("restart requested by the fleet")
@@ -216,6 +253,7 @@ class Daemon:
         watcher = threading.Thread(
             target=self._watch, args=(push,), name="edge-sentry-watch", daemon=True
         )
+        self._start_pages()
         try:
             self._record(self._start_event(trust, started))
             if trust_problem is not None:
@@ -229,9 +267,20 @@ class Daemon:
                 )  # fmt: skip
                 self.uplink = Uplink(
                     config, self.shadow, push, self.outbox, sentry, rig, self._request_restart,
-                    self.store, guard,
+                    self.store, guard, on_health=self.hub.publish_health,
                 )
                 self.uplink.start()
+            elif self.pages is not None:
+                # No broker to report to, but the staff view shows the sentry's health all the same.
+                outbox = self.outbox
+                self._page_health = HealthReporter(
+                    self.hub.publish_health,
+                    lambda: figures(sentry, outbox, self.shadow, push),
+                    lambda: self.shadow.current.health.interval_s,
+                    state_dir=config.device.state_dir,
+                    name="edge-sentry-page-health",
+                )
+                self._page_health.start()
             self._check_trust(push.trust)
             self._check_clock()
             watcher.start()
@@ -252,7 +301,10 @@ class Daemon:
                     if self.uplink is not None:
                         self.uplink.stop()
                 finally:
-                    self.outbox.stop()  # whatever failed above, queued events reach the disk
+                    try:
+                        self.outbox.stop()  # whatever failed above, queued events reach the disk
+                    finally:
+                        self._stop_pages()
             if watcher.is_alive():
                 watcher.join(2.0)
         return self.exit_status

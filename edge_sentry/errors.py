@@ -56,6 +56,11 @@ class GpioError(EdgeSentryError):
     """The pin factory or a gate device could not be set up."""
 
 
+class PagesUnavailable(EdgeSentryError, OSError):
+    """The pages cannot be served (the port is taken, the address is not this machine's): the
+    sentry logs it and runs without them; the gate never depends on its pages."""
+
+
 # -- codes, keys and trust lists ---------------------------------------------------------------
 
 

@@ -32,6 +32,22 @@ log = logging.getLogger(__name__)
 RESTART_EXIT = 75
 
 
+def figures(sentry: Sentry, outbox: Outbox, shadow: ConfigShadow, push: TrustPush) -> dict[str, Any]:
+    """The running sentry's figures for a health report (`health.sample`'s inputs), link aside:
+    the uplink adds its state; without a broker the pages' health report goes without it."""
+    stats = sentry.stats
+    return {
+        "frames": stats.frames,
+        "decode_ms": list(stats.decode_ms),
+        "latency_ms": list(stats.latency_ms),
+        "loop_priority": stats.priority,
+        "outbox": outbox.stats(),
+        "gate": str(sentry.gate.state),
+        "config_version": shadow.version,
+        "trust_version": push.trust.version,
+    }
+
+
 class Uplink:
     """Link, shadow, trust push, commands and health for one run of the daemon; `store` is the
     daemon's open state store (the commands keep their answered ids there); `guard` checks every
@@ -48,6 +64,7 @@ class Uplink:
         request_restart: Callable[[], None],
         store: StateStore,
         guard: ControlGuard,
+        on_health: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.config = config
         self.shadow = shadow
@@ -81,6 +98,7 @@ class Uplink:
         # so the retained health never lags a reconnect by a whole interval. Only the reporter's
         # thread samples (a sample may wait on vcgencmd; the link's handler thread must not).
         self._last_health: dict[str, Any] | None = None
+        self._on_health = on_health
         self.link.add_connect_hook(self._republish_health)
 
     def _snapshot_source(self) -> Callable[[], bytes] | None:
@@ -101,6 +119,8 @@ class Uplink:
     def _publish_health(self, report: dict[str, Any]) -> None:
         self._last_health = report
         self.link.publish("health", report, qos=0, retain=True)
+        if self._on_health is not None:
+            self._on_health(report)
 
     def _republish_health(self) -> None:
         report = self._last_health
@@ -108,18 +128,7 @@ class Uplink:
             self.link.publish("health", report, qos=0, retain=True)
 
     def _collect(self) -> dict[str, Any]:
-        stats = self.sentry.stats
-        return {
-            "frames": stats.frames,
-            "decode_ms": list(stats.decode_ms),
-            "latency_ms": list(stats.latency_ms),
-            "loop_priority": stats.priority,
-            "outbox": self.outbox.stats(),
-            "link": self.link.state(),
-            "gate": str(self.sentry.gate.state),
-            "config_version": self.shadow.version,
-            "trust_version": self.push.trust.version,
-        }
+        return {**figures(self.sentry, self.outbox, self.shadow, self.push), "link": self.link.state()}
 
     def wake(self) -> None:
         """The outbox has a new durable event: the drain need not wait for its next poll."""

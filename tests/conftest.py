@@ -26,10 +26,16 @@ system broker on 1883:
 
 If Mosquitto is missing the MQTT tests fail (not skip) with the way to install it: CI installs it.
 PostgreSQL likewise.
+
+The embedded default of `display.listen` (127.0.0.1:8080) is turned off for the whole run, in this
+process and the daemons it starts as processes: the suite starts many sentries, and a fixed port
+would be taken by the first. A test that wants pages names its own listener (tests/pages_helpers.py:
+`127.0.0.1:0`, a free port).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,8 +44,10 @@ import pg
 import pytest
 from broker import MISSING_MOSQUITTO, Broker, Subscriber, find_mosquitto
 
-from edge_sentry.config import Config
+from edge_sentry.config import DISPLAY_LISTEN_ENV, Config
 from edge_sentry.state import Identity, StateStore
+
+os.environ[DISPLAY_LISTEN_ENV] = ""
 
 #: The identity `open_store` gives a bare folder (the device of the tests' local configs).
 TEST_IDENTITY = Identity("s1", "sentry-1")

@@ -8,7 +8,8 @@ site name its MQTT topics and its broker ACL, so a wrong value strands it; its v
 decide which codes and posters belong here), what the gate does when it fails (`gate.fail_mode`:
 a push must never turn a secure door into an open one), how fresh a signed command must be
 (`control.*`: a pushed config must not loosen the checks that let it in), the operator tools' own
-settings (`fleet.*`), where it keeps its files, how it reaches the broker, how it is wired, which
+settings (`fleet.*`), where its pages are served (`display.listen`: a push must not show them beyond
+the machine), where it keeps its files, how it reaches the broker, how it is wired, which
 camera it reads, which keys anchor its trust, and the privacy opt-ins that a venue grants on site
 (`privacy.allow_snapshot`). A desired value equal to the local one is accepted (a full config dump
 may be pushed back), a different one is an error naming the key. Keys outside `LIVE` take effect
@@ -67,6 +68,7 @@ LOCAL_ONLY = frozenset(
         "mqtt.keepalive_s",
         "fleet.*",
         "ingest.*",
+        "display.listen",
     }
 )
 

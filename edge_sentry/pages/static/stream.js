@@ -1,0 +1,30 @@
+/* The pages' link to the sentry: its settings, and its /events stream (server push, never polling).
+   EventSource connects again by itself when the stream ends (the server says how soon). */
+"use strict";
+
+window.sentryPage = (function () {
+  const settings = JSON.parse(document.getElementById("settings").textContent);
+
+  function text(key, lang) {
+    const entry = settings.ui[key] || {};
+    return entry[lang || settings.language] || entry.en || "";
+  }
+
+  /* onEvent(object) for each message; onLink(true|false) as the stream opens and drops. */
+  function listen(path, onEvent, onLink) {
+    const source = new EventSource(path);
+    source.onopen = function () { if (onLink) onLink(true); };
+    source.onerror = function () { if (onLink) onLink(false); };
+    source.onmessage = function (message) {
+      let event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      onEvent(event);
+    };
+    return source;
+  }
+
+  /* Wall-clock milliseconds now, as precise as the browser allows (an event's `t` is the sentry's). */
+  function wallNow() { return performance.timeOrigin + performance.now(); }
+
+  return { settings: settings, text: text, listen: listen, wallNow: wallNow };
+})();

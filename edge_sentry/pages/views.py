@@ -1,0 +1,148 @@
+"""The visitor display (`/`), the staff view (`/staff`, `/staff/state`), `/events` and `/health`.
+
+Every response is built from the hub's state, which holds page events only (events.py): nothing
+here reads a recorded event, so nothing here can leak one. Handlers run on the pages' own loop and
+never touch the gate. `routes` is what the server mounts; another page (the camera aiming page, say)
+is a module with a `routes(context)` of its own, mounted beside this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from tornado.http1connection import HTTP1Connection
+from tornado.iostream import StreamClosedError
+from tornado.web import RequestHandler
+
+from ..config import loopback_host
+from .context import PageContext, Routes
+from .hub import Stream
+from .texts import LANGUAGES, UI
+
+#: A comment line this often keeps proxies and the browser from thinking a quiet stream is dead, and
+#: lets the server notice a reader that went away.
+KEEPALIVE_S = 15.0
+#: How soon (ms) a browser's EventSource connects again after the stream ends.
+RETRY_MS = 1000
+
+
+class PageHandler(RequestHandler):
+    """Common to every page: no caching, no framing, no sniffing, and on a loopback listener only
+    requests addressed to this machine by name (a page on another site that a DNS answer points at
+    127.0.0.1 must not read the staff view)."""
+
+    context: PageContext
+
+    def initialize(self, context: PageContext) -> None:
+        self.context = context
+
+    def prepare(self) -> None:
+        if self.context.loopback:
+            host = urlsplit("//" + self.request.host).hostname or ""
+            if not loopback_host(host):
+                self.set_status(403)
+                self.finish({"error": "this sentry's pages answer on the loopback address only"})
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'",
+        )
+
+    def settings_json(self) -> str:
+        """The page's settings as JSON for a `<script type="application/json">` (not run as code):
+        `</` escaped so a name with `</script>` in it cannot end the element."""
+        config = self.context.config
+        settings: dict[str, Any] = {
+            "language": config.display.language,
+            "languages": list(LANGUAGES),
+            "venue": config.device.venue_name,
+            "entrance": config.device.entrance_name,
+            "result_ms": int(config.display.result_s * 1000),
+            "assist_ms": int(config.gate.assist_window_s * 1000),
+            "ui": UI,
+        }
+        return json.dumps(settings, ensure_ascii=False).replace("</", "<\\/")
+
+
+class DisplayPage(PageHandler):
+    def get(self) -> None:
+        self.render("display.html", settings=self.settings_json(), lang=self.context.config.display.language)
+
+
+class StaffPage(PageHandler):
+    def get(self) -> None:
+        self.render("staff.html", settings=self.settings_json(), lang=self.context.config.display.language)
+
+
+class StaffState(PageHandler):
+    def get(self) -> None:
+        self.finish(self.context.hub.snapshot())
+
+
+class Health(PageHandler):
+    def get(self) -> None:
+        report = self.context.hub.health
+        if report is None:
+            self.set_status(503)
+            self.finish({"error": "no health report yet"})
+            return
+        self.finish(report)
+
+
+class Events(PageHandler):
+    """Server-sent events: one `data:` line of JSON per page event, as soon as the hub has it.
+    `?state=1` sends the hub's whole state first (the staff view's starting point)."""
+
+    events: Stream | None = None
+
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        hub = self.context.hub
+        self.events = stream = hub.open_stream(with_state=self.get_argument("state", "") == "1")
+        # Each message is one small write that must leave now, not wait for the last one's ACK.
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.stream.set_nodelay(True)
+        try:
+            self.write(f"retry: {RETRY_MS}\n\n")
+            await self.flush()
+            while True:
+                try:
+                    line = await asyncio.wait_for(stream.queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    self.write(": keep-alive\n\n")
+                    await self.flush()
+                    continue
+                if line is None:
+                    break
+                self.write(f"data: {line}\n\n")
+                await self.flush()
+        except StreamClosedError:
+            pass
+        finally:
+            hub.close_stream(stream)
+
+    def on_connection_close(self) -> None:
+        if self.events is not None:
+            self.events.offer(None)
+
+
+def routes(context: PageContext) -> Routes:
+    """The pages of this module, for `PageServer.mount`."""
+    arg = {"context": context}
+    return [
+        (r"/", DisplayPage, arg),
+        (r"/staff", StaffPage, arg),
+        (r"/staff/state", StaffState, arg),
+        (r"/events", Events, arg),
+        (r"/health", Health, arg),
+    ]
