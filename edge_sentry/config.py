@@ -306,6 +306,27 @@ class IngestConfig:
     partitions_ahead_days: int = field(default=2, metadata=_between(0, 60))
 
 
+VOICE_LANGUAGES = ("en", "zh")
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    """Spoken prompts at the gate (voice/): one short prompt per outcome, played off the hot path.
+
+    `language` empty means the visitor display's language (`display.language`, "en" without a
+    display section). `output` chooses the player like `gpio.pin_factory` chooses pins: "auto" is
+    `aplay` on a Raspberry Pi and the simulated player elsewhere, decided from the hardware, never
+    from whether tests run. `device` is the ALSA device `aplay -D` opens. `volume` (0-100) is
+    rendered into the prompts (espeak-ng's amplitude), so changing it renders them again.
+    """
+
+    enabled: bool = True
+    language: str = field(default="", metadata=_one_of("", *VOICE_LANGUAGES))
+    volume: int = field(default=75, metadata=_between(0, 100))
+    output: str = field(default="auto", metadata=_one_of("auto", "aplay", "simulated"))
+    device: str = field(default="default", metadata=_non_empty())
+
+
 @dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
@@ -325,6 +346,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -345,6 +367,7 @@ _SECTIONS: dict[str, type] = {
     "control": ControlConfig,
     "fleet": FleetConfig,
     "ingest": IngestConfig,
+    "voice": VoiceConfig,
 }
 
 

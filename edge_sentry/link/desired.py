@@ -67,6 +67,8 @@ LOCAL_ONLY = frozenset(
         "mqtt.keepalive_s",
         "fleet.*",
         "ingest.*",
+        "voice.output",
+        "voice.device",
     }
 )
 
