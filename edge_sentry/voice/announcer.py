@@ -101,6 +101,9 @@ class Voice:
 
     def stop(self) -> None:
         self.player.stop()
+        stats = self.player.stats
+        log.info("voice: played %d prompts (%d replaced by a newer one, %d failed)",
+                 stats.played, stats.dropped, stats.failed)  # fmt: skip
 
     def prepare(self) -> list[Prompt]:
         """Render this language's missing prompts (real output only); what was rendered. Logged,
