@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from gate_helpers import wait_until
 from test_sentry import FrameList, Recorder, devices, fast_config, running  # noqa: F401 (a fixture)
 from test_voice import HeldSink, names, tool
@@ -20,6 +21,7 @@ from edge_sentry.config import from_mapping
 from edge_sentry.daemon import Daemon
 from edge_sentry.decoder import Decoder
 from edge_sentry.demo import DemoIssuer, press_button
+from edge_sentry.errors import CameraError
 from edge_sentry.sentry import Sentry
 from edge_sentry.verifier import Verifier
 from edge_sentry.voice import Prompt, Voice
@@ -135,3 +137,30 @@ def test_the_daemon_renders_its_prompts_at_first_start_and_plays_them(tmp_path: 
     assert sorted(p.name.split("-")[0] for p in voice.cache.folder.glob("*.wav")) == ["zh"] * len(Prompt)
     assert voice.player.stats.failed == 0
     assert not voice.player.alive  # stopped with the daemon
+
+
+def test_a_start_that_fails_stops_the_voice_again(tmp_path: Path):
+    mapping = {
+        "device": {"state_dir": str(tmp_path / "state")},
+        "camera": {"scene": str(tmp_path / "no-such-scene.toml")},
+        "gpio": {"pin_factory": "mock"},
+        "outbox": {"path": str(tmp_path / "outbox")},
+        "voice": {"output": "simulated"},
+    }
+    daemon = Daemon(from_mapping(mapping), stream=io.StringIO(), clock_probe=lambda: True)
+    with pytest.raises(CameraError):
+        daemon.run(duration=1.0)
+    assert daemon.voice is not None and not daemon.voice.player.alive
+    assert not [t for t in threading.enumerate() if t.name == "edge-sentry-voice"]
+
+
+def test_a_silent_gate_has_no_voice_thread(tmp_path: Path):
+    mapping = {
+        "device": {"state_dir": str(tmp_path / "state")},
+        "gpio": {"pin_factory": "mock"},
+        "outbox": {"path": str(tmp_path / "outbox")},
+        "voice": {"enabled": False},
+    }
+    daemon = Daemon(from_mapping(mapping), stream=io.StringIO(), clock_probe=lambda: True)
+    daemon.run(duration=0.5)
+    assert daemon.voice is None
