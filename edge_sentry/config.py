@@ -356,6 +356,25 @@ class DisplayConfig:
     language: str = field(default="en", metadata=_one_of("en", "zh"))
     # How long a result stays on the visitor display before the idle screen comes back.
     result_s: float = field(default=4.0, metadata=_between(1, 60))
+VOICE_LANGUAGES = ("en", "zh")
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    """Spoken prompts at the gate (voice/): one short prompt per outcome, played off the hot path.
+
+    `language` empty means the visitor display's language (`display.language`, "en" without a
+    display section). `output` chooses the player like `gpio.pin_factory` chooses pins: "auto" is
+    `aplay` on a Raspberry Pi and the simulated player elsewhere, decided from the hardware, never
+    from whether tests run. `device` is the ALSA device `aplay -D` opens. `volume` (0-100) is
+    rendered into the prompts (espeak-ng's amplitude), so changing it renders them again.
+    """
+
+    enabled: bool = True
+    language: str = field(default="", metadata=_one_of("", *VOICE_LANGUAGES))
+    volume: int = field(default=75, metadata=_between(0, 100))
+    output: str = field(default="auto", metadata=_one_of("auto", "aplay", "simulated"))
+    device: str = field(default="default", metadata=_non_empty())
 
 
 @dataclass(frozen=True)
@@ -378,6 +397,7 @@ class Config:
     fleet: FleetConfig = field(default_factory=FleetConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -399,6 +419,7 @@ _SECTIONS: dict[str, type] = {
     "fleet": FleetConfig,
     "ingest": IngestConfig,
     "display": DisplayConfig,
+    "voice": VoiceConfig,
 }
 
 

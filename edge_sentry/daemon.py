@@ -48,6 +48,7 @@ from .state import StateStore
 from .uplink import RESTART_EXIT, Uplink, figures
 from .verifier import Verifier
 from .vocabulary import Event, Refusal
+from .voice import Voice
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Daemon:
         self.hub = PageHub()
         self.pages: PageServer | None = None
         self._page_health: HealthReporter | None = None
+        self.voice: Voice | None = None
         self.exit_status = 0
         self._logged_early: set[str] = set()
         self._trust_stale = False
@@ -123,9 +125,14 @@ class Daemon:
         return open_source(self.config.camera)
 
     def _record(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Every event's way out: the outbox's queue, then the voice's slot. Both hand over and
+        return at once; the hot loop calls this only after the gate has acted."""
         assert self.outbox is not None
         self.hub.publish(event)  # first: the display shows the gate's act before the outbox queues it
-        return self.outbox.put(event)
+        stamped = self.outbox.put(event)
+        if self.voice is not None:
+            self.voice.announce(event)
+        return stamped
 
     def _on_durable(self, event: dict[str, Any]) -> None:
         with self._early_lock:
@@ -215,6 +222,10 @@ class Daemon:
         )
         try:
             self.outbox.start()
+            if config.voice.enabled:
+                # Its thread renders what is missing, then plays; the gate never waits for it.
+                self.voice = Voice(config)
+                self.voice.start()
             verifier = Verifier.from_config(config, trust, root_key)
             self.sentry = sentry = Sentry(
                 config,
@@ -234,7 +245,7 @@ class Daemon:
             )
             rig = selftest.Rig(
                 config, devices=devices, gate=sentry.gate, decoder=sentry.decoder, trust=trust,
-                trust_problem=trust_problem, root_key=root_key,
+                trust_problem=trust_problem, root_key=root_key, voice=self.voice,
             )
             self._follow_pushes(verifier, push, rig, had_problem=trust_problem is not None)
         except BaseException:
@@ -243,6 +254,8 @@ class Daemon:
             if self.sentry is not None:
                 self.sentry.close()
             devices.close()
+            if self.voice is not None:
+                self.voice.stop()
             self.outbox.stop()
             raise
         previous = {}
@@ -296,6 +309,8 @@ class Daemon:
             finally:
                 try:
                     devices.close()
+                    if self.voice is not None:
+                        self.voice.stop()
                     self._record({"event": Event.STOP, "t": int(time.time() * 1000), **self._summary()})
                     self.outbox.flush(2.0)
                     if self.uplink is not None:

@@ -59,6 +59,14 @@ class GpioError(EdgeSentryError):
 class PagesUnavailable(EdgeSentryError, OSError):
     """The pages cannot be served (the port is taken, the address is not this machine's): the
     sentry logs it and runs without them; the gate never depends on its pages."""
+class VoiceError(EdgeSentryError):
+    """A prompt cannot be rendered or played (no text-to-speech engine, no player, no audio
+    device, a damaged file); the message names what to install or fix.
+
+    No builtin base: the causes are a missing program (an OSError), a program's refusal (its exit
+    status) and a bad file (a ValueError from `wave`), and the gate treats all of them alike: it
+    goes on deciding, silently.
+    """
 
 
 # -- codes, keys and trust lists ---------------------------------------------------------------

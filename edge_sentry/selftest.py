@@ -14,7 +14,9 @@ Each part answers one question a technician asks at the entrance and returns
 - venue-poster: a VC1 poster in view is genuine and names this sentry's site, venue and entrance
   (skip when none is seen within the timeout, or no trust-root key is configured);
 - outbox: its folder takes a write and an fsync;
-- clock: the kernel says the clock is synchronised (skip where that cannot be asked).
+- clock: the kernel says the clock is synchronised (skip where that cannot be asked);
+- voice: the prompts of the configured language are rendered and readable, and the sound device
+  plays a short silence (skip when the voice is off or its output is simulated).
 
 `skip` means "could not be judged here", never "passed": callers decide what a skip is worth. A
 part that raises is a `fail` naming the exception type. Never logs or reports a code's text.
@@ -55,6 +57,10 @@ _POLL_S = 0.01
 
 class Decodes(Protocol):
     def decode(self, y: Any) -> list[Any]: ...
+
+
+class ChecksVoice(Protocol):
+    def check(self) -> tuple[str, str]: ...
 
 
 class GrantsGate(Protocol):
@@ -108,6 +114,7 @@ class Rig:
     root_key: Ed25519PublicKey | None = None
     root_key_problem: str | None = None
     clock_synced: Callable[[], bool | None] = clock_synchronised
+    voice: ChecksVoice | None = None
     frames: int = 10
     poster_timeout_s: float = 5.0
     indicator_s: float = 0.2
@@ -369,6 +376,17 @@ def check_clock(rig: Rig) -> dict[str, Any]:
     return result("clock", FAIL, f"not synchronised: time checks follow clock.unsynced_clock = {policy}")
 
 
+def check_voice(rig: Rig) -> dict[str, Any]:
+    """The running sentry's voice, or one built from the config (its thread not started)."""
+    voice = rig.voice
+    if voice is None:
+        from .voice import Voice
+
+        voice = Voice(rig.config)
+    status, detail = voice.check()
+    return result("voice", status, detail)
+
+
 PARTS: dict[str, Callable[[Rig], dict[str, Any]]] = {
     "relay": check_relay,
     "lights": check_lights,
@@ -381,6 +399,7 @@ PARTS: dict[str, Callable[[Rig], dict[str, Any]]] = {
     "venue-poster": check_venue_poster,
     "outbox": check_outbox,
     "clock": check_clock,
+    "voice": check_voice,
 }
 
 GPIO_PARTS = frozenset({"relay", "lights", "buzzer", "door", "buttons"})

@@ -10,15 +10,18 @@ prefix=/opt/edge-sentry
 [ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 2; }
 
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-picamera2 python3-lgpio
+# espeak-ng renders the spoken prompts, aplay (alsa-utils) plays them.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-picamera2 python3-lgpio \
+  espeak-ng alsa-utils
 
-# The unit's SupplementaryGroups=: Raspberry Pi OS's udev rules give gpio the gpiochips and video the
-# camera nodes, /dev/dma_heap and /dev/vcio. Without either group systemd would refuse to start it.
-for group in gpio video; do
+# The unit's SupplementaryGroups=: Raspberry Pi OS's udev rules give gpio the gpiochips, video the
+# camera nodes, /dev/dma_heap and /dev/vcio, and audio the sound nodes /dev/snd/*. Without any of
+# them systemd would refuse to start it.
+for group in gpio video audio; do
   getent group "$group" >/dev/null || { echo "install.sh: no group $group: not Raspberry Pi OS?" >&2; exit 2; }
 done
 id edge-sentry >/dev/null 2>&1 || useradd --system --home-dir /var/lib/edge-sentry --shell /usr/sbin/nologin edge-sentry
-usermod -a -G gpio,video edge-sentry
+usermod -a -G gpio,video,audio edge-sentry
 
 mkdir -p "$prefix" /etc/edge-sentry
 cp -r "$src/edge_sentry" "$src/hw_tests" "$src/setup.cfg" "$src/pyproject.toml" "$src/README.md" "$prefix/"
@@ -32,6 +35,13 @@ elif [ ! -f /etc/edge-sentry/sentry.toml ]; then
   install -m 0640 -g edge-sentry "$src/provisioning/sentry.example.toml" /etc/edge-sentry/sentry.toml
   echo "install.sh: edit /etc/edge-sentry/sentry.toml (device id, site, trust file), then restart the service"
 fi
+
+# The spoken prompts, rendered now as the service's user into its state folder, so the first visitor
+# does not wait for the first start to render them (it would, in the background, if this failed).
+install -d -m 0700 -o edge-sentry -g edge-sentry /var/lib/edge-sentry
+runuser -u edge-sentry -- env XDG_STATE_HOME=/var/lib \
+  "$prefix/.venv/bin/edge-sentry" voice render --config /etc/edge-sentry/sentry.toml \
+  || echo "install.sh: the voice prompts were not rendered (see above); the sentry will try at its start" >&2
 
 install -m 0644 "$src/systemd/edge-sentry.service" /etc/systemd/system/edge-sentry.service
 systemd-analyze verify /etc/systemd/system/edge-sentry.service

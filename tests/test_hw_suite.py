@@ -1,7 +1,8 @@
 """The technician's hardware suite (hw_tests/) runs green on mock pins and the synthetic camera.
 
 It is run as a technician would run it, in its own pytest process, with a config of its own; only
-the clock part is left out, because this machine's clock may or may not be synchronised.
+the clock part is left out, because this machine's clock may or may not be synchronised. The voice
+plays through a real aplay on ALSA's null device, its prompts rendered first as the installer does.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ def test_hw_suite_passes_on_simulated_hardware(tmp_path):
         f'[trust]\nfile = "{tmp_path / "trust.json"}"\n'
         f'[gpio]\npin_factory = "mock"\n'
         f'[outbox]\npath = "{tmp_path / "outbox"}"\n'
+        '[voice]\noutput = "aplay"\ndevice = "null"\n'
     )
+    program = Path(sys.executable).parent / "edge-sentry"
+    rendered = subprocess.run([program, "--config", str(config), "voice", "render"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "hw_tests", "-q", "-p", "no:cacheprovider", "-k", "not clock",
          "--sentry-config", str(config), "--interactive", "--person-timeout", "5", "-rs"],
@@ -39,4 +45,4 @@ def test_hw_suite_passes_on_simulated_hardware(tmp_path):
     summary = result.stdout.strip().splitlines()[-1]
     assert "failed" not in summary
     # Every part but the venue poster (no trust-root key here) and the clock is judged, not skipped.
-    assert "12 passed" in summary and "1 skipped" in summary, summary  # 9 parts + 3 person checks
+    assert "13 passed" in summary and "1 skipped" in summary, summary  # 10 parts + 3 person checks

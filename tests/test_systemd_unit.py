@@ -235,8 +235,9 @@ def under_the_filter(tmp_path: Path, errno: str, *argv: str) -> tuple[Run, set[s
 
 
 def test_the_sentry_runs_under_the_unit_system_call_filter(tmp_path):
-    """The demo (camera, decoder, verifier, gate, outbox, the clock probe at start), the ExecStopPost command
-    and the health sampler with its command runner, each refused what the unit refuses. Without
+    """The demo (camera, decoder, verifier, gate, outbox, the clock probe at start), the ExecStopPost command,
+    the health sampler with its command runner, and the voice (espeak-ng rendering, aplay playing,
+    from the command line and inside the daemon), each refused what the unit refuses. Without
     SystemCallErrorNumber= systemd kills the sentry with SIGSYS at the first refused call, so then
     none may be refused at all."""
     (errno,) = settings("SystemCallErrorNumber") or [None]
@@ -244,16 +245,28 @@ def test_the_sentry_runs_under_the_unit_system_call_filter(tmp_path):
     program = str(this_program())
     mock = tmp_path / "mock.toml"
     mock.write_text('[gpio]\npin_factory = "mock"\n')
+    # The voice's children, espeak-ng and aplay, run under the same filter (strace -f follows them);
+    # ALSA's null device stands in for the card.
+    tool("espeak-ng", "espeak-ng")
+    tool("aplay", "alsa-utils")
+    voiced = tmp_path / "voice.toml"
+    voiced.write_text('[gpio]\npin_factory = "mock"\n[voice]\noutput = "aplay"\ndevice = "null"\n')
     runs = {  # name: (command, what its output shows when it did its work)
         "run": ([program, "run", "--duration", "3"], " stop "),  # started, ran, stopped in order
         "relay-off": ([program, "relay-off", "--config", str(mock)], "relay off: pin 17"),
         "health": ([sys.executable, "-c", _SNIPPET], "clock synchronised: "),
+        "voice": ([program, "voice", "play", "welcome", "--config", str(voiced)], "played en/welcome"),
+        # Rendering at first start, then the demo's valid code (at 1 s) welcomed through aplay.
+        "run-voiced": ([program, "run", "--duration", "4", "--config", str(voiced)], " stop "),
     }
     for name, (argv, shows) in runs.items():
         done, refused = under_the_filter(tmp_path, errno or "ENOSYS", *argv)
         said = done.stdout + done.stderr
         assert done.returncode == 0, f"{name}: exit {done.returncode}\n{said[-3000:]}"
         assert shows in said, f"{name}: {shows!r} not in\n{said[-3000:]}"
+        assert "without sound" not in said, f"{name}: the voice failed\n{said[-3000:]}"
+        if name == "run-voiced":
+            assert re.search(r"voice: played [1-9]", said), f"no prompt played:\n{said[-3000:]}"
         assert refused <= tolerated, f"{name}: refused {sorted(refused - tolerated)} (errno {errno})"
         if name == "run" and may_raise_priority():
             assert "deciding loop at real-time priority 10" in said, said[-3000:]

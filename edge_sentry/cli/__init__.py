@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         scan,
         selftest,
         verify,
+        voice,
         wipe,
     )
 
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-sentry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (run, relay_off, scan, verify, codes, selftest, authority, wipe):
+    for module in (run, relay_off, scan, verify, codes, selftest, voice, authority, wipe):
         module.register(sub)
     fleet_commands = fleet.register(sub)
     provision.register(fleet_commands)

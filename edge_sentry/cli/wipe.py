@@ -16,7 +16,9 @@ Only files the sentry created, never `rm -rf`. A file counts as the sentry's whe
   every log the sentry keeps uses that format, the state store and its compaction copy included; or
 - its path relative to the state directory is in STATE_FILES (state kept in another format: the
   files the state store replaces, which an upgraded sentry moves into it at its first start), or is
-  the temporary file a crash left beside one.
+  the temporary file a crash left beside one; or
+- it is a rendered voice prompt (or its unfinished copy) in the voice cache, `voice/` (named as
+  voice/render.py names them).
 Anything else is left in place and listed; folders are removed only once empty; the state directory
 itself stays (systemd owns it via StateDirectory=).
 Refusals (exit 1, nothing erased): a state directory or outbox that is `/`, one of the user's home's
@@ -49,6 +51,8 @@ from typing import Any
 from ..config import Config
 from ..errors import WipeRefused
 from ..storage import MAGIC
+from ..voice.render import CACHE_FOLDER as VOICE_CACHE
+from ..voice.render import FILE_NAME as VOICE_FILE
 
 # Outbox files by name, as outbox.py and storage.py create them: the lock (outbox._lock_folder),
 # the event log, the TinyDB state log, and the compaction copies of both.
@@ -109,10 +113,13 @@ def is_sentry_log(path: Path) -> bool:
 
 
 def is_state_file(state_dir: Path, entry: Path) -> bool:
-    """A regular file named in STATE_FILES (or a crash leftover of one), relative to `state_dir`."""
+    """A regular file named in STATE_FILES (or a crash leftover of one), or a rendered voice prompt
+    in the voice cache, relative to `state_dir`."""
     if entry.is_symlink() or not entry.is_file():
         return False
     relative = entry.relative_to(state_dir)
+    if relative.parent.as_posix() == VOICE_CACHE and VOICE_FILE.match(relative.name):
+        return True
     leftover = _ATOMIC_LEFTOVER.match(relative.name)
     if leftover is not None:
         relative = relative.with_name(leftover["name"])

@@ -69,6 +69,8 @@ LOCAL_ONLY = frozenset(
         "fleet.*",
         "ingest.*",
         "display.listen",
+        "voice.output",
+        "voice.device",
     }
 )
 
