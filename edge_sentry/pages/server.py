@@ -37,6 +37,18 @@ TEMPLATES = HERE / "templates"
 JOIN_TIMEOUT_S = 2.0
 _CLOSE_TIMEOUT_S = 1.0
 
+#: The pages take no request bodies: a request announcing more than this is refused (400) from its
+#: headers, before a byte of its body is read. tornado's default (100 MB, read into memory before any
+#: handler runs) is more than the whole service may use (MemoryMax=300M).
+MAX_BODY_BYTES = 1024
+#: What one connection may hold in its read buffer at once, and the size of a request's headers.
+MAX_BUFFER_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 8 * 1024
+#: A connection with no request in progress is closed after this long; a body that takes longer
+#: than BODY_TIMEOUT_S to arrive is given up.
+IDLE_TIMEOUT_S = 30.0
+BODY_TIMEOUT_S = 10.0
+
 
 def _log_request(handler: RequestHandler) -> None:
     """Failures only: a kiosk reloading its page, or a stream opening, is not news for the journal."""
@@ -116,7 +128,15 @@ class PageServer:
     async def _serve(self, app: Application) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        server = HTTPServer(app, xheaders=False)
+        server = HTTPServer(
+            app,
+            xheaders=False,
+            max_body_size=MAX_BODY_BYTES,
+            max_buffer_size=MAX_BUFFER_BYTES,
+            max_header_size=MAX_HEADER_BYTES,
+            idle_connection_timeout=IDLE_TIMEOUT_S,
+            body_timeout=BODY_TIMEOUT_S,
+        )
         server.add_sockets(self._sockets)
         self.hub.attach(self._loop)
         self._ready.set()
