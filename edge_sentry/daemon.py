@@ -199,6 +199,7 @@ class Daemon:
         try:
             return self._run(duration)
         finally:
+            self.notifier.close()
             self.store.close()  # last: everything that keeps state has stopped by now
 
     def _run(self, duration: float | None) -> int:

@@ -4,10 +4,15 @@ systemd restarts the sentry (and, with a hardware watchdog, the Pi) when the kee
 keep-alive is sent only by the hot loop, at each of its turns: a frame or a camera timeout alike, since
 a dead camera is a fault the running loop handles (buttons working), while a loop stuck in a read or a
 decode stops sending by itself. Outside systemd (no NOTIFY_SOCKET) every call is a no-op.
+
+The socket is opened once, with the notifier: a process that has run out of file descriptors (a
+flood of connections to the pages, say) must still be able to send its keep-alive, or systemd would
+restart a sentry whose gate works.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -19,6 +24,9 @@ class Notifier:
         if address and address.startswith("@"):
             address = "\0" + address[1:]  # abstract socket namespace
         self._address = address or None
+        self._sock: socket.socket | None = None
+        if self._address is not None:
+            self._sock = self._open()
         usec = os.environ.get("WATCHDOG_USEC", "")
         # Ping at half the configured interval, as sd_watchdog_enabled(3) recommends.
         self.watchdog_interval_s = int(usec) / 2_000_000 if usec.isdigit() else None
@@ -38,18 +46,33 @@ class Notifier:
     def enabled(self) -> bool:
         return self._address is not None
 
+    @staticmethod
+    def _open() -> socket.socket | None:
+        try:
+            return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        except OSError:
+            return None  # tried again at the next send
+
     def send(self, message: str) -> None:
         if self._address is None:
             return
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.connect(self._address)
-                # Never waits: the hot loop sends this itself, and a queue full at systemd's end
-                # (datagrams not yet read) must cost one message, not the gate.
-                sock.send(message.encode(), socket.MSG_DONTWAIT)
-        except OSError:
-            # A notify failure must not stop the gate; systemd will notice the silence itself.
-            pass
+        if self._sock is None:
+            self._sock = self._open()
+            if self._sock is None:
+                return
+        # A notify failure must not stop the gate; systemd will notice the silence itself.
+        with contextlib.suppress(OSError):
+            # Not connected: each datagram goes to the address as it is now, so a notify socket that
+            # systemd has made anew is still reached. Never waits: the hot loop sends this itself,
+            # and a queue full at systemd's end (datagrams not yet read) must cost one message, not
+            # the gate.
+            self._sock.sendto(message.encode(), socket.MSG_DONTWAIT, self._address)
+
+    def close(self) -> None:
+        """Close the socket (the daemon's end); a send after it opens it again."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def ready(self, status: str = "") -> None:
         self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -276,3 +278,26 @@ def test_a_camera_timeout_longer_than_the_watchdog_period_still_keeps_it_fed(not
         runner.join(10)
     assert not runner.is_alive()
     assert waits and max(waits) <= WATCHDOG_USEC / 1e6 / 4
+
+
+_OUT_OF_DESCRIPTORS = """
+import os, resource, socket
+from edge_sentry.service import Notifier
+notifier = Notifier()
+open_now = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (open_now - 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    print("a descriptor was still free")
+except OSError as exc:
+    print("out of descriptors:", exc.strerror)
+notifier.send("WATCHDOG=1")
+"""
+
+
+def test_a_process_out_of_file_descriptors_still_feeds_the_watchdog(notify):
+    """A flood of connections that uses up the descriptors must not starve the keep-alive."""
+    done = subprocess.run([sys.executable, "-c", _OUT_OF_DESCRIPTORS], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.startswith("out of descriptors:"), done.stdout + done.stderr
+    assert drain(notify) == [PING]
