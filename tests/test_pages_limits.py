@@ -7,10 +7,20 @@ its headers, connections and event streams are capped, a reader that stops readi
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
+from gate_helpers import wait_until
 from pages_helpers import PATIENCE_S, page_config, page_server
+from test_pages_server import get
+
+from edge_sentry.pages.listener import MAX_CONNECTIONS
 
 BIG_BODY = 48 * 1024 * 1024
 
@@ -56,3 +66,112 @@ def test_a_large_request_body_is_refused_from_its_headers_before_it_is_read(tmp_
     assert reply.startswith(b"HTTP/1.1 400 "), reply
     assert sent[0] < BIG_BODY  # the body was never taken in whole
     assert peak[0] - before < 16 * 1024, f"the process grew by {(peak[0] - before) // 1024} MiB"
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed this connection (EOF or a reset), waiting for it at most PATIENCE_S."""
+    sock.settimeout(PATIENCE_S)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_connections_past_the_cap_are_closed_and_the_pages_still_serve(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="edge_sentry.pages.listener")
+    with page_server(page_config(tmp_path)) as (server, _hub):
+        assert server.address is not None
+        held = [socket.create_connection(server.address, timeout=PATIENCE_S) for _ in range(MAX_CONNECTIONS)]
+        try:
+            wait_until(lambda: server.connections == MAX_CONNECTIONS, PATIENCE_S, "every connection taken")
+            extra = [socket.create_connection(server.address, timeout=PATIENCE_S) for _ in range(5)]
+            assert all(closed_by_server(sock) for sock in extra)
+            for sock in extra:
+                sock.close()
+            held.pop().close()
+            wait_until(lambda: server.connections < MAX_CONNECTIONS, PATIENCE_S, "a connection closed")
+            assert get(server.address, "/health")[0] == 503  # served: no health report yet
+        finally:
+            for sock in held:
+                sock.close()
+    refusals = [r.getMessage() for r in caplog.records if "limit" in r.getMessage()]
+    assert refusals == [
+        f"page connections at their limit ({MAX_CONNECTIONS}): a new one closed at once "
+        "(1 since the last such line)"
+    ]
+
+
+_OUT_OF_DESCRIPTORS = """
+import json, logging, os, sys, time
+from pages_helpers import page_config, page_server
+from edge_sentry.pages import listener
+from edge_sentry.service import Notifier
+
+listener.ACCEPT_PAUSE_S = 0.02  # many pauses in a short test
+records = []
+handler = logging.Handler()
+handler.emit = lambda record: records.append([record.name, record.levelname, record.getMessage()])
+logging.getLogger().addHandler(handler)
+logging.getLogger().setLevel(logging.INFO)
+notifier = Notifier()
+with page_server(page_config(__import__("pathlib").Path(sys.argv[1]))) as (server, hub):
+    filler = []
+    try:
+        while True:
+            filler.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        for fd in filler[-4:]:  # four left for the client's connections
+            os.close(fd)
+        del filler[-4:]
+    print(server.address[1], flush=True)
+    sys.stdin.readline()  # the client has opened its connections
+    (acceptor,) = server._http._acceptors
+    while acceptor.paused < 20:  # twenty failed attempts at least
+        time.sleep(0.01)
+    notifier.send("WATCHDOG=1")
+    print("out of descriptors", flush=True)
+    sys.stdin.readline()  # the client has closed them
+    while server.connections:
+        time.sleep(0.01)
+    for fd in filler:
+        os.close(fd)
+print(json.dumps(records), flush=True)
+"""
+
+
+def test_out_of_file_descriptors_the_pages_pause_accepting_log_once_and_the_watchdog_is_fed(tmp_path):
+    """The process's descriptors used up by connections: no busy accept loop, no line per attempt."""
+    notify = tmp_path / "n"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(notify))
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify), PYTHONPATH=str(Path(__file__).parent))
+    command = [sys.executable, "-c", _OUT_OF_DESCRIPTORS, str(tmp_path)]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    clients: list[socket.socket] = []
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        port = int(child.stdout.readline())
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=PATIENCE_S) for _ in range(20)]
+        child.stdin.write("opened\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "out of descriptors\n"
+        receiver.settimeout(PATIENCE_S)
+        assert receiver.recv(100) == b"WATCHDOG=1"
+        for sock in clients:
+            sock.close()
+        child.stdin.write("closed\n")
+        child.stdin.flush()
+        records = json.loads(child.stdout.readline())
+        assert child.wait(PATIENCE_S) == 0
+    finally:
+        for sock in clients:
+            sock.close()
+        receiver.close()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    said = [message for _name, level, message in records if level in ("WARNING", "ERROR", "CRITICAL")]
+    assert said == ["cannot accept page connections (Too many open files): paused 0.02 s each time "
+                    "(1 since the last such line)"]  # fmt: skip

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
@@ -28,6 +27,7 @@ from ..errors import PagesUnavailable
 from . import views
 from .context import PageContext, RouteSource
 from .hub import PageHub
+from .listener import BoundedHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class PageServer:
         self._ready = threading.Event()
         self._failed: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._http: BoundedHTTPServer | None = None
         self.address: tuple[str, int] | None = None
 
     def mount(self, source: RouteSource) -> None:
@@ -86,6 +87,11 @@ class PageServer:
             raise RuntimeError("the page server is not running")
         host, port = self.address
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    @property
+    def connections(self) -> int:
+        """Connections open now (0 before the server starts)."""
+        return 0 if self._http is None else self._http.open_connections
 
     def start(self, timeout: float = 5.0) -> tuple[str, int]:
         """Bind and serve; the (host, port) served (the port the system chose for port 0)."""
@@ -128,7 +134,7 @@ class PageServer:
     async def _serve(self, app: Application) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        server = HTTPServer(
+        self._http = server = BoundedHTTPServer(
             app,
             xheaders=False,
             max_body_size=MAX_BODY_BYTES,
