@@ -17,10 +17,14 @@ import threading
 from pathlib import Path
 
 from gate_helpers import wait_until
-from pages_helpers import PATIENCE_S, page_config, page_server
+from pages_helpers import PATIENCE_S, EventStream, page_config, page_server
+from test_pages_events import full_scan
 from test_pages_server import get
 
+from edge_sentry.pages import views
 from edge_sentry.pages.listener import MAX_CONNECTIONS
+from edge_sentry.pages.views import MAX_STREAMS
+from edge_sentry.vocabulary import Reason
 
 BIG_BODY = 48 * 1024 * 1024
 
@@ -175,3 +179,44 @@ def test_out_of_file_descriptors_the_pages_pause_accepting_log_once_and_the_watc
     said = [message for _name, level, message in records if level in ("WARNING", "ERROR", "CRITICAL")]
     assert said == ["cannot accept page connections (Too many open files): paused 0.02 s each time "
                     "(1 since the last such line)"]  # fmt: skip
+
+
+def test_an_event_stream_past_the_cap_is_refused_and_the_others_go_on(tmp_path):
+    with page_server(page_config(tmp_path)) as (server, hub):
+        assert server.address is not None
+        streams = [EventStream(*server.address) for _ in range(MAX_STREAMS)]
+        try:
+            assert get(server.address, "/events") == (503, {"error": "too many open event streams"})
+            hub.publish(full_scan())
+            assert all(stream.next()["reason"] == "expired" for stream in streams)
+            streams.pop().close()
+            wait_until(lambda: hub.streams < MAX_STREAMS, PATIENCE_S, "a stream closed")
+            streams.append(EventStream(*server.address))
+            hub.publish(full_scan(reason=Reason.STALE))
+            assert streams[-1].next()["reason"] == "stale"
+        finally:
+            for stream in streams:
+                stream.close()
+
+
+def test_a_reader_that_stops_reading_is_dropped_and_its_connection_closed(tmp_path, monkeypatch):
+    monkeypatch.setattr(views, "SEND_TIMEOUT_S", 0.2)  # the test need not wait ten seconds
+    with page_server(page_config(tmp_path)) as (server, hub):
+        assert server.address is not None
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        stalled.connect(server.address)
+        stalled.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        wait_until(lambda: hub.streams == 1, PATIENCE_S, "the stream open")
+        report = {"t": 1, "note": "x" * 100_000}  # never read: more than every buffer on the way holds
+        for _ in range(100):
+            hub.publish_health(report)
+        wait_until(lambda: hub.streams == 0 and server.connections == 0, PATIENCE_S, "the reader dropped")
+        fresh = EventStream(*server.address)
+        hub.publish(full_scan())
+        assert fresh.next()["reason"] == "expired"  # the pages go on for everyone else
+        fresh.close()
+        stalled.settimeout(PATIENCE_S)
+        while stalled.recv(1 << 16):  # what was on its way, then the end
+            pass
+        stalled.close()

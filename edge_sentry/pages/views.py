@@ -27,6 +27,12 @@ from .texts import LANGUAGES, UI
 KEEPALIVE_S = 15.0
 #: How soon (ms) a browser's EventSource connects again after the stream ends.
 RETRY_MS = 1000
+#: Open `/events` streams at once (a display, a staff view or two, their reloads); one more is
+#: answered 503, and the page tries again later.
+MAX_STREAMS = 16
+#: How long one message may take to leave: a reader that stops reading is dropped after this,
+#: rather than holding its connection and the messages queued for it.
+SEND_TIMEOUT_S = 10.0
 
 
 class PageHandler(RequestHandler):
@@ -100,36 +106,49 @@ class Health(PageHandler):
 
 class Events(PageHandler):
     """Server-sent events: one `data:` line of JSON per page event, as soon as the hub has it.
-    `?state=1` sends the hub's whole state first (the staff view's starting point)."""
+    `?state=1` sends the hub's whole state first (the staff view's starting point).
+
+    A stream ends with its connection closed when its reader stops reading: a message that takes
+    longer than `SEND_TIMEOUT_S` to leave, or the hub dropping a stream that lagged too far."""
 
     events: Stream | None = None
 
     async def get(self) -> None:
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         hub = self.context.hub
+        if hub.streams >= MAX_STREAMS:
+            self.set_status(503)
+            self.set_header("Retry-After", "5")  # as long as stream.js waits before it tries again
+            self.finish({"error": "too many open event streams"})
+            return
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.events = stream = hub.open_stream(with_state=self.get_argument("state", "") == "1")
         # Each message is one small write that must leave now, not wait for the last one's ACK.
         connection = self.request.connection
         if isinstance(connection, HTTP1Connection):
             connection.stream.set_nodelay(True)
         try:
-            self.write(f"retry: {RETRY_MS}\n\n")
-            await self.flush()
+            await self._send(f"retry: {RETRY_MS}\n\n")
             while True:
                 try:
                     line = await asyncio.wait_for(stream.queue.get(), KEEPALIVE_S)
                 except TimeoutError:
-                    self.write(": keep-alive\n\n")
-                    await self.flush()
+                    await self._send(": keep-alive\n\n")
                     continue
                 if line is None:
                     break
-                self.write(f"data: {line}\n\n")
-                await self.flush()
-        except StreamClosedError:
+                await self._send(f"data: {line}\n\n")
+        except (StreamClosedError, TimeoutError):
             pass
         finally:
             hub.close_stream(stream)
+        # Ended by the hub or by a reader that stopped: the connection goes now, without waiting for
+        # a last write that may never leave. The browser's EventSource connects again.
+        if isinstance(connection, HTTP1Connection):
+            connection.close()
+
+    async def _send(self, text: str) -> None:
+        self.write(text)
+        await asyncio.wait_for(self.flush(), SEND_TIMEOUT_S)
 
     def on_connection_close(self) -> None:
         if self.events is not None:

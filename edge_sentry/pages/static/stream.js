@@ -1,8 +1,11 @@
 /* The pages' link to the sentry: its settings, and its /events stream (server push, never polling).
-   EventSource connects again by itself when the stream ends (the server says how soon). */
+   EventSource connects again by itself when the stream ends (the server says how soon); a refused
+   stream (503: the sentry has as many open as it serves) ends an EventSource for good, so the page
+   opens a new one a little later. */
 "use strict";
 
 window.sentryPage = (function () {
+  const REFUSED_RETRY_MS = 5000;
   const settings = JSON.parse(document.getElementById("settings").textContent);
 
   function text(key, lang) {
@@ -14,7 +17,12 @@ window.sentryPage = (function () {
   function listen(path, onEvent, onLink) {
     const source = new EventSource(path);
     source.onopen = function () { if (onLink) onLink(true); };
-    source.onerror = function () { if (onLink) onLink(false); };
+    source.onerror = function () {
+      if (onLink) onLink(false);
+      if (source.readyState === EventSource.CLOSED) {
+        setTimeout(function () { listen(path, onEvent, onLink); }, REFUSED_RETRY_MS);
+      }
+    };
     source.onmessage = function (message) {
       let event;
       try { event = JSON.parse(message.data); } catch (e) { return; }
