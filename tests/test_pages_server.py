@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from pages_helpers import EventStream, page_config, page_server, running_daemon
+from gate_helpers import wait_until
+from pages_helpers import PATIENCE_S, EventStream, page_config, page_server, running_daemon
 from test_pages_events import full_scan
 from test_privacy_scan import _needles, dcc_cases, es1_cases
 from tornado.web import RequestHandler
@@ -63,6 +64,7 @@ def test_a_stream_asked_for_the_state_starts_with_it(tmp_path):
     with page_server(page_config(tmp_path)) as (server, hub):
         assert server.address is not None
         hub.publish(full_scan())
+        wait_until(lambda: len(hub.recent) == 1, PATIENCE_S, "the scan taken")  # the hand-off is not instant
         first = EventStream(*server.address)  # after the scan was taken: a plain stream never sees it
         staff = EventStream(*server.address, "/events?state=1")
         try:
