@@ -7,17 +7,20 @@ its headers, connections and event streams are capped, a reader that stops readi
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 from gate_helpers import wait_until
-from pages_helpers import PATIENCE_S, EventStream, page_config, page_server
+from pages_helpers import PATIENCE_S, EventStream, page_config, page_server, running_daemon
 from test_pages_events import full_scan
 from test_pages_server import get
 
@@ -220,3 +223,30 @@ def test_a_reader_that_stops_reading_is_dropped_and_its_connection_closed(tmp_pa
         while stalled.recv(1 << 16):  # what was on its way, then the end
             pass
         stalled.close()
+
+
+def test_with_its_pages_full_the_sentry_keeps_deciding_and_feeding_the_watchdog(tmp_path, monkeypatch):
+    folder = tempfile.mkdtemp(prefix="notify-")  # short: a socket path has ~100 bytes at most
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(os.path.join(folder, "n"))
+    receiver.settimeout(PATIENCE_S)
+    monkeypatch.setenv("NOTIFY_SOCKET", os.path.join(folder, "n"))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")
+    out = io.StringIO()
+    held: list[socket.socket] = []
+    try:
+        with running_daemon(page_config(tmp_path, log={"format": "json"}), log=out) as daemon:
+            assert daemon.pages is not None and daemon.pages.address is not None
+            held = [socket.create_connection(daemon.pages.address) for _ in range(MAX_CONNECTIONS + 1)]
+            assert closed_by_server(held[-1])
+            decided = out.getvalue().count('"event":"scan"')
+            while out.getvalue().count('"event":"scan"') == decided:  # the demo's next code
+                assert receiver.recv(100)  # fed all the while
+            while receiver.recv(100) != b"WATCHDOG=1":
+                pass
+            assert daemon.pages.connections == MAX_CONNECTIONS
+    finally:
+        for sock in held:
+            sock.close()
+        receiver.close()
+        shutil.rmtree(folder)
