@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from edge_sentry import gpio, health
+from edge_sentry.pages.listener import MAX_CONNECTIONS
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edge-sentry.service"
 INSTALLED_PROGRAM = "/opt/edge-sentry/.venv/bin/edge-sentry"
@@ -279,3 +280,10 @@ def may_raise_priority() -> bool:
 
     soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
     return os.geteuid() == 0 or soft == resource.RLIM_INFINITY or soft >= 10
+
+
+def test_the_descriptor_limit_is_set_and_far_above_what_the_pages_may_hold():
+    """A flood of connections to the pages is capped well below the unit's descriptor limit."""
+    limits = re.findall(r"^LimitNOFILE=(\d+)$", UNIT.read_text(), re.MULTILINE)
+    assert len(limits) == 1, "LimitNOFILE= set once, as one number (soft and hard alike)"
+    assert int(limits[0]) >= 8 * MAX_CONNECTIONS
