@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 import types
@@ -315,6 +316,10 @@ DISPLAY_LISTEN_ENV = "EDGE_SENTRY_DISPLAY_LISTEN"
 _DISPLAY_LISTEN = "127.0.0.1:8080"
 
 
+#: A DNS host name: labels of letters, digits and hyphens, separated by dots.
+_HOST_NAME = re.compile(r"(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?")
+
+
 def parse_listen(text: str) -> tuple[str, int] | None:
     """`HOST:PORT` (an IPv6 host in brackets, `[::1]:8080`) as (host, port); None when it is not one.
 
@@ -343,7 +348,8 @@ def parse_listen(text: str) -> tuple[str, int] | None:
 class DisplayConfig:
     """The sentry's pages (edge_sentry/pages/): where they are served and how the visitor display
     speaks. `listen = ""` serves none. The venue and entrance names shown are `device.venue_name`
-    and `device.entrance_name`, the ones the entrance poster prints."""
+    and `device.entrance_name`, the ones the entrance poster prints. The pages answer requests
+    addressed to the address they are reached on, and to the names in `hosts` (empty by default)."""
 
     listen: str = field(
         default_factory=lambda: os.environ.get(DISPLAY_LISTEN_ENV, _DISPLAY_LISTEN),
@@ -351,6 +357,14 @@ class DisplayConfig:
             lambda v: v == "" or parse_listen(v) is not None,
             "must be HOST:PORT with an IP address or localhost (e.g. '127.0.0.1:8080', '[::1]:8080'), "
             "or '' for no pages",
+        ),
+    )
+    # Names the pages answer to besides the address they are reached on (DNS rebinding: pages/hosts.py).
+    hosts: list[str] = field(
+        default_factory=list,
+        metadata=_rule(
+            lambda v: all(_HOST_NAME.fullmatch(h) for h in v) and len(set(v)) == len(v),
+            "must list distinct host names without a port (e.g. 'sentry-north.local')",
         ),
     )
     language: str = field(default="en", metadata=_one_of("en", "zh"))

@@ -80,3 +80,17 @@ def test_the_example_sentry_config_serves_the_pages_on_loopback():
     example = Path(__file__).resolve().parent.parent / "provisioning" / "sentry.example.toml"
     display = cfg.load(example).display
     assert display.listen == "127.0.0.1:8080" and display.language in ("en", "zh")
+
+
+def test_the_pages_answer_to_no_extra_name_by_default_and_a_push_cannot_add_one():
+    assert from_mapping({}).display.hosts == []
+    assert from_mapping({"display": {"hosts": ["sentry-north.local", "Gate-2"]}}).display.hosts == [
+        "sentry-north.local", "Gate-2"]  # fmt: skip
+    assert desired.matches("display.hosts", desired.LOCAL_ONLY)
+
+
+@pytest.mark.parametrize("hosts", [["sentry.local:8080"], ["a b"], [""], ["x.local", "x.local"], ["-x"]])
+def test_display_hosts_must_be_distinct_names_without_a_port(hosts):
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"display": {"hosts": hosts}})
+    assert dict(exc.value.problems)["display.hosts"].startswith("must list distinct host names")

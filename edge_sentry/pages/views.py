@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
-from ..config import loopback_host
 from .context import PageContext, Routes
+from .hosts import host_allowed
 from .hub import Stream
 from .texts import LANGUAGES, UI
 
@@ -36,9 +35,9 @@ SEND_TIMEOUT_S = 10.0
 
 
 class PageHandler(RequestHandler):
-    """Common to every page: no caching, no framing, no sniffing, and on a loopback listener only
-    requests addressed to this machine by name (a page on another site that a DNS answer points at
-    127.0.0.1 must not read the staff view)."""
+    """Common to every page: no caching, no framing, no sniffing, and only requests addressed to the
+    sentry itself (hosts.py: a page on another site that a DNS answer points at the sentry must not
+    read the staff view)."""
 
     context: PageContext
 
@@ -46,11 +45,16 @@ class PageHandler(RequestHandler):
         self.context = context
 
     def prepare(self) -> None:
-        if self.context.loopback:
-            host = urlsplit("//" + self.request.host).hostname or ""
-            if not loopback_host(host):
-                self.set_status(403)
-                self.finish({"error": "this sentry's pages answer on the loopback address only"})
+        if not host_allowed(self.request.host, self._came_in_on(), self.context.config.display.hosts):
+            self.set_status(403)
+            self.finish({"error": "this sentry's pages answer only to its own address or display.hosts"})
+
+    def _came_in_on(self) -> str | None:
+        """The local address this request's connection came in on (None when unknown)."""
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection) and connection.stream.socket is not None:
+            return str(connection.stream.socket.getsockname()[0])
+        return None
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
