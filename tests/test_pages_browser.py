@@ -29,7 +29,7 @@ from pages_helpers import page_config, page_server, running_daemon
 
 from edge_sentry.codes import es1, keys
 from edge_sentry.pages import texts
-from edge_sentry.pages.hub import PageHub
+from edge_sentry.pages.hub import RECENT, PageHub
 from edge_sentry.pages.server import PageServer
 from edge_sentry.vocabulary import Event, Mode, Reason, Refusal, Verdict
 
@@ -126,6 +126,14 @@ def display(browser: chromium.Browser, tmp_path: Path, request: pytest.FixtureRe
         wait_for(browser, state="idle", venue="Harbour Arena")
         browser.wait(lambda _d: hub.streams == 1, message="the display never opened its stream")
         yield hub
+
+
+def test_the_display_keeps_only_the_last_twenty_results(browser, display):
+    """As the staff view does (README, "Privacy"): older results are not kept in the page."""
+    for _ in range(RECENT + 4):
+        display.publish(scan(verdict=Verdict.DENY, reason=Reason.EXPIRED, mode=Mode.SCAN))
+    display.publish(scan(verdict=Verdict.DENY, reason=Reason.STALE, mode=Mode.SCAN))
+    wait_for(browser, reason="stale", count=RECENT)
 
 
 @pytest.mark.parametrize("display", ["en", "zh"], indirect=True)

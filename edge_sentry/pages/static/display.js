@@ -1,7 +1,9 @@
 /* The visitor display: the idle screen until a decision, then its result for display.result_s.
    A paper code waits for staff (amber) until staff let the visitor in or the assist window ends.
    Each shown result is also noted in window.sentryShown (the event's time, when the page changed, when
-   the next frame was drawn, and what it showed) for the display benchmark and the tests; it holds no more than the page shows. */
+   the next frame was drawn, and what it showed) for the display benchmark and the tests: no more than
+   the page shows, for the last 20 results only, as many as the staff view keeps (a benchmark that
+   needs every result of its run sets window.sentryShownKeep to more first). */
 "use strict";
 
 (function () {
@@ -9,6 +11,7 @@
   const s = page.settings;
   const body = document.body;
   const el = function (id) { return document.getElementById(id); };
+  const KEEP = 20;
   let timer = null;
   const faults = new Set();
   window.sentryShown = [];
@@ -38,7 +41,7 @@
                     reason: event.reason, mode: event.mode };
     requestAnimationFrame(function () { entry.frame = page.wallNow(); });  // the frame that draws it
     window.sentryShown.push(entry);
-    if (window.sentryShown.length > 1000) window.sentryShown.shift();
+    while (window.sentryShown.length > (window.sentryShownKeep || KEEP)) window.sentryShown.shift();
     timer = setTimeout(idle, holdMs);
   }
 
