@@ -16,24 +16,29 @@ LANGUAGES = ("en", "zh")
 
 Text = dict[str, str]
 
-#: Per deny reason: what the visitor can do about it.
+#: One message for every reason the visitor cannot act on differently (a forged, unreadable or
+#: foreign code, an unknown issuer, a withdrawn code, a status or a venue that does not let in), as
+#: the voice has one prompt for them (voice/prompts.py): neither tells a forger which check caught the
+#: code. The staff view shows the exact reason.
+INVALID_MESSAGE: Text = {
+    "en": "This code is not valid here: please ask staff",
+    "zh": "此码在此无效：请联系工作人员",
+}
+
+INVALID_REASONS = frozenset(
+    {
+        v.Reason.MALFORMED,
+        v.Reason.UNSUPPORTED,
+        v.Reason.UNKNOWN_KEY,
+        v.Reason.BAD_SIGNATURE,
+        v.Reason.REVOKED,
+        v.Reason.STATUS,
+        v.Reason.WRONG_VENUE,
+    }
+)
+
+#: Per deny reason the visitor can do something about: what to do.
 REASON_MESSAGES: dict[str, Text] = {
-    v.Reason.MALFORMED: {
-        "en": "This code cannot be read: show your entry code again, or ask staff",
-        "zh": "无法读取此码：请重新出示入场码，或联系工作人员",
-    },
-    v.Reason.UNSUPPORTED: {
-        "en": "This kind of code is not taken here: show your entry code for this venue",
-        "zh": "此处不接受这种码：请出示本场馆的入场码",
-    },
-    v.Reason.UNKNOWN_KEY: {
-        "en": "This code is not from a ticket issuer of this venue: show your entry code for it",
-        "zh": "此码并非本场馆的票务方签发：请出示本场馆的入场码",
-    },
-    v.Reason.BAD_SIGNATURE: {
-        "en": "This code is not genuine: open your ticket app and show its code, or ask staff",
-        "zh": "此码无效：请打开票务应用出示其中的码，或联系工作人员",
-    },
     v.Reason.EXPIRED: {
         "en": "Code expired: refresh it",
         "zh": "此码已过期：请刷新",
@@ -46,21 +51,9 @@ REASON_MESSAGES: dict[str, Text] = {
         "en": "A screenshot will not work: show the live code",
         "zh": "截图无效：请出示实时码",
     },
-    v.Reason.REVOKED: {
-        "en": "This code has been withdrawn: please ask staff",
-        "zh": "此码已被撤销：请联系工作人员",
-    },
-    v.Reason.STATUS: {
-        "en": "This code does not allow entry: please ask staff",
-        "zh": "此码不允许入场：请联系工作人员",
-    },
     v.Reason.PASSBACK: {
         "en": "This code was already used",
         "zh": "此码已被使用",
-    },
-    v.Reason.WRONG_VENUE: {
-        "en": "This code is for another venue",
-        "zh": "此码属于其他场馆",
     },
     v.Reason.ASSIST: {
         "en": "Paper code: please ask staff, they will let you in",
@@ -113,4 +106,6 @@ def message(verdict: str, reason: str, mode: str, refused: str | None = None) ->
         return dict(MODE_MESSAGES.get(mode, MODE_MESSAGES[v.Mode.SCAN]))
     if refused is not None or reason == v.Reason.OK:
         return dict(REFUSED_MESSAGE)
+    if reason in INVALID_REASONS:
+        return dict(INVALID_MESSAGE)
     return dict(REASON_MESSAGES.get(reason, FALLBACK_MESSAGE))
