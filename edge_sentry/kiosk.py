@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import parse_listen
 from .errors import UsageError
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -71,23 +72,24 @@ def listen_address(config: Mapping[str, Any]) -> str:
 
 
 def page_url(listen: str) -> str:
-    """The URL the screen of the sentry's own Pi opens for a `display.listen` address."""
+    """The URL the screen of the sentry's own Pi opens for a `display.listen` address: read by the
+    sentry's own rule (`config.parse_listen`), so the screen never opens an address the sentry
+    would refuse to serve."""
     if not listen.strip():
         raise UsageError('display.listen is "": the sentry serves no pages, the screen has nothing to show')
-    host, sep, port_text = listen.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"display.listen: {listen!r} is not host:port")
-    host = host.removeprefix("[").removesuffix("]")
-    try:
-        address = ipaddress.ip_address(host) if host else None
-    except ValueError:
-        address = None  # a host name: used as it is
-    if not host or (address is not None and address.is_unspecified):
-        # Listening on every address: the local screen takes the loopback one of the same family.
-        host = "::1" if address is not None and address.version == 6 else "127.0.0.1"
+    parsed = parse_listen(listen)
+    if parsed is None:
+        raise UsageError(f"display.listen: {listen!r} is not HOST:PORT with an IP address or localhost")
+    host, port = parsed
+    if port == 0:
+        raise UsageError(f"display.listen: {listen!r} takes any free port, which the screen cannot know")
+    if host != "localhost":
         address = ipaddress.ip_address(host)
-    shown = f"[{host}]" if address is not None and address.version == 6 else host
-    return f"http://{shown}:{int(port_text)}/"
+        if address.is_unspecified:
+            # Listening on every address: the local screen takes the loopback one of the same family.
+            host = "::1" if address.version == 6 else "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
 
 
 def browser_command(browser: str, url: str) -> list[str]:
