@@ -25,12 +25,13 @@ from typing import Any
 import chromium
 import pytest
 from codes_helpers import ISSUER, trust_doc
-from pages_helpers import page_config, page_server, running_daemon
+from pages_helpers import EventStream, page_config, page_server, running_daemon
 
 from edge_sentry.codes import es1, keys
 from edge_sentry.pages import texts
 from edge_sentry.pages.hub import RECENT, PageHub
 from edge_sentry.pages.server import PageServer
+from edge_sentry.pages.views import MAX_STREAMS
 from edge_sentry.vocabulary import Event, Mode, Reason, Refusal, Verdict
 
 _why = chromium.missing()
@@ -126,6 +127,27 @@ def display(browser: chromium.Browser, tmp_path: Path, request: pytest.FixtureRe
         wait_for(browser, state="idle", venue="Harbour Arena")
         browser.wait(lambda _d: hub.streams == 1, message="the display never opened its stream")
         yield hub
+
+
+def test_a_display_refused_for_too_many_streams_connects_once_one_is_free(browser, tmp_path):
+    """A refused EventSource (503) ends for good in a browser: the page opens a new one later."""
+    with page_server(page_config(tmp_path)) as (server, hub):
+        assert server.address is not None
+        others = [EventStream(*server.address) for _ in range(MAX_STREAMS)]
+        try:
+            browser.driver.get(server.url + "/")
+            wait_for(browser, state="idle", venue="Harbour Arena")
+            browser.wait(lambda _d: browser.js("return performance.getEntriesByType('resource')"
+                                                ".some(r => r.name.includes('/events'))"),
+                         message="the display never asked for its stream")  # fmt: skip
+            others.pop().close()
+            browser.wait(lambda _d: hub.streams < MAX_STREAMS, message="a stream never closed")
+            browser.wait(lambda _d: hub.streams == MAX_STREAMS, message="the display never tried again")
+            hub.publish(scan(verdict=Verdict.DENY, reason=Reason.STALE, mode=Mode.SCAN))
+            wait_for(browser, state="deny", reason="stale")
+        finally:
+            for stream in others:
+                stream.close()
 
 
 def test_the_display_keeps_only_the_last_twenty_results(browser, display):
