@@ -51,9 +51,11 @@ BODY_TIMEOUT_S = 10.0
 
 
 def _log_request(handler: RequestHandler) -> None:
-    """Failures only: a kiosk reloading its page, or a stream opening, is not news for the journal."""
+    """Failures only: a kiosk reloading its page, or a stream opening, is not news for the journal;
+    nor is a 503, a refusal by design (too many streams, no health report yet) that a client can
+    ask for as often as it likes."""
     status = handler.get_status()
-    if status >= 500:
+    if status >= 500 and status != 503:
         log.warning("%d %s", status, handler.request.path)
     else:
         log.debug("%d %s", status, handler.request.path)
