@@ -253,3 +253,16 @@ def test_with_its_pages_full_the_sentry_keeps_deciding_and_feeding_the_watchdog(
             sock.close()
         receiver.close()
         shutil.rmtree(folder)
+
+
+def test_tornados_line_per_bad_request_is_logged_once_a_minute_however_many(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("tornado.general"), "filters", [])  # a fresh count for this test
+    caplog.set_level(logging.INFO, logger="tornado.general")
+    with page_server(page_config(tmp_path)) as (server, _hub):
+        assert server.address is not None
+        for _ in range(10):
+            with socket.create_connection(server.address, timeout=PATIENCE_S) as client:
+                client.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000\r\n\r\n")
+                assert client.recv(200).startswith(b"HTTP/1.1 400 ")
+    lines = [r.getMessage() for r in caplog.records if r.name == "tornado.general"]
+    assert len(lines) == 1 and "Content-Length too long" in lines[0], lines

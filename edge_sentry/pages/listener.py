@@ -56,6 +56,45 @@ class Throttled:
             self._next = now + self._interval_s
 
 
+class ThrottleByKind(logging.Filter):
+    """For tornado's own logger: each kind of line (by its format) at most once per `interval_s`.
+
+    tornado logs one line per connection for a malformed request, a request past the limits, a read
+    or write that failed: each a client's doing, and a client can cause as many as it opens
+    connections. The first of a kind goes through; the next one after the interval says how many
+    were left out in between.
+    """
+
+    _KINDS = 256  # distinct formats remembered (tornado has a few dozen)
+
+    def __init__(self, interval_s: float = LOG_INTERVAL_S) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._next: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = str(record.msg)
+        now = time.monotonic()
+        if now < self._next.get(kind, float("-inf")):
+            self._left_out[kind] = self._left_out.get(kind, 0) + 1
+            return False
+        if len(self._next) >= self._KINDS:
+            self._next.clear()
+        self._next[kind] = now + self._interval_s
+        left_out = self._left_out.pop(kind, 0)
+        if left_out:
+            record.msg = f"{record.msg} (and {left_out} more like it since the last such line)"
+        return True
+
+
+def throttle_tornado_lines() -> None:
+    """Install `ThrottleByKind` on tornado's connection logger, once per process."""
+    general = logging.getLogger("tornado.general")
+    if not any(isinstance(f, ThrottleByKind) for f in general.filters):
+        general.addFilter(ThrottleByKind())
+
+
 class _Acceptor:
     """Accepts connections on one listening socket for `on_connection`, pausing after an error."""
 

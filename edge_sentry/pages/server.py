@@ -27,7 +27,7 @@ from ..errors import PagesUnavailable
 from . import views
 from .context import PageContext, RouteSource
 from .hub import PageHub
-from .listener import BoundedHTTPServer
+from .listener import BoundedHTTPServer, throttle_tornado_lines
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class PageServer:
             xsrf_cookies=False,
             log_function=_log_request,
         )
+        throttle_tornado_lines()
         self._thread = threading.Thread(target=self._run, args=(app,), name="edge-sentry-pages", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout) or self._failed is not None:
