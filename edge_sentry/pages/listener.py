@@ -8,7 +8,8 @@ EventSource connects again later by itself). tornado's own accept loop has no su
 `accept()` fails for want of descriptors (EMFILE, ENFILE) its error goes up from the loop's callback
 at every turn while the listening socket stays readable: the loop spins and logs each attempt. Here
 an accept error stops accepting for `ACCEPT_PAUSE_S` instead, and a run of refusals or failures is
-logged once a minute at most, with its count, never once per attempt.
+logged once a minute at most, with its count, never once per attempt; so are tornado's own lines
+about one connection (`ThrottleByKind`), which a client can cause as often as it connects.
 
 What it must never do: block, or raise out of the loop's callback.
 """
