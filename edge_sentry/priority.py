@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,8 +36,7 @@ def raise_this_thread(priority: int) -> int:
         )
         return 0
     try:
-        high = os.sched_get_priority_max(policy)
-        wanted = min(priority, high)
+        wanted = min(priority, os.sched_get_priority_max(policy), _allowed())
         os.sched_setscheduler(0, policy | getattr(os, "SCHED_RESET_ON_FORK", 0), os.sched_param(wanted))
     except OSError as exc:
         log.warning(
@@ -68,6 +68,16 @@ def realtime(priority: int) -> Iterator[int]:
                 os.sched_setscheduler(0, before[0], before[1])
             except OSError as exc:
                 log.warning("could not give the thread back its scheduling policy: %s", exc)
+
+
+def _allowed() -> int:
+    """The highest priority this process may ask for without privilege (RLIMIT_RTPRIO, what the
+    unit's LimitRTPRIO= sets), or no bound when it holds CAP_SYS_NICE (root's, here read as
+    euid 0: the sentry's unit grants no capabilities)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
+    if os.geteuid() == 0 or soft == resource.RLIM_INFINITY:
+        return 99
+    return max(1, int(soft))
 
 
 def current_priority() -> int:

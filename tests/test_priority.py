@@ -153,3 +153,31 @@ def test_the_config_bounds_the_priority():
     for bad in (-1, 100, "high"):
         with pytest.raises(ConfigError, match=r"gate\.realtime_priority"):
             from_mapping({"gate": {"realtime_priority": bad}})
+
+
+@needs_rt
+def test_the_priority_asked_for_stays_within_what_the_unit_allows(monkeypatch):
+    """Configured above the service's LimitRTPRIO=, the loop takes the limit rather than nothing
+    (the kernel would refuse the whole request, leaving it at ordinary priority)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # an unprivileged account, as the unit runs it
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (5, 5))
+    got: list[tuple[int, int]] = []
+
+    def loop() -> None:
+        with priority.realtime(10) as level:
+            got.append((level, os.sched_getparam(0).sched_priority))
+
+    runner = threading.Thread(target=loop)
+    runner.start()
+    runner.join()
+    assert got == [(5, 5)]
+
+
+def test_a_pushed_config_cannot_move_the_loop_priority():
+    from edge_sentry.config import Config
+    from edge_sentry.errors import ConfigRejected
+    from edge_sentry.link import desired
+
+    with pytest.raises(ConfigRejected) as refused:
+        desired.build(Config(), {"gate": {"realtime_priority": 50}}, {})
+    assert [path for path, _ in refused.value.problems] == ["gate.realtime_priority"]

@@ -6,7 +6,9 @@ Pure: no I/O, no clock, no state; `shadow.ConfigShadow` decides when to call it 
 What may not change remotely (`LOCAL_ONLY`): who and where the sentry is (`device.*`: its id and
 site name its MQTT topics and its broker ACL, so a wrong value strands it; its venue and entrance
 decide which codes and posters belong here), what the gate does when it fails (`gate.fail_mode`:
-a push must never turn a secure door into an open one), how fresh a signed command must be
+a push must never turn a secure door into an open one; `gate.realtime_priority`: the unit's
+LimitRTPRIO= matches the local value, and a push above it would drop the deciding loop to
+ordinary priority), how fresh a signed command must be
 (`control.*`: a pushed config must not loosen the checks that let it in), the operator tools' own
 settings (`fleet.*`), where its pages are served (`display.listen`: a push must not show them beyond
 the machine), where it keeps its files, how it reaches the broker, how it is wired, which
@@ -47,6 +49,7 @@ LOCAL_ONLY = frozenset(
     {
         "device.*",
         "gate.fail_mode",
+        "gate.realtime_priority",
         "control.*",
         "trust.file",
         "trust.root_key",
