@@ -341,9 +341,10 @@ def parse_listen(text: str) -> tuple[str, int] | None:
 
 @dataclass(frozen=True)
 class DisplayConfig:
-    """The sentry's pages (edge_sentry/pages/): where they are served and how the visitor display
-    speaks. `listen = ""` serves none. The venue and entrance names shown are `device.venue_name`
-    and `device.entrance_name`, the ones the entrance poster prints."""
+    """The sentry's pages (edge_sentry/pages/): where they are served, how the visitor display
+    speaks and whether the camera aiming page is on. `listen = ""` serves none. The venue and
+    entrance names shown are `device.venue_name` and `device.entrance_name`, the ones the entrance
+    poster prints."""
 
     listen: str = field(
         default_factory=lambda: os.environ.get(DISPLAY_LISTEN_ENV, _DISPLAY_LISTEN),
@@ -356,6 +357,12 @@ class DisplayConfig:
     language: str = field(default="en", metadata=_one_of("en", "zh"))
     # How long a result stays on the visitor display before the idle screen comes back.
     result_s: float = field(default=4.0, metadata=_between(1, 60))
+    # The camera aiming page (`/aim`) for technicians: the only way camera frames leave the sentry,
+    # so off unless set in the device's own file (a pushed config cannot turn it on).
+    aim: bool = False
+    # Pictures a second the aiming page gets: enough to aim by, few enough to cost the hot loop
+    # nothing it notices (benchmarks/bench_aim.py).
+    aim_fps: float = field(default=4.0, metadata=_between(0.5, 10))
 VOICE_LANGUAGES = ("en", "zh")
 
 

@@ -2,8 +2,8 @@
 
 Every response is built from the hub's state, which holds page events only (events.py): nothing
 here reads a recorded event, so nothing here can leak one. Handlers run on the pages' own loop and
-never touch the gate. `routes` is what the server mounts; another page (the camera aiming page, say)
-is a module with a `routes(context)` of its own, mounted beside this one.
+never touch the gate. `routes` is what the server mounts; another page (the camera aiming page,
+aim.py) is a module with routes of its own, mounted beside this one.
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ class PageHandler(RequestHandler):
             "connect-src 'self'; frame-ancestors 'none'",
         )
 
-    def settings_json(self) -> str:
-        """The page's settings as JSON for a `<script type="application/json">` (not run as code):
-        `</` escaped so a name with `</script>` in it cannot end the element."""
+    def settings_json(self, **extra: Any) -> str:
+        """The page's settings (and a page's `extra` ones) as JSON for a `<script
+        type="application/json">` (not run as code): `</` escaped so a name with `</script>` in it
+        cannot end the element."""
         config = self.context.config
         settings: dict[str, Any] = {
             "language": config.display.language,
@@ -69,6 +70,7 @@ class PageHandler(RequestHandler):
             "result_ms": int(config.display.result_s * 1000),
             "assist_ms": int(config.gate.assist_window_s * 1000),
             "ui": UI,
+            **extra,
         }
         return json.dumps(settings, ensure_ascii=False).replace("</", "<\\/")
 
