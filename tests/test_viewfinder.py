@@ -101,6 +101,7 @@ def test_while_watched_a_downscaled_copy_is_handed_over_at_the_pages_rate(sentry
     assert snapshot is not None
     assert snapshot.y.shape == (360, MAX_WIDTH) and snapshot.step == 2
     assert np.array_equal(snapshot.y, spy.plane[::2, ::2]) and not np.shares_memory(snapshot.y, spy.plane)
+    assert snapshot.y.base is not None and snapshot.y.base.shape == (360, 1280)  # rows copied, columns a view
     assert snapshot.codes == (CORNERS,)
     assert snapshot.fps == pytest.approx(15.0)
 
