@@ -548,6 +548,8 @@ def _check_whole(config: Config, problems: list[tuple[str, str]]) -> None:
     gate = config.gate
     if gate.pulse_ms / 1000 > gate.max_open_s:
         problems.append(("gate.pulse_ms", "must not exceed gate.max_open_s"))
+    if config.display.aim and not config.display.listen:
+        problems.append(("display.aim", AIM_NEEDS_LISTEN))
     if config.camera.source == "replay" and not config.camera.path:
         problems.append(("camera.path", "is required when camera.source is 'replay'"))
     mqtt = config.mqtt
@@ -570,6 +572,9 @@ def _check_whole(config: Config, problems: list[tuple[str, str]]) -> None:
         if pin in seen:
             problems.append((f"gpio.{key}", f"pin {pin} is already used by gpio.{seen[pin]}"))
         seen[pin] = key
+
+
+AIM_NEEDS_LISTEN = "needs display.listen: the aiming page is served with the other pages"
 
 
 def loopback_host(host: str) -> bool:

@@ -84,10 +84,10 @@ class Daemon:
         # nothing until one attaches its loop).
         self.hub = PageHub()
         self.pages: PageServer | None = None
-        # The camera aiming page's hand-off, only when display.aim turns the page on (and pages are
-        # served at all): without it the hot loop has nothing to hand frames to.
+        # The camera aiming page's hand-off, only when display.aim turns the page on (the config
+        # makes sure pages are served then): without it the hot loop has nothing to hand frames to.
         display = self.config.display
-        self.viewfinder = Viewfinder(display.aim_fps) if display.aim and display.listen else None
+        self.viewfinder = Viewfinder(display.aim_fps) if display.aim else None
         self._page_health: HealthReporter | None = None
         self.voice: Voice | None = None
         self.exit_status = 0

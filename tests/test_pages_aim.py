@@ -141,7 +141,9 @@ def test_pictures_flow_only_while_a_stream_is_open(tmp_path):
     with page_server(page_config(tmp_path), aim.routes(viewfinder)) as (server, _hub), fed(viewfinder, y):
         assert server.address is not None
         status, body = get(server.address, "/aim")
-        assert status == 200 and b'id="view"' in body
+        assert status == 200 and b'id="view"' in body and b"Harbour Arena" in body
+        assert b"http://" not in body and b"https://" not in body  # nothing fetched from outside
+        assert get(server.address, "/static/aim.js")[0] == 200
         time.sleep(0.3)  # the camera runs; nobody watches
         assert viewfinder.copies == 0 and not viewfinder.watched
         stream = EventStream(*server.address, "/aim/stream")

@@ -85,3 +85,12 @@ def test_the_example_sentry_config_serves_the_pages_on_loopback():
     example = Path(__file__).resolve().parent.parent / "provisioning" / "sentry.example.toml"
     display = cfg.load(example).display
     assert display.listen == "127.0.0.1:8080" and display.language in ("en", "zh")
+
+
+def test_the_aiming_page_needs_the_pages_to_be_served():
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"display": {"listen": "", "aim": True}})
+    assert dict(exc.value.problems) == {
+        "display.aim": "needs display.listen: the aiming page is served with the other pages"
+    }
+    assert from_mapping({"display": {"listen": "127.0.0.1:0", "aim": True}}).display.aim is True
