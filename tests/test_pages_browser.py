@@ -5,10 +5,12 @@
 - a camera fault shows on the idle screen and goes with the camera's recovery;
 - the staff view starts from the sentry's state and follows its stream;
 - the real daemon's decisions (codes shown to its synthetic camera, the staff button on mock pins)
-  reach both pages.
+  reach both pages;
+- the camera aiming page shows the synthetic camera's live picture with a box around its code, and
+  never the code's text.
 
-Each state is saved as a screenshot (`display-{language}-{state}.png`, `staff-en.png`) in the folder
-`EDGE_SENTRY_SCREENS` names, else in the test's temporary folder. Without Chromium or chromedriver
+Each state is saved as a screenshot (`display-{language}-{state}.png`, `staff-en.png`, `aim.png`) in
+the folder `EDGE_SENTRY_SCREENS` names, else in the test's temporary folder. Without Chromium or chromedriver
 every test here is skipped, and the reason names the Debian package to install.
 """
 

@@ -24,13 +24,12 @@ import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from ..viewfinder import Viewfinder
 from . import picture
 from .context import PageContext, Routes, RouteSource
-from .views import KEEPALIVE_S, RETRY_MS, PageHandler
+from .views import KEEPALIVE_S, PageHandler
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +132,6 @@ class AimStream(AimHandler):
             self.set_status(503)
             self.finish({"error": f"{MAX_VIEWERS} aiming pages are open already"})
             return
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        connection = self.request.connection
-        if isinstance(connection, HTTP1Connection):
-            connection.stream.set_nodelay(True)
         try:
             await self._send(feed)
         except StreamClosedError:
@@ -145,8 +140,7 @@ class AimStream(AimHandler):
             feed.close()
 
     async def _send(self, feed: AimFeed) -> None:
-        self.write(f"retry: {RETRY_MS}\n\n")
-        await self.flush()
+        await self.start_event_stream()
         loop = asyncio.get_running_loop()
         sent, quiet_since = 0, loop.time()
         # Looked at twice per picture interval: a picture waits half an interval at most.

@@ -75,6 +75,17 @@ class PageHandler(RequestHandler):
         return json.dumps(settings, ensure_ascii=False).replace("</", "<\\/")
 
 
+    async def start_event_stream(self) -> None:
+        """Begin a server-sent events response: its type, the browser's reconnection delay, and
+        each message one small write that leaves at once rather than wait for the last one's ACK."""
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.stream.set_nodelay(True)
+        self.write(f"retry: {RETRY_MS}\n\n")
+        await self.flush()
+
+
 class DisplayPage(PageHandler):
     def get(self) -> None:
         self.render("display.html", settings=self.settings_json(), lang=self.context.config.display.language)
@@ -107,16 +118,10 @@ class Events(PageHandler):
     events: Stream | None = None
 
     async def get(self) -> None:
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         hub = self.context.hub
         self.events = stream = hub.open_stream(with_state=self.get_argument("state", "") == "1")
-        # Each message is one small write that must leave now, not wait for the last one's ACK.
-        connection = self.request.connection
-        if isinstance(connection, HTTP1Connection):
-            connection.stream.set_nodelay(True)
         try:
-            self.write(f"retry: {RETRY_MS}\n\n")
-            await self.flush()
+            await self.start_event_stream()
             while True:
                 try:
                     line = await asyncio.wait_for(stream.queue.get(), KEEPALIVE_S)
