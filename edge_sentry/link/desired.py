@@ -11,10 +11,11 @@ LimitRTPRIO= matches the local value, and a push above it would drop the decidin
 ordinary priority), how fresh a signed command must be
 (`control.*`: a pushed config must not loosen the checks that let it in), the operator tools' own
 settings (`fleet.*`), where its pages are served (`display.listen`: a push must not show them beyond
-the machine), where it keeps its files, how it reaches the broker, how it is wired, which
-camera it reads, which keys anchor its trust, and the privacy opt-ins that a venue grants on site
-(`privacy.allow_snapshot`). A desired value equal to the local one is accepted (a full config dump
-may be pushed back), a different one is an error naming the key. Keys outside `LIVE` take effect
+the machine) and whether camera frames may leave it at all (`display.aim`, the aiming page), where
+it keeps its files, how it reaches the broker, how it is wired, which camera it reads, which keys
+anchor its trust, and the privacy opt-ins that a venue grants on site (`privacy.allow_snapshot`).
+A desired value equal to the local one is accepted (a full config dump may be pushed back), a
+different one is an error naming the key. Keys outside `LIVE` take effect
 only after a restart. Secrets (`SECRETS`) are refused whatever their value and never shown in a
 report.
 
@@ -72,6 +73,7 @@ LOCAL_ONLY = frozenset(
         "fleet.*",
         "ingest.*",
         "display.listen",
+        "display.aim",
         "voice.output",
         "voice.device",
     }

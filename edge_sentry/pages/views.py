@@ -2,8 +2,8 @@
 
 Every response is built from the hub's state, which holds page events only (events.py): nothing
 here reads a recorded event, so nothing here can leak one. Handlers run on the pages' own loop and
-never touch the gate. `routes` is what the server mounts; another page (the camera aiming page, say)
-is a module with a `routes(context)` of its own, mounted beside this one.
+never touch the gate. `routes` is what the server mounts; another page (the camera aiming page,
+aim.py) is a module with routes of its own, mounted beside this one.
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ class PageHandler(RequestHandler):
             "connect-src 'self'; frame-ancestors 'none'",
         )
 
-    def settings_json(self) -> str:
-        """The page's settings as JSON for a `<script type="application/json">` (not run as code):
-        `</` escaped so a name with `</script>` in it cannot end the element."""
+    def settings_json(self, **extra: Any) -> str:
+        """The page's settings (and a page's `extra` ones) as JSON for a `<script
+        type="application/json">` (not run as code): `</` escaped so a name with `</script>` in it
+        cannot end the element."""
         config = self.context.config
         settings: dict[str, Any] = {
             "language": config.display.language,
@@ -69,8 +70,20 @@ class PageHandler(RequestHandler):
             "result_ms": int(config.display.result_s * 1000),
             "assist_ms": int(config.gate.assist_window_s * 1000),
             "ui": UI,
+            **extra,
         }
         return json.dumps(settings, ensure_ascii=False).replace("</", "<\\/")
+
+
+    async def start_event_stream(self) -> None:
+        """Begin a server-sent events response: its type, the browser's reconnection delay, and
+        each message one small write that leaves at once rather than wait for the last one's ACK."""
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.stream.set_nodelay(True)
+        self.write(f"retry: {RETRY_MS}\n\n")
+        await self.flush()
 
 
 class DisplayPage(PageHandler):
@@ -105,16 +118,10 @@ class Events(PageHandler):
     events: Stream | None = None
 
     async def get(self) -> None:
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         hub = self.context.hub
         self.events = stream = hub.open_stream(with_state=self.get_argument("state", "") == "1")
-        # Each message is one small write that must leave now, not wait for the last one's ACK.
-        connection = self.request.connection
-        if isinstance(connection, HTTP1Connection):
-            connection.stream.set_nodelay(True)
         try:
-            self.write(f"retry: {RETRY_MS}\n\n")
-            await self.flush()
+            await self.start_event_stream()
             while True:
                 try:
                     line = await asyncio.wait_for(stream.queue.get(), KEEPALIVE_S)
