@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gpiozero.pins.mock import MockFactory
 
-from . import selftest
+from . import priority, selftest
 from .camera import open_source
 from .camera.base import FrameSource
 from .codes import keys
@@ -311,7 +311,8 @@ class Daemon:
             self._check_clock()
             watcher.start()
             self.notifier.ready(f"deciding at {config.device.site}/{config.device.entrance}")
-            sentry.run(self.stop_event, duration)
+            with priority.favour_the_loop(config.gate.realtime_priority > 0):
+                sentry.run(self.stop_event, duration)
         finally:
             self.notifier.stopping()
             self.stop_event.set()
