@@ -346,10 +346,11 @@ def parse_listen(text: str) -> tuple[str, int] | None:
 
 @dataclass(frozen=True)
 class DisplayConfig:
-    """The sentry's pages (edge_sentry/pages/): where they are served and how the visitor display
-    speaks. `listen = ""` serves none. The venue and entrance names shown are `device.venue_name`
-    and `device.entrance_name`, the ones the entrance poster prints. The pages answer requests
-    addressed to the address they are reached on, and to the names in `hosts` (empty by default)."""
+    """The sentry's pages (edge_sentry/pages/): where they are served, how the visitor display
+    speaks and whether the camera aiming page is on. `listen = ""` serves none. The venue and
+    entrance names shown are `device.venue_name` and `device.entrance_name`, the ones the entrance
+    poster prints. The pages answer requests addressed to the address they are reached on, and to
+    the names in `hosts` (empty by default)."""
 
     listen: str = field(
         default_factory=lambda: os.environ.get(DISPLAY_LISTEN_ENV, _DISPLAY_LISTEN),
@@ -370,6 +371,12 @@ class DisplayConfig:
     language: str = field(default="en", metadata=_one_of("en", "zh"))
     # How long a result stays on the visitor display before the idle screen comes back.
     result_s: float = field(default=4.0, metadata=_between(1, 60))
+    # The camera aiming page (`/aim`) for technicians: the only way camera frames leave the sentry,
+    # so off unless set in the device's own file (a pushed config cannot turn it on).
+    aim: bool = False
+    # Pictures a second the aiming page gets: enough to aim by, few enough to cost the hot loop
+    # nothing it notices (benchmarks/bench_aim.py).
+    aim_fps: float = field(default=4.0, metadata=_between(0.5, 10))
 VOICE_LANGUAGES = ("en", "zh")
 
 
@@ -555,6 +562,8 @@ def _check_whole(config: Config, problems: list[tuple[str, str]]) -> None:
     gate = config.gate
     if gate.pulse_ms / 1000 > gate.max_open_s:
         problems.append(("gate.pulse_ms", "must not exceed gate.max_open_s"))
+    if config.display.aim and not config.display.listen:
+        problems.append(("display.aim", AIM_NEEDS_LISTEN))
     if config.camera.source == "replay" and not config.camera.path:
         problems.append(("camera.path", "is required when camera.source is 'replay'"))
     mqtt = config.mqtt
@@ -577,6 +586,9 @@ def _check_whole(config: Config, problems: list[tuple[str, str]]) -> None:
         if pin in seen:
             problems.append((f"gpio.{key}", f"pin {pin} is already used by gpio.{seen[pin]}"))
         seen[pin] = key
+
+
+AIM_NEEDS_LISTEN = "needs display.listen: the aiming page is served with the other pages"
 
 
 def loopback_host(host: str) -> bool:

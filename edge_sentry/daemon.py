@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gpiozero.pins.mock import MockFactory
 
-from . import selftest
+from . import priority, selftest
 from .camera import open_source
 from .camera.base import FrameSource
 from .codes import keys
@@ -39,6 +39,7 @@ from .link.shadow import ConfigShadow
 from .link.topics import Topics
 from .link.trustpush import TrustPush, load_initial
 from .outbox import Outbox
+from .pages import aim
 from .pages.hub import PageHub
 from .pages.server import PageServer
 from .privacy import Sealer
@@ -47,6 +48,7 @@ from .service import Notifier
 from .state import StateStore
 from .uplink import RESTART_EXIT, Uplink, figures
 from .verifier import Verifier
+from .viewfinder import Viewfinder
 from .vocabulary import Event, Refusal
 from .voice import Voice
 
@@ -82,6 +84,10 @@ class Daemon:
         # nothing until one attaches its loop).
         self.hub = PageHub()
         self.pages: PageServer | None = None
+        # The camera aiming page's hand-off, only when display.aim turns the page on (the config
+        # makes sure pages are served then): without it the hot loop has nothing to hand frames to.
+        display = self.config.display
+        self.viewfinder = Viewfinder(display.aim_fps) if display.aim else None
         self._page_health: HealthReporter | None = None
         self.voice: Voice | None = None
         self.exit_status = 0
@@ -164,6 +170,7 @@ class Daemon:
         if not listen:
             return
         server = PageServer(self.config, self.hub)
+        server.mount(aim.routes(self.viewfinder))
         try:
             host, port = server.start()
         except PagesUnavailable as exc:
@@ -174,8 +181,13 @@ class Daemon:
             return
         self.pages = server
         log.info("pages at %s/ (visitor display), %s/staff (staff view)", server.url, server.url)
+        if self.viewfinder is not None:
+            log.warning("camera aiming page on at %s/aim (display.aim): turn it off once the camera is aimed",
+                        server.url)  # fmt: skip
         if not loopback_host(host):
             log.warning("pages served beyond this machine on %s:%d (display.listen)", host, port)
+            if self.viewfinder is not None:
+                log.warning("camera pictures can be seen beyond this machine while /aim is open")
 
     def _stop_pages(self) -> None:
         if self._page_health is not None:
@@ -239,6 +251,7 @@ class Daemon:
                 max_wait_s=self.notifier.turn_limit_s,
                 sealer=sealer,
                 refusal=self._refusal,
+                viewfinder=self.viewfinder,
             )
             push = TrustPush(
                 trust, root_key, self.store, site=config.device.site, device=config.device.id,
@@ -299,7 +312,8 @@ class Daemon:
             self._check_clock()
             watcher.start()
             self.notifier.ready(f"deciding at {config.device.site}/{config.device.entrance}")
-            sentry.run(self.stop_event, duration)
+            with priority.favour_the_loop(config.gate.realtime_priority > 0):
+                sentry.run(self.stop_event, duration)
         finally:
             self.notifier.stopping()
             self.stop_event.set()

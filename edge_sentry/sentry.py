@@ -5,6 +5,9 @@ outbox's bounded in-memory queue and returns at once. Any exception while handli
 and the loop goes on; a camera that stops delivering, or a verifier that cannot be used, puts the gate in
 its configured fail mode until it recovers.
 
+While the camera aiming page is open (`viewfinder.py`), a frame due for it is handed over after the
+gate acted: a downscaled copy a few times a second; while it is closed, one integer is read.
+
 A code held in front of the camera shows up in many consecutive frames: it is decided once, and decided
 again only after it has been out of sight for `presentation_gap_s`. Passing the phone back to a friend
 takes longer than that, so anti-passback still catches it.
@@ -29,6 +32,7 @@ from .gate import Gate
 from .gpio import GateDevices
 from .privacy import Sealer
 from .verifier import Decision
+from .viewfinder import Viewfinder
 from .vocabulary import Event, Mode, Reason, Refusal, Verdict
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,7 @@ class Sentry:
         max_wait_s: float | None = None,
         sealer: Sealer | None = None,
         refusal: Callable[[], str | None] | None = None,
+        viewfinder: Viewfinder | None = None,
     ):
         self.config = config
         self.source = source
@@ -103,6 +108,8 @@ class Sentry:
         self.sealer = sealer
         # Why a valid code must not open the gate right now (None: it may); read per decision.
         self.refusal = refusal or (lambda: None)
+        # The camera aiming page's hand-off (display.aim); None when the page is off.
+        self.viewfinder = viewfinder
         self._last_seen: dict[bytes, float] = {}
         # The verifier's passback window is plain state, written by `verify` on this loop and by
         # `record_assisted` on whichever thread delivers a staff press: one at a time.
@@ -189,9 +196,16 @@ class Sentry:
         found = self.decoder.decode(frame.y)
         self.stats.decode_ms.append((self._clock() - started) * 1000)
         self.stats.frames += 1
-        if not found:
-            self._forget_old(started)
-            return 0
+        decided = self._decide_new(found, frame, started) if found else 0
+        self._forget_old(started)
+        # After the gate acted, and only while an aiming page is open: one integer read otherwise.
+        viewfinder = self.viewfinder
+        if viewfinder is not None and viewfinder.watched and viewfinder.due(frame):
+            viewfinder.offer(frame, [code.position for code in found])
+        return decided
+
+    def _decide_new(self, found: list[Any], frame: Frame, started: float) -> int:
+        """Decide on the codes of `found` not already decided in this presentation."""
         self.stats.frames_with_codes += 1
         decided = 0
         for code in found:
@@ -203,7 +217,6 @@ class Sentry:
                 continue  # the same presentation, still in front of the camera
             self._decide(text, frame)
             decided += 1
-        self._forget_old(started)
         return decided
 
     def _decide(self, text: str, frame: Frame) -> None:

@@ -184,6 +184,8 @@ def daemon_config(broker: Broker, folder: Path, scene: Scene, **mqtt: Any) -> Co
         gate={"pulse_ms": PULSE_MS},
         es1={"max_age_s": 86400},
         log={"format": "json"},
+        # Its pages served as on a gate (any free port: several parts may run at once).
+        display={"listen": "127.0.0.1:0"},
     )
     return from_mapping(mapping)
 

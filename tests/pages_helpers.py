@@ -19,6 +19,7 @@ from typing import Any
 
 from edge_sentry.config import Config, from_mapping
 from edge_sentry.daemon import Daemon
+from edge_sentry.pages.context import RouteSource
 from edge_sentry.pages.hub import PageHub
 from edge_sentry.pages.server import PageServer
 
@@ -48,10 +49,13 @@ def page_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
 
 
 @contextlib.contextmanager
-def page_server(config: Config) -> Iterator[tuple[PageServer, PageHub]]:
-    """A page server alone (no daemon), for publishing page events straight into its hub."""
+def page_server(config: Config, *mount: RouteSource) -> Iterator[tuple[PageServer, PageHub]]:
+    """A page server alone (no daemon), for publishing page events straight into its hub; `mount`
+    adds handler modules' routes (the aiming page's, say)."""
     hub = PageHub()
     server = PageServer(config, hub)
+    for source in mount:
+        server.mount(source)
     server.start()
     try:
         yield server, hub

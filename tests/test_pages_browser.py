@@ -5,10 +5,12 @@
 - a camera fault shows on the idle screen and goes with the camera's recovery;
 - the staff view starts from the sentry's state and follows its stream;
 - the real daemon's decisions (codes shown to its synthetic camera, the staff button on mock pins)
-  reach both pages.
+  reach both pages;
+- the camera aiming page shows the synthetic camera's live picture with a box around its code, and
+  never the code's text.
 
-Each state is saved as a screenshot (`display-{language}-{state}.png`, `staff-en.png`) in the folder
-`EDGE_SENTRY_SCREENS` names, else in the test's temporary folder. Without Chromium or chromedriver
+Each state is saved as a screenshot (`display-{language}-{state}.png`, `staff-en.png`, `aim.png`) in
+the folder `EDGE_SENTRY_SCREENS` names, else in the test's temporary folder. Without Chromium or chromedriver
 every test here is skipped, and the reason names the Debian package to install.
 """
 
@@ -287,3 +289,63 @@ def test_the_real_daemons_decisions_reach_the_display_and_the_staff_view(browser
         ["ok", "scan"], ["expired", "scan"], ["stale", "scan"], ["passback", "scan"], ["unknown-key", "scan"],
         ["assist", "scan"], ["ok", "assisted"], ["ok", "manual"]]  # fmt: skip
     assert view["counts"]["assisted"] == 1 and view["counts"]["manual"] == 1
+
+
+_AIM = (
+    "const a = window.sentryAim; const c = document.getElementById('view');"
+    "const ctx = c.getContext('2d'); const hits = a.boxes.length ? a.boxes[0].map(function (p) {"
+    "  const d = ctx.getImageData(Math.round(p[0]) - 3, Math.round(p[1]) - 3, 7, 7).data; let n = 0;"
+    "  for (let i = 0; i < d.length; i += 4) if (d[i] < 80 && d[i + 1] > 200 && d[i + 2] < 160) n++;"
+    "  return n; }) : [];"
+    "const d = ctx.getImageData(0, 0, c.width, c.height).data; let sum = 0;"
+    "for (let i = 0; i < d.length; i += 4) sum = (sum * 31 + d[i]) % 1000000007;"
+    "return {frames: a.frames, codes: a.codes, boxes: a.boxes, hits: hits, width: c.width, height: c.height,"
+    "  signature: sum, code: document.getElementById('code').innerText,"
+    "  fps: document.getElementById('fps').innerText,"
+    "  exposure: document.getElementById('exposure').innerText,"
+    "  sharpness: document.getElementById('sharpness').innerText, live: document.body.dataset.live}"
+)
+
+
+def test_the_aiming_page_shows_a_changing_picture_with_the_synthetic_cameras_code_boxed(
+    browser, tmp_path, screens
+):
+    key = keys.generate()
+    text = es1.issue(key, issuer=ISSUER, lifetime_s=3600)
+    (tmp_path / "trust.json").write_text(json.dumps(trust_doc(key)))
+    # A hand that sways: the phone moves a little every second, as one held up to a camera does.
+    cues = [{"text": text, "start": i, "end": i + 1, "size": 0.45, "rotation": 8, "x": 0.47 + 0.06 * (i % 2)}
+            for i in range(600)]  # fmt: skip
+    scene = tmp_path / "scene.json"
+    scene.write_text(json.dumps({"duration": 600, "cues": cues}))
+    config = page_config(tmp_path, trust={"file": str(tmp_path / "trust.json")},
+                         camera={"scene": str(scene), "fps": 15}, display={"aim": True})  # fmt: skip
+    browser.driver.set_window_size(1100, 560)
+    try:
+        with running_daemon(config) as daemon:
+            assert isinstance(daemon.pages, PageServer) and daemon.viewfinder is not None
+            browser.driver.get(daemon.pages.url + "/aim")
+            first = settle(browser, _AIM, lambda v: v["codes"] == 1 and v["fps"] != "–", "a boxed code")
+            later = settle(browser, _AIM, lambda v: v["frames"] >= first["frames"] + 6, "newer pictures")
+            assert later["signature"] != first["signature"]  # a live picture
+            for view in (first, later):
+                # The box's colour is on the canvas at each of the code's four corners ...
+                assert len(view["hits"]) == 4 and all(n > 0 for n in view["hits"]), view["hits"]
+                # ... and the box is around the code the scene shows in the middle of the picture.
+                xs = [p[0] for p in view["boxes"][0]]
+                ys = [p[1] for p in view["boxes"][0]]
+                assert (view["width"], view["height"]) == (640, 360)
+                # (Its phone sways 0.03 of the width either side of the centre, turned 8 degrees.)
+                assert abs(sum(xs) / 4 - 320) < 45 and abs(sum(ys) / 4 - 180) < 60
+                assert 0.25 * 360 < max(ys) - min(ys) < 0.55 * 360
+            assert later["live"] == "1" and "code in view" in later["code"]
+            assert float(later["fps"]) > 1 and later["exposure"].split()[0] in ("dark", "good", "bright")
+            browser.driver.save_screenshot(str(screens / "aim.png"))
+            page_text = browser.js("return document.documentElement.outerHTML + document.body.innerText")
+            assert text not in page_text and text not in browser.driver.page_source
+            assert text.split(":", 1)[1][:24] not in page_text
+            browser.driver.get("about:blank")  # the page closed: the hand-off stops
+            viewfinder = daemon.viewfinder
+            browser.wait(lambda _d: not viewfinder.watched, message="the closed page still watched")
+    finally:
+        browser.driver.set_window_size(*chromium.DISPLAY_SIZE)

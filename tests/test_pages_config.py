@@ -14,6 +14,7 @@ def test_the_embedded_default_serves_the_pages_on_loopback_port_8080(monkeypatch
     display = cfg.load(None).display
     assert display.listen == "127.0.0.1:8080"
     assert display.language == "en" and display.result_s == 4.0
+    assert display.aim is False and display.aim_fps == 4.0  # no camera picture leaves unless asked
 
 
 def test_the_environment_changes_the_default_but_never_a_value_the_file_sets(monkeypatch, tmp_path):
@@ -61,6 +62,10 @@ def test_an_empty_listen_serves_no_pages():
         ("result_s", 0.5, "must be between 1 and 60"),
         ("result_s", "4", "must be a number, not str"),
         ("colour", "green", "unknown key"),
+        ("aim", "yes", "must be true or false, not str"),
+        ("aim", 1, "must be true or false, not int"),
+        ("aim_fps", 0, "must be between 0.5 and 10"),
+        ("aim_fps", 30, "must be between 0.5 and 10"),
     ],
 )
 def test_display_keys_are_checked_by_key_path(key, value, message):
@@ -94,3 +99,12 @@ def test_display_hosts_must_be_distinct_names_without_a_port(hosts):
     with pytest.raises(ConfigError) as exc:
         from_mapping({"display": {"hosts": hosts}})
     assert dict(exc.value.problems)["display.hosts"].startswith("must list distinct host names")
+
+
+def test_the_aiming_page_needs_the_pages_to_be_served():
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"display": {"listen": "", "aim": True}})
+    assert dict(exc.value.problems) == {
+        "display.aim": "needs display.listen: the aiming page is served with the other pages"
+    }
+    assert from_mapping({"display": {"listen": "127.0.0.1:0", "aim": True}}).display.aim is True

@@ -19,14 +19,17 @@ import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
 from gate_helpers import wait_until
 from pages_helpers import PATIENCE_S, EventStream, page_config, page_server, running_daemon
+from test_pages_aim import fed
 from test_pages_events import full_scan
 from test_pages_server import get
 
-from edge_sentry.pages import views
+from edge_sentry.pages import aim, views
 from edge_sentry.pages.listener import MAX_CONNECTIONS
 from edge_sentry.pages.views import MAX_STREAMS
+from edge_sentry.viewfinder import Viewfinder
 from edge_sentry.vocabulary import Reason
 
 BIG_BODY = 48 * 1024 * 1024
@@ -266,3 +269,19 @@ def test_tornados_line_per_bad_request_is_logged_once_a_minute_however_many(tmp_
                 assert client.recv(200).startswith(b"HTTP/1.1 400 ")
     lines = [r.getMessage() for r in caplog.records if r.name == "tornado.general"]
     assert len(lines) == 1 and "Content-Length too long" in lines[0], lines
+
+
+def test_an_aiming_page_that_stops_reading_is_dropped_and_the_pictures_stop(tmp_path, monkeypatch):
+    """Its viewer's place and the hot loop's hand-off are not held by a reader that went quiet."""
+    monkeypatch.setattr(views, "SEND_TIMEOUT_S", 0.2)
+    viewfinder = Viewfinder(30.0)
+    noise = np.random.default_rng(7).integers(0, 256, (720, 1280), dtype=np.uint8)  # large pictures
+    with page_server(page_config(tmp_path), aim.routes(viewfinder)) as (server, _hub), fed(viewfinder, noise):
+        assert server.address is not None
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        stalled.connect(server.address)
+        stalled.sendall(b"GET /aim/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        wait_until(lambda: viewfinder.watched, PATIENCE_S, "the stream open")
+        wait_until(lambda: not viewfinder.watched and server.connections == 0, PATIENCE_S, "the drop")
+        stalled.close()

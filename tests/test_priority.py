@@ -153,3 +153,69 @@ def test_the_config_bounds_the_priority():
     for bad in (-1, 100, "high"):
         with pytest.raises(ConfigError, match=r"gate\.realtime_priority"):
             from_mapping({"gate": {"realtime_priority": bad}})
+
+
+@needs_rt
+def test_the_priority_asked_for_stays_within_what_the_unit_allows(monkeypatch):
+    """Configured above the service's LimitRTPRIO=, the loop takes the limit rather than nothing
+    (the kernel would refuse the whole request, leaving it at ordinary priority)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # an unprivileged account, as the unit runs it
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (5, 5))
+    got: list[tuple[int, int]] = []
+
+    def loop() -> None:
+        with priority.realtime(10) as level:
+            got.append((level, os.sched_getparam(0).sched_priority))
+
+    runner = threading.Thread(target=loop)
+    runner.start()
+    runner.join()
+    assert got == [(5, 5)]
+
+
+def test_a_pushed_config_cannot_move_the_loop_priority():
+    from edge_sentry.config import Config
+    from edge_sentry.errors import ConfigRejected
+    from edge_sentry.link import desired
+
+    with pytest.raises(ConfigRejected) as refused:
+        desired.build(Config(), {"gate": {"realtime_priority": 50}}, {})
+    assert [path for path, _ in refused.value.problems] == ["gate.realtime_priority"]
+
+
+@pytest.mark.parametrize("level", [10, 0])
+def test_while_the_daemon_decides_the_interpreter_favours_its_loop_then_is_given_back(tmp_path, level):
+    """A short switch interval and start-up's objects frozen while it runs (with a real-time
+    priority configured); both as they were once it has stopped."""
+    import gc
+    import io
+
+    from edge_sentry.config import from_mapping
+    from edge_sentry.daemon import Daemon
+
+    mapping = {
+        "device": {"state_dir": str(tmp_path / "state")},
+        "gpio": {"pin_factory": "mock"},
+        "outbox": {"path": str(tmp_path / "outbox")},
+        "gate": {"realtime_priority": level},
+    }
+    daemon = Daemon(from_mapping(mapping), stream=io.StringIO(), clock_probe=lambda: True)
+    before = (sys.getswitchinterval(), gc.get_freeze_count())
+    seen: list[tuple[float, int]] = []
+
+    def look() -> None:
+        while daemon.sentry is None or daemon.sentry.stats.frames < 3:  # deciding, start-up done
+            if daemon.stop_event.wait(0.05):
+                return
+        seen.append((sys.getswitchinterval(), gc.get_freeze_count()))
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
+    assert daemon.run(duration=2.0) == 0
+    watcher.join(5)
+    assert (sys.getswitchinterval(), gc.get_freeze_count()) == before
+    (during,) = seen
+    if level:
+        assert during[0] == priority.SWITCH_INTERVAL_S and during[1] > 10_000
+    else:
+        assert during == before

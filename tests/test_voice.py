@@ -15,7 +15,6 @@ import shutil
 import threading
 import wave
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -314,10 +313,10 @@ def test_the_voice_speaks_the_displays_language_unless_told_otherwise(tmp_path):
     assert config.voice.language == "" and display_language(config) == "en"
     assert voice_language(config) == "en"
     assert voice_language(voice_config(tmp_path, language="zh")) == "zh"
-    with_display = SimpleNamespace(voice=config.voice, display=SimpleNamespace(language="zh"))
-    assert voice_language(with_display) == "zh"  # type: ignore[arg-type]
-    odd_display = SimpleNamespace(voice=config.voice, display=SimpleNamespace(language="xx"))
-    assert voice_language(odd_display) == "en"  # type: ignore[arg-type]
+    chinese_display = from_mapping({"display": {"language": "zh"}, "voice": {"output": "simulated"}})
+    assert voice_language(chinese_display) == "zh"
+    english_voice = from_mapping({"display": {"language": "zh"}, "voice": {"language": "en"}})
+    assert voice_language(english_voice) == "en"
 
 
 def test_auto_output_asks_the_board(tmp_path):

@@ -5,16 +5,19 @@ Pure: no I/O, no clock, no state; `shadow.ConfigShadow` decides when to call it 
 
 What may not change remotely (`LOCAL_ONLY`): who and where the sentry is (`device.*`: its id and
 site name its MQTT topics and its broker ACL, so a wrong value strands it; its venue and entrance
-decide which codes and posters belong here), what the gate does when it fails (`gate.fail_mode`: a
-push must never turn a secure door into an open one), how fresh a signed command must be
+decide which codes and posters belong here), what the gate does when it fails (`gate.fail_mode`:
+a push must never turn a secure door into an open one; `gate.realtime_priority`: the unit's
+LimitRTPRIO= matches the local value, and a push above it would drop the deciding loop to
+ordinary priority), how fresh a signed command must be
 (`control.*`: a pushed config must not loosen the checks that let it in), the operator tools' own
 settings (`fleet.*`), where its pages are served and the names they answer to (`display.listen`,
-`display.hosts`: a push must not show them beyond the machine), where it keeps its files, how it
-reaches the broker, how it is wired, which camera it reads, which keys anchor its trust, and the
-privacy opt-ins that a venue grants on site (`privacy.allow_snapshot`). A desired value equal to the
-local one is accepted (a full config dump may be pushed back), a different one is an error naming
-the key. Keys outside `LIVE` take effect only after a restart. Secrets (`SECRETS`) are refused
-whatever their value and never shown in a report.
+`display.hosts`: a push must not show them beyond the machine) and whether camera frames may leave
+it at all (`display.aim`, the aiming page), where it keeps its files, how it reaches the broker, how
+it is wired, which camera it reads, which keys anchor its trust, and the privacy opt-ins that a
+venue grants on site (`privacy.allow_snapshot`). A desired value equal to the local one is accepted
+(a full config dump may be pushed back), a different one is an error naming the key. Keys outside
+`LIVE` take effect only after a restart. Secrets (`SECRETS`) are refused whatever their value and
+never shown in a report.
 
 What may change remotely stays within bounds (`BOUNDS`, `SUBSET_OF_LOCAL`, docs/protocol.md section
 6.5) tighter than the schema's, so a broker login cannot loosen entry: a code may not live longer or
@@ -47,6 +50,7 @@ LOCAL_ONLY = frozenset(
     {
         "device.*",
         "gate.fail_mode",
+        "gate.realtime_priority",
         "control.*",
         "trust.file",
         "trust.root_key",
@@ -70,6 +74,7 @@ LOCAL_ONLY = frozenset(
         "ingest.*",
         "display.listen",
         "display.hosts",
+        "display.aim",
         "voice.output",
         "voice.device",
     }

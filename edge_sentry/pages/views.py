@@ -2,8 +2,8 @@
 
 Every response is built from the hub's state, which holds page events only (events.py): nothing
 here reads a recorded event, so nothing here can leak one. Handlers run on the pages' own loop and
-never touch the gate. `routes` is what the server mounts; another page (the camera aiming page, say)
-is a module with a `routes(context)` of its own, mounted beside this one.
+never touch the gate. `routes` is what the server mounts; another page (the camera aiming page,
+aim.py) is a module with routes of its own, mounted beside this one.
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ class PageHandler(RequestHandler):
             "connect-src 'self'; frame-ancestors 'none'",
         )
 
-    def settings_json(self) -> str:
-        """The page's settings as JSON for a `<script type="application/json">` (not run as code):
-        `</` escaped so a name with `</script>` in it cannot end the element."""
+    def settings_json(self, **extra: Any) -> str:
+        """The page's settings (and a page's `extra` ones) as JSON for a `<script
+        type="application/json">` (not run as code): `</` escaped so a name with `</script>` in it
+        cannot end the element."""
         config = self.context.config
         settings: dict[str, Any] = {
             "language": config.display.language,
@@ -79,8 +80,31 @@ class PageHandler(RequestHandler):
             "result_ms": int(config.display.result_s * 1000),
             "assist_ms": int(config.gate.assist_window_s * 1000),
             "ui": UI,
+            **extra,
         }
         return json.dumps(settings, ensure_ascii=False).replace("</", "<\\/")
+
+    async def start_event_stream(self) -> None:
+        """Begin a server-sent events response: its type, the browser's reconnection delay, and
+        each message one small write that leaves at once rather than wait for the last one's ACK."""
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.stream.set_nodelay(True)
+        await self.send_event(f"retry: {RETRY_MS}\n\n")
+
+    async def send_event(self, text: str) -> None:
+        """Write one message of a stream and wait until it has left, `SEND_TIMEOUT_S` at most
+        (TimeoutError past that: a reader that stopped reading)."""
+        self.write(text)
+        await asyncio.wait_for(self.flush(), SEND_TIMEOUT_S)
+
+    def drop_connection(self) -> None:
+        """End a stream now, without waiting for a last write that may never leave (its reader
+        stopped, or the stream was ended for it): the browser's EventSource connects again."""
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.close()
 
 
 class DisplayPage(PageHandler):
@@ -124,35 +148,23 @@ class Events(PageHandler):
             self.set_header("Retry-After", "5")  # as long as stream.js waits before it tries again
             self.finish({"error": "too many open event streams"})
             return
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.events = stream = hub.open_stream(with_state=self.get_argument("state", "") == "1")
-        # Each message is one small write that must leave now, not wait for the last one's ACK.
-        connection = self.request.connection
-        if isinstance(connection, HTTP1Connection):
-            connection.stream.set_nodelay(True)
         try:
-            await self._send(f"retry: {RETRY_MS}\n\n")
+            await self.start_event_stream()
             while True:
                 try:
                     line = await asyncio.wait_for(stream.queue.get(), KEEPALIVE_S)
                 except TimeoutError:
-                    await self._send(": keep-alive\n\n")
+                    await self.send_event(": keep-alive\n\n")
                     continue
                 if line is None:
                     break
-                await self._send(f"data: {line}\n\n")
+                await self.send_event(f"data: {line}\n\n")
         except (StreamClosedError, TimeoutError):
             pass
         finally:
             hub.close_stream(stream)
-        # Ended by the hub or by a reader that stopped: the connection goes now, without waiting for
-        # a last write that may never leave. The browser's EventSource connects again.
-        if isinstance(connection, HTTP1Connection):
-            connection.close()
-
-    async def _send(self, text: str) -> None:
-        self.write(text)
-        await asyncio.wait_for(self.flush(), SEND_TIMEOUT_S)
+        self.drop_connection()  # ended by the hub or by a reader that stopped
 
     def on_connection_close(self) -> None:
         if self.events is not None:

@@ -33,11 +33,10 @@ DEFAULT_LANGUAGE = "en"
 
 
 def display_language(config: Config) -> str:
-    """The visitor display's language (`display.language`), or "en" where there is no display
-    section in this config (or it names a language without prompts)."""
-    display = getattr(config, "display", None)
-    language = getattr(display, "language", None)
-    return language if isinstance(language, str) and language in TEXTS else DEFAULT_LANGUAGE
+    """The visitor display's language (`display.language`), or "en" should it name a language
+    without prompts: what visitors read and hear stays one language."""
+    language = config.display.language
+    return language if language in TEXTS else DEFAULT_LANGUAGE
 
 
 def voice_language(config: Config) -> str:
