@@ -20,7 +20,7 @@ Routes = list[tuple[str, type, dict[str, Any]]]
 class PageContext:
     config: Config
     hub: PageHub
-    loopback: bool  # served on a loopback address only: handlers refuse other Host names
+    loopback: bool  # served on a loopback address only (the Host check itself is pages/hosts.py)
 
 
 #: A handler module's mount point: its routes for a context (`views.routes`, say).
