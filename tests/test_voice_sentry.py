@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,22 @@ def frame_of(text: str) -> Any:
     return Scene([Cue(text=text, start=0, end=1)], duration=1).render_at(0.5)
 
 
-def voiced_sentry(config: Any, frames: list[Any], gate_devices: Any, issuer: DemoIssuer, voice: Voice
-                  ) -> tuple[Sentry, Recorder]:  # fmt: skip
+class GatedFrames(FrameList):
+    """Prepared frames handed out only as far as the test allows (`allowed`)."""
+
+    def __init__(self, frames: list[Any], allowed: int) -> None:
+        super().__init__(frames)
+        self.allowed = allowed
+
+    def read(self, timeout: float) -> Any:
+        if self.position >= self.allowed:
+            time.sleep(min(timeout, 0.01))
+            return None
+        return super().read(timeout)
+
+
+def voiced_sentry(config: Any, frames: list[Any] | FrameList, gate_devices: Any, issuer: DemoIssuer,
+                  voice: Voice) -> tuple[Sentry, Recorder]:  # fmt: skip
     """A sentry whose record path is the daemon's: every event to the recorder, then to the voice."""
     recorder = Recorder()
 
@@ -43,7 +58,8 @@ def voiced_sentry(config: Any, frames: list[Any], gate_devices: Any, issuer: Dem
         return event
 
     verifier = Verifier(config.es1, config.gate, config.device, issuer.trust)
-    sentry = Sentry(config, FrameList(frames), Decoder(config.decoder), verifier, gate_devices, record,
+    source = frames if isinstance(frames, FrameList) else FrameList(frames)
+    sentry = Sentry(config, source, Decoder(config.decoder), verifier, gate_devices, record,
                     presentation_gap_s=0.2)  # fmt: skip
     return sentry, recorder
 
@@ -94,14 +110,18 @@ def test_a_player_stuck_on_a_prompt_never_holds_the_hot_loop(tmp_path: Path, dev
     sink = HeldSink()
     voice = Voice(from_mapping({"device": {"state_dir": str(tmp_path)}}), sink=sink)
     voice.start()
-    sentry, recorder = voiced_sentry(config, [frame_of(c) for c in codes], devices, issuer, voice)
+    # The first code alone until its prompt plays; then the rest while the sink holds it.
+    source = GatedFrames([frame_of(c) for c in codes], allowed=1)
+    sentry, recorder = voiced_sentry(config, source, devices, issuer, voice)
     try:
         with running(sentry):
+            wait_until(lambda: sink.started, timeout=20, what="the first prompt playing")
+            source.allowed = len(codes)
             wait_until(lambda: len(recorder.scans()) == len(codes), timeout=20, what="every decision")
             assert sink.finished == []  # the first prompt is still playing
             assert sentry.stats.decisions == len(codes)
             sink.release.set()
-            wait_until(lambda: len(sink.finished) == 2, what="the latest prompt")
+            wait_until(lambda: len(sink.finished) == 2, timeout=20, what="the latest prompt")
     finally:
         sink.release.set()
         voice.stop()
