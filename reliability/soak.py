@@ -15,6 +15,7 @@ resident memory: objects kept show there, while the C heap's fragmentation shows
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +30,11 @@ PRESS_EVERY_S = 2.5  # staff and exit in turn
 # Often, so that the sentry's memory of answered requests (its last 256, in the state store) is full
 # within the first half of the long form: the second half's slopes then show what is not bounded.
 COMMAND_EVERY_S = 1.0
+# Commands come at random moments (a gap drawn between half and one and a half times the mean, from
+# this seed), as an operator's would: on a fixed beat they would keep one phase against the scene's
+# codes for the whole run, meeting every decision or none, and the latency figures would depend on
+# where that phase fell at start-up.
+COMMAND_SEED = 20261129
 P99_BOUND_MS = 2.0
 
 
@@ -108,6 +114,7 @@ def _drive(
     # A remote pulse is refused while the clock is known to be unsynchronised (the daemon asks the
     # kernel as this does): the answer it must get depends on this machine.
     unsynced = selftest.clock_synchronised() is False
+    rng = random.Random(COMMAND_SEED)
     t0 = time.monotonic()
     next_press, next_command, next_say = t0 + 1.0, t0 + 2.0, t0 + 60.0
     while (now := time.monotonic()) < t0 + duration:
@@ -122,7 +129,7 @@ def _drive(
                 operator.command("pulse-gate", expect="rejected" if unsynced else "ok")
             else:
                 operator.command("selftest", {"parts": ["trust", "outbox"]})
-            next_command += COMMAND_EVERY_S
+            next_command += rng.uniform(0.5, 1.5) * COMMAND_EVERY_S
         if now >= next_say:
             _rig.forget_pin_history(daemon.pins)
             last = sampler.samples[-1] if sampler.samples else _rig.sample()
