@@ -464,7 +464,8 @@ class LogStorage(Storage):
         # format on disk (so a copy is what a restart would read), at about 2.4x copy.deepcopy's
         # speed: TinyDB reads the whole store at every operation, on the link's thread, while the
         # deciding loop waits for the interpreter lock.
-        return _copy(self._tables)
+        tables: dict[str, dict[str, Any]] = _copy(self._tables)
+        return tables
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         ops: list[list[Any]] = []
