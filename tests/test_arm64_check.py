@@ -5,6 +5,7 @@ suite) is on demand and far too slow for a test; README.md ("Architectures") say
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from pathlib import Path
@@ -43,3 +44,15 @@ def test_help_says_it_needs_root_and_where_the_root_is_kept():
     assert "Needs root" in result.stdout
     assert "EDGE_SENTRY_ARM64_ROOT" in result.stdout
     assert "~/.cache/edge-sentry/arm64-root" in result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: as any other user the script asks sudo first")
+def test_a_second_run_on_the_same_root_is_refused_and_touches_nothing(tmp_path):
+    root = tmp_path / "arm64-root"
+    with open(tmp_path / "arm64-root.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a run in progress holds it
+        result = run("--install-only", root=root)
+    assert result.returncode == 1
+    assert "another run is using" in result.stderr
+    assert not root.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arm64-root.lock"]
