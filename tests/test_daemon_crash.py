@@ -19,6 +19,7 @@ from edge_sentry.codes.trust import TrustList
 from edge_sentry.outbox import Outbox
 
 EXE = str(Path(sys.executable).with_name("edge-sentry"))
+LOG_DEADLINE_S = 300.0
 
 
 def busy_config(tmp_path: Path) -> Path:
@@ -43,6 +44,16 @@ def busy_config(tmp_path: Path) -> Path:
     return config
 
 
+def wait_for_logged(lines: list[str], count: int, proc: subprocess.Popen[str]) -> None:
+    """Wait until the daemon has written `count` whole lines (a deadline far beyond any machine's need
+    only stops a daemon that logs nothing from hanging the test)."""
+    deadline = time.monotonic() + LOG_DEADLINE_S
+    while sum(line.endswith("\n") for line in list(lines)) < count:
+        assert proc.poll() is None, f"the daemon exited ({proc.returncode}) before logging {count} events"
+        assert time.monotonic() < deadline, f"fewer than {count} events logged in {LOG_DEADLINE_S}s"
+        time.sleep(0.05)
+
+
 def test_kill_9_during_writes_loses_no_logged_event(tmp_path):
     config = busy_config(tmp_path)
     rng = random.Random(7)
@@ -57,7 +68,10 @@ def test_kill_9_during_writes_loses_no_logged_event(tmp_path):
         lines: list[str] = []
         reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
         reader.start()
-        time.sleep(rng.uniform(1.5, 3.5))
+        # Kill once the daemon has logged a few events, then at a random instant among its next writes:
+        # counted, not timed, as a Pi Zero 2 W or an emulated arm64 logs far fewer in a given time.
+        wait_for_logged(lines, rng.randint(2, 4), proc)
+        time.sleep(rng.uniform(0.0, 0.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         reader.join(10)

@@ -67,7 +67,9 @@ def test_safe_fault_holds_the_relay_in_bounded_stretches_with_rests_until_it_cle
         rig.gate.set_fault("verifier")
         assert rig.relay_on()
         assert rig.gate.state is GateState.FAULT
-        time.sleep(1.05)  # mid-way through the third stretch
+        # Mid-way through the third stretch: waited for, as a slow machine's timers run late.
+        wait_until(lambda: len(rig.stretches()) >= 3, timeout=30.0, what="a third stretch")
+        time.sleep(0.15)
         rig.gate.clear_fault("verifier")
         assert not rig.relay_on()
         time.sleep(0.5)  # and it stays off
