@@ -16,7 +16,8 @@ Run: .venv/bin/python benchmarks/bench_display.py [--decisions N] [--interval-ms
    apart (a busy gate decides a few times a second, not fifty), once back to back: then the pages'
    thread, sending one event while the next is decided, competes with the hot loop for the GIL.
 
-Without Chromium or chromedriver it prints `skipped:` with the package to install and exits 0.
+Without Chromium or chromedriver it prints `skipped:` with the package to install and exits 0; so it does
+under emulation (`EDGE_SENTRY_EMULATED=1`), where no browser is installed.
 """
 
 from __future__ import annotations

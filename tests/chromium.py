@@ -2,8 +2,9 @@
 and benchmarks/bench_display.py use it.
 
 Nothing is downloaded: the driver is named explicitly (so Selenium Manager never looks for one) and
-`SE_OFFLINE` keeps it from trying. `missing()` says which package to install when either is absent;
-the callers skip with that reason, never silently.
+`SE_OFFLINE` keeps it from trying. `missing()` says which package to install when either is absent,
+or that the run is under emulation (provisioning/arm64-check, `EDGE_SENTRY_EMULATED=1`), where no
+browser is installed; the callers skip with that reason, never silently.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ DISPLAY_SIZE = (800, 480)
 
 
 def missing() -> str | None:
-    """Why the browser tests cannot run here (naming the Debian package), or None."""
+    """Why the browser tests cannot run here (naming the Debian package, or emulation), or None."""
+    if os.environ.get("EDGE_SENTRY_EMULATED") == "1":
+        return ("EDGE_SENTRY_EMULATED=1: a browser under emulation is too slow for the pages' waits "
+                "and is not installed in the emulated root; the pages are checked in a browser "
+                "natively")  # fmt: skip
     if not os.access(CHROMIUM, os.X_OK):
         return (f"headless Chromium not found at {CHROMIUM}: install Debian's `chromium` package "
                 "(scripts/setup --dev)")  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -56,3 +57,28 @@ def test_a_second_run_on_the_same_root_is_refused_and_touches_nothing(tmp_path):
     assert "another run is using" in result.stderr
     assert not root.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["arm64-root.lock"]
+
+
+def _setup_packages() -> set[str]:
+    """Every Debian package scripts/setup --dev may install (its `need+=(...)` lines)."""
+    text = (ROOT / "scripts" / "setup").read_text()
+    return {name for group in re.findall(r"need\+=\(([^)]*)\)", text) for name in group.split()}
+
+
+def test_the_root_gets_every_package_the_tests_need_but_the_browser_and_the_pis_own():
+    """What scripts/setup --dev installs for the tests is installed in the arm64 root too, less the
+    browser (its tests skip under emulation) and the Raspberry Pi OS archive's own packages."""
+    listed = re.search(r"^packages=\(([^)]*)\)", SCRIPT.read_text(), re.MULTILINE)
+    assert listed is not None
+    not_in_root = {"chromium", "chromium-driver", "fonts-wqy-microhei", "python3-picamera2", "python3-lgpio"}
+    assert _setup_packages() - not_in_root <= set(listed.group(1).split())
+    assert {"espeak-ng", "alsa-utils"} <= _setup_packages()
+
+
+def test_the_browser_tests_skip_under_emulation_and_say_so(monkeypatch):
+    """No browser is installed in the arm64 root: its tests skip there with that reason, never silently."""
+    import chromium
+
+    monkeypatch.setenv("EDGE_SENTRY_EMULATED", "1")
+    why = chromium.missing()
+    assert why is not None and why.startswith("EDGE_SENTRY_EMULATED=1: a browser under emulation")
